@@ -1,0 +1,61 @@
+"""Sample grids written each validation epoch, as PNG in the run directory and to W&B."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+from torchvision.utils import make_grid, save_image
+
+
+class ImageSamples(Callback):
+    """Grids of samples from a *fixed* latent batch (so epochs compare), and reconstructions.
+
+    Works with any module that has ``sample_latents(n, generator)`` and ``generate(z)``;
+    reconstructions are drawn when it also has ``reconstruct(x)`` (a VAE).
+    Files: ``<run dir>/samples/{samples,reconstructions}_epoch{E:03d}.png``.
+    """
+
+    def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0, folder: str = "samples") -> None:
+        self.num_samples, self.every_n_epochs, self.seed, self.folder = num_samples, every_n_epochs, seed, folder
+        self._latents: torch.Tensor | None = None
+        self._originals: torch.Tensor | None = None
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        gen = torch.Generator().manual_seed(self.seed)
+        self._latents = pl_module.sample_latents(self.num_samples, generator=gen)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._originals is None and batch_idx == 0:
+            # the first validation batch is the same every epoch (no shuffling); take images
+            # spread over it, since datasets may be sorted by class
+            x = batch[0]
+            idx = torch.linspace(0, len(x) - 1, min(self.num_samples // 2, len(x))).long()
+            self._originals = x[idx.to(x.device)].detach().cpu()
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or self._latents is None:
+            return
+        last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
+            return
+        grids = {"samples": pl_module.generate(self._latents).cpu()}
+        if hasattr(pl_module, "reconstruct") and self._originals is not None:
+            recon = pl_module.reconstruct(self._originals).cpu()
+            # rows of originals followed by rows of their reconstructions
+            nrow = 8
+            pairs = [t for i in range(0, len(recon), nrow) for t in (self._originals[i : i + nrow], recon[i : i + nrow])]
+            grids["reconstructions"] = torch.cat(pairs)
+        out = Path(trainer.default_root_dir) / self.folder
+        out.mkdir(parents=True, exist_ok=True)
+        for name, images in grids.items():
+            path = out / f"{name}_epoch{trainer.current_epoch:03d}.png"
+            save_image(make_grid(images.float().clamp(0, 1), nrow=8, padding=2, pad_value=1.0), path)
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_image(key=f"val/{name}", images=[str(path)], step=trainer.global_step,
+                                     caption=[f"epoch {trainer.current_epoch}"])

@@ -1,0 +1,112 @@
+"""The VAE objective: maximise the ELBO (Kingma & Welling 2014).
+
+Metric units: every ``*/elbo``, ``*/recon`` and ``*/kl`` is in nats per example (per image),
+averaged over the examples seen. ``elbo`` is logged as the *negative* ELBO, -E_q[log p(x|z)] + KL,
+the upper bound on -log p(x) that papers and ``pytorch/examples`` report: lower is better.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from pytorch_lightning import LightningModule
+from torch import nn
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class VAE(LightningModule):
+    """Variational autoencoder with a diagonal Gaussian posterior and a standard normal prior.
+
+    Args:
+        encoder: module mapping x to ``(mu, logvar)`` of q(z|x).
+        decoder: module with ``log_prob(x, z)`` and ``mean(z)`` (it owns the likelihood).
+        optimizer: partially applied optimizer, called with the parameters.
+        latent_dim: size of z; must match the nets.
+        beta: weight of the KL term (beta-VAE, Higgins et al. 2017); 1 gives the ELBO.
+        kl_warmup_steps: ramp the KL weight linearly from 0 to ``beta`` over this many steps.
+        scheduler: optional partially applied learning-rate scheduler (stepped per epoch).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        optimizer: OptimizerFactory,
+        latent_dim: int = 32,
+        beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"], logger=False)
+        self.encoder, self.decoder = encoder, decoder
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.latent_dim, self.beta, self.kl_warmup_steps = latent_dim, beta, kl_warmup_steps
+
+    # ----------------------------------------------------------------- the objective
+    def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example ``(log p(x|z), KL(q(z|x) || p(z)))`` with one reparameterised sample."""
+        mu, logvar = self.encoder(x)
+        mu, logvar = mu.float(), logvar.float()
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        log_px = self.decoder.log_prob(x, z)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+        return log_px, kl
+
+    def kl_weight(self) -> float:
+        if self.kl_warmup_steps <= 0:
+            return self.beta
+        return self.beta * min(1.0, self.global_step / self.kl_warmup_steps)
+
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        x = batch[0]
+        log_px, kl = self.elbo_terms(x)
+        recon, kl = -log_px.mean(), kl.mean()
+        on_step = stage == "train"
+        metrics = {f"{stage}/recon": recon, f"{stage}/kl": kl}
+        if on_step:
+            weight = self.kl_weight()
+            loss = recon + weight * kl
+            metrics["train/loss"] = loss
+            if self.kl_warmup_steps > 0:
+                metrics["train/kl_weight"] = torch.tensor(weight)
+        else:
+            loss = recon + kl
+        # train/* are per-step values (local, no sync cost); val/* and test/* are averaged over all
+        # examples of the epoch (batch_size weights them) and reduced across DDP processes
+        common = dict(on_step=on_step, on_epoch=not on_step, batch_size=x.shape[0], sync_dist=not on_step)
+        self.log(f"{stage}/elbo", recon + kl, prog_bar=True, **common)
+        self.log_dict(metrics, **common)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    # ----------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder means for latent codes ``z`` (e.g. prior samples)."""
+        return self.decoder.mean(z.to(self.device))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.encoder(x.to(self.device))
+        return self.decoder.mean(mu)
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}

@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` architectures, per modality, passed into the objectives by config."""

@@ -1,0 +1,106 @@
+"""``python train.py`` / ``genlab-train``: fit and test the experiment the config composes."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.utils.config import CONF_DIR, instantiate_group, to_container
+from genlab.utils.task import format_metrics, run_task
+from genlab.utils.trainer_setup import resolve_trainer_kwargs
+
+log = logging.getLogger("genlab.train")
+
+# Noise that says nothing about the user's run: the CSV logger shares the run folder with
+# Hydra's files on purpose, and Lightning's own use of a deprecated torch pytree API.
+warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def _choices(cfg: DictConfig) -> dict[str, str]:
+    """Hydra's chosen config names (``model=vae`` -> ``{"model": "vae"}``), when run by Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return {k: v for k, v in HydraConfig.get().runtime.choices.items() if isinstance(v, str)}
+    return {"model": cfg.model._target_.rsplit(".", 1)[-1].lower(), "data": str(cfg.data.get("dataset", ""))}
+
+
+def make_loggers(cfg: DictConfig) -> list[Any]:
+    """The ``logger`` group's loggers; the W&B one gets its mode, job type and tags here."""
+    from hydra.utils import instantiate
+
+    from genlab.utils.wandb_setup import prepare_wandb_kwargs
+
+    loggers = []
+    choices = _choices(cfg)
+    for name, node in (cfg.get("logger") or {}).items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        kwargs = OmegaConf.to_container(node, resolve=True)
+        if kwargs["_target_"].endswith("WandbLogger"):
+            kwargs = prepare_wandb_kwargs(
+                kwargs,
+                tags=[choices.get("model"), choices.get("data"), *cfg.get("tags", [])],
+                job_type=choices.get("model"),
+            )
+            if kwargs["mode"] == "disabled":
+                continue
+        loggers.append(instantiate(kwargs))
+    return loggers
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the model on the data, then test the best checkpoint; return the final metrics."""
+    import pytorch_lightning as pl
+    from hydra.utils import get_class, instantiate
+
+    from genlab.callbacks.run_info import RunInfo
+
+    model_cls = get_class(cfg.model._target_)
+    trainer_kwargs = resolve_trainer_kwargs(
+        OmegaConf.to_container(cfg.trainer, resolve=True),
+        find_unused_parameters=getattr(model_cls, "ddp_find_unused_parameters", False),
+    )
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+
+    config = to_container(cfg)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = [*instantiate_group(cfg.get("callbacks")), RunInfo(config)]
+    loggers = make_loggers(cfg)
+    trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(config)
+
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+    if cfg.get("test", True):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""
+        if best:
+            log.info("Testing the best checkpoint: %s", best)
+        else:
+            log.info("No best checkpoint; testing the current weights")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+
+    if trainer.is_global_zero:
+        log.info("Final metrics:\n%s", format_metrics(metrics))
+        log.info("Run directory: %s", trainer.default_root_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run_task(train, cfg)
+
+
+if __name__ == "__main__":
+    main()

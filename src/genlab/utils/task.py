@@ -1,0 +1,54 @@
+"""Running a task function: user errors as one clear message, W&B always finished."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from genlab.utils import wandb_setup
+from genlab.utils.errors import GenlabError
+
+log = logging.getLogger(__name__)
+
+
+def find_user_error(exc: BaseException | None) -> GenlabError | None:
+    """The ``GenlabError`` behind ``exc``, also when Hydra's ``instantiate`` wrapped it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, GenlabError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> float | None:
+    """Run ``task(cfg)``; return the metric named by ``cfg.optimized_metric`` (for sweepers).
+
+    A mistake in the user's input (``GenlabError``) ends the process with its message and exit
+    code 2, no traceback. Whatever happens, the W&B run is finished.
+    """
+    try:
+        metrics = task(cfg)
+    except BaseException as e:
+        wandb_setup.finish(exit_code=1)
+        user_error = find_user_error(e)
+        if user_error is not None:
+            print(f"genlab: error: {user_error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
+    wandb_setup.finish(exit_code=0)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise GenlabError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}.")
+    return metrics[name]
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    width = max((len(k) for k in metrics), default=0)
+    return "\n".join(f"  {k:<{width}}  {v:.4f}" for k, v in sorted(metrics.items()))
