@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 import hydra
@@ -14,11 +13,6 @@ from genlab.utils.task import format_metrics, run_task
 from genlab.utils.trainer_setup import resolve_trainer_kwargs
 
 log = logging.getLogger("genlab.train")
-
-# Noise that says nothing about the user's run: the CSV logger shares the run folder with
-# Hydra's files on purpose, and Lightning's own use of a deprecated torch pytree API.
-warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def _choices(cfg: DictConfig) -> dict[str, str]:

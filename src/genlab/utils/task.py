@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from typing import Any, Callable
 
 from omegaconf import DictConfig
@@ -25,12 +26,20 @@ def find_user_error(exc: BaseException | None) -> GenlabError | None:
     return None
 
 
+def quiet_known_warnings() -> None:
+    """Hide warnings that say nothing about the user's run: the CSV logger shares the run
+    folder with Hydra's files on purpose, and Lightning itself uses a deprecated pytree API."""
+    warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
 def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> float | None:
     """Run ``task(cfg)``; return the metric named by ``cfg.optimized_metric`` (for sweepers).
 
     A mistake in the user's input (``GenlabError``) ends the process with its message and exit
     code 2, no traceback. Whatever happens, the W&B run is finished.
     """
+    quiet_known_warnings()
     try:
         metrics = task(cfg)
     except BaseException as e:

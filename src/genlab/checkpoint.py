@@ -1,0 +1,30 @@
+"""Reading genlab checkpoints: safely (no code runs on load) and with one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genlab.utils.errors import GenlabError
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by ``train.py``; tensors and plain data only (``weights_only``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"ckpt_path={str(path)!r}: no such file. Give the path of a .ckpt under a run's checkpoints/ folder.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a checkpoint, unsafe pickle ...
+        raise GenlabError(f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(e).__name__}: {e}).") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "genlab" not in ckpt:
+        raise GenlabError(f"ckpt_path={str(path)!r} was not written by genlab's train.py (no config inside).")
+    return ckpt
+
+
+def run_dir_of(path: str | Path) -> Path:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/x.ckpt`` -> ``<run>``)."""
+    path = Path(path).resolve()
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent

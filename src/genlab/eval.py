@@ -1,0 +1,62 @@
+"""``python eval.py ckpt_path=...`` / ``genlab-eval``: test a checkpoint, write ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.checkpoint import load_checkpoint, run_dir_of
+from genlab.utils.config import CONF_DIR
+from genlab.utils.errors import GenlabError
+from genlab.utils.task import format_metrics, run_task
+from genlab.utils.trainer_setup import resolve_trainer_kwargs
+
+log = logging.getLogger("genlab.eval")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Rebuild model and data from the checkpoint's own config, load its weights, and test."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    if cfg.split not in ("test", "val"):
+        raise GenlabError(f"split={cfg.split!r} is unknown; choose test or val.")
+    trainer_kwargs = resolve_trainer_kwargs(OmegaConf.to_container(cfg.trainer, resolve=True))
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    run_cfg = OmegaConf.create(ckpt["genlab"]["config"])
+    run_cfg.data = OmegaConf.merge(run_cfg.data, cfg.data)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(run_cfg.data)
+    model = instantiate(run_cfg.model)
+    model.load_state_dict(ckpt["state_dict"])
+    trainer = instantiate(trainer_kwargs)
+    run = trainer.validate if cfg.split == "val" else trainer.test
+    results = run(model, datamodule=datamodule, verbose=False)[0]
+    metrics = {k: float(v) for k, v in results.items()}
+
+    out = run_dir_of(cfg.ckpt_path) / "metrics.json"
+    record = {
+        "checkpoint": str(cfg.ckpt_path),
+        "epoch": ckpt.get("epoch"),
+        "global_step": ckpt.get("global_step"),
+        "split": cfg.split,
+        "data_info": getattr(datamodule, "info", {}),
+        "metrics": metrics,
+    }
+    out.write_text(json.dumps(record, indent=2))
+    log.info("Metrics (%s split) of %s:\n%s", cfg.split, cfg.ckpt_path, format_metrics(metrics))
+    log.info("Written to %s", out)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    return run_task(evaluate, cfg)
+
+
+if __name__ == "__main__":
+    main()
