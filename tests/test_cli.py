@@ -1,0 +1,82 @@
+"""The command line end to end, in subprocesses, as users type it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genlab.utils.config import PROJECT_ROOT
+from wandb_records import summarize
+
+
+def run(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "WANDB_MODE": "disabled", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / script), *args],
+        cwd=PROJECT_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory) -> Path:
+    """One `python train.py debug=fast` with W&B offline; several tests read what it wrote."""
+    out = tmp_path_factory.mktemp("run")
+    proc = run("train.py", "debug=fast", "data.source=bundled", f"hydra.run.dir={out}", env={"WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_train_writes_the_run_folder(fast_run: Path) -> None:
+    assert (fast_run / ".hydra" / "config.yaml").is_file()  # the resolved config is saved
+    assert (fast_run / "checkpoints" / "last.ckpt").is_file()
+    assert (fast_run / "metrics.csv").read_text().count("val/elbo") == 1
+    assert (fast_run / "samples" / "samples_epoch000.png").stat().st_size > 1000
+
+
+def test_wandb_offline_run_holds_config_metrics_and_media(fast_run: Path) -> None:
+    run_files = list((fast_run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 1
+    summary = summarize(run_files[0])
+    config, history = summary["config"], summary["history"]
+    assert config["model"]["_target_"] == "genlab.models.VAE"  # nested, resolved config
+    assert config["model"]["encoder"]["latent_dim"] == 32
+    assert config["data_info"]["sources"]["train"] == "bundled"
+    assert config["data_info"]["sizes"] == {"train": 3600, "val": 400, "test": 1000}
+    assert summary["run"]["job_type"] == "vae" and {"vae", "mnist"} <= set(summary["run"]["tags"])
+    for key in ("train/loss", "train/elbo", "val/elbo", "val/kl", "test/elbo"):
+        assert key in history, sorted(history)
+    assert any(k.startswith("val/samples") for k in history)  # the sample grid as W&B media
+    media = list((run_files[0].parent / "files" / "media" / "images").rglob("*.png"))
+    assert len(media) == 2  # samples and reconstructions
+
+
+def test_eval_reads_the_checkpoint(fast_run: Path) -> None:
+    proc = run("eval.py", f"ckpt_path={fast_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={fast_run}/eval")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((fast_run / "metrics.json").read_text())
+    assert record["split"] == "test" and 0 < record["metrics"]["test/elbo"] < 545
+
+
+def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
+    proc = run("train.py", "model=vae", "trainer.gpus=2", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "trainer.gpus=2 asks for 2 GPUs, but 0 are visible" in proc.stderr
+    assert "trainer.gpus=0" in proc.stderr
+
+
+def test_bad_value_is_one_clear_message(tmp_path: Path) -> None:
+    proc = run("train.py", "debug=fast", "data.source=internet", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "data.source='internet' is unknown" in proc.stderr
+
+
+def test_eval_missing_checkpoint(tmp_path: Path) -> None:
+    proc = run("eval.py", f"ckpt_path={tmp_path}/nope.ckpt", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no such file" in proc.stderr

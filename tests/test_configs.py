@@ -1,0 +1,111 @@
+"""Every config option composes; the keys users type exist; trainer.gpus is translated."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from genlab.utils.config import CONF_DIR
+from genlab.utils.errors import GenlabError
+from genlab.utils.trainer_setup import resolve_trainer_kwargs
+
+GROUPS = ["data", "model", "trainer", "logger", "callbacks", "experiment", "hparams_search", "debug", "paths", "hydra"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_every_group_exists_and_top_configs() -> None:
+    for group in GROUPS:
+        assert options(group), f"conf/{group}/ has no options"
+    assert (CONF_DIR / "train.yaml").is_file() and (CONF_DIR / "eval.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"{g}={o}" for g in GROUPS if g != "hydra" for o in options(g)],
+)
+def test_option_composes(train_config, override: str) -> None:
+    cfg = train_config(override)
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert cfg.model._target_ and cfg.data._target_ and cfg.trainer._target_
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("data", options("data"))
+def test_model_and_data_instantiate(train_config, model: str, data: str) -> None:
+    cfg = train_config(f"model={model}", f"data={data}")
+    module = instantiate(cfg.model)
+    dm = instantiate(cfg.data)
+    assert sum(p.numel() for p in module.parameters()) > 0
+    assert dm.batch_size == cfg.data.batch_size
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_keys_users_type(train_config, model: str) -> None:
+    cfg = train_config(
+        f"model={model}", "model.latent_dim=8", "model.optimizer.lr=3e-4", "data.batch_size=32",
+        "data.root=/tmp/x", "data.source=bundled", "trainer.max_epochs=3", "trainer.precision=bf16-mixed",
+        "trainer.gpus=0", "seed=7", "ckpt_path=/tmp/last.ckpt",
+    )
+    assert cfg.model.encoder.latent_dim == 8 == cfg.model.decoder.latent_dim
+    assert cfg.model.optimizer.lr == 3e-4 and cfg.data.batch_size == 32
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.gpus == 0
+    assert cfg.data.seed == 7 and cfg.ckpt_path == "/tmp/last.ckpt"
+
+
+def test_hparams_search_uses_optuna(train_config) -> None:
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra import compose, initialize_config_dir
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("train", overrides=["hparams_search=vae_optuna"], return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.optimized_metric == "val/elbo" and cfg.hydra.sweeper.direction == "minimize"
+
+
+# ------------------------------------------------------------------ trainer.gpus alias
+def base() -> dict:
+    return {"_target_": "pytorch_lightning.Trainer", "accelerator": "cpu", "devices": 1, "strategy": "auto"}
+
+
+def test_gpus_none_is_plain_lightning() -> None:
+    kw = resolve_trainer_kwargs({**base(), "gpus": None, "devices": 3, "strategy": "ddp_spawn"})
+    assert kw == {**base(), "devices": 3, "strategy": "ddp_spawn"}
+
+
+def test_gpus_zero_is_cpu() -> None:
+    kw = resolve_trainer_kwargs({**base(), "gpus": 0, "accelerator": "gpu"})
+    assert kw["accelerator"] == "cpu" and "gpus" not in kw
+
+
+def test_gpus_n_translates_to_ddp() -> None:
+    kw = resolve_trainer_kwargs({**base(), "gpus": 2}, count_gpus=lambda: 4)
+    assert (kw["accelerator"], kw["devices"], kw["strategy"]) == ("gpu", 2, "ddp")
+    kw = resolve_trainer_kwargs({**base(), "gpus": 2}, count_gpus=lambda: 2, find_unused_parameters=True)
+    assert kw["strategy"] == "ddp_find_unused_parameters_true"
+    kw = resolve_trainer_kwargs({**base(), "gpus": 1}, count_gpus=lambda: 1)
+    assert (kw["accelerator"], kw["devices"], kw["strategy"]) == ("gpu", 1, "auto")
+
+
+def test_explicit_strategy_is_kept() -> None:
+    kw = resolve_trainer_kwargs({**base(), "gpus": 2, "strategy": "ddp_spawn"}, count_gpus=lambda: 2)
+    assert kw["strategy"] == "ddp_spawn"
+
+
+def test_too_few_gpus_is_a_clear_error() -> None:
+    with pytest.raises(GenlabError) as e:
+        resolve_trainer_kwargs({**base(), "gpus": 2}, count_gpus=lambda: 0)
+    msg = str(e.value)
+    assert "trainer.gpus=2" in msg and "2 GPUs" in msg and "0 are visible" in msg and "trainer.gpus=0" in msg
+    with pytest.raises(GenlabError, match="at most trainer.gpus=1"):
+        resolve_trainer_kwargs({**base(), "gpus": 2}, count_gpus=lambda: 1)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "two", True])
+def test_bad_gpus_value(bad) -> None:
+    with pytest.raises(GenlabError, match="trainer.gpus must be"):
+        resolve_trainer_kwargs({**base(), "gpus": bad})

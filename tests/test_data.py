@@ -1,0 +1,170 @@
+"""MNISTDataModule: shapes, ranges and split sizes from every source."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_DATA, needs_shared_data
+from genlab.data import MNISTDataModule
+from genlab.utils.errors import GenlabError
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = header + array.astype(np.uint8).tobytes()
+    if gz:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+def make_local(root: Path, folder: str, split: str, n: int, seed: int = 0, gz: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+    prefix = "train" if split == "train" else "t10k"
+    write_idx(root / folder / "raw" / f"{prefix}-images-idx3-ubyte", images, gz)
+    write_idx(root / folder / "raw" / f"{prefix}-labels-idx1-ubyte", labels, gz)
+    return images, labels
+
+
+def batches(dm: MNISTDataModule, stage: str):
+    loader = getattr(dm, f"{stage}_dataloader")()
+    return [dm.on_after_batch_transfer(b, 0) for b in loader]
+
+
+def image_set(x: torch.Tensor) -> set[bytes]:
+    return {bytes(row) for row in x.reshape(len(x), -1).to(torch.uint8).numpy()}
+
+
+def test_bundled_shapes_ranges_and_sizes(tmp_path: Path) -> None:
+    dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=64, eval_batch_size=500, seed=1)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.info["sizes"] == {"train": 3600, "val": 400, "test": 1000}
+    assert dm.info["sources"] == {"train": "bundled", "val": "bundled", "test": "bundled"}
+    x, y = batches(dm, "train")[0]
+    assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (64,)
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.9  # real digits reach full ink
+    assert sum(len(b[1]) for b in batches(dm, "val")) == 400
+    # the bundled test set is class-balanced and disjoint from train and val
+    test_y = dm.test_dataloader().dataset.labels
+    assert torch.bincount(test_y, minlength=10).tolist() == [100] * 10
+    train, val, test = (image_set(dm._splits[s].images) for s in ("train", "val", "test"))
+    assert not (train & val) and not (train & test) and not (val & test)
+
+
+def test_validation_split_is_deterministic_under_seed(tmp_path: Path) -> None:
+    def val_labels(seed: int) -> torch.Tensor:
+        dm = MNISTDataModule(root=str(tmp_path), source="bundled", seed=seed)
+        dm.setup()
+        return dm._splits["val"].images, dm._splits["test"].images
+
+    a_val, a_test = val_labels(3)
+    b_val, b_test = val_labels(3)
+    c_val, c_test = val_labels(4)
+    assert torch.equal(a_val, b_val) and not torch.equal(a_val, c_val)
+    assert torch.equal(a_test, c_test)  # the test set never depends on the seed
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_local_files(tmp_path: Path, gz: bool) -> None:
+    images, labels = make_local(tmp_path, "FashionMNIST", "train", 300, gz=gz)
+    make_local(tmp_path, "FashionMNIST", "test", 50, seed=1, gz=gz)
+    dm = MNISTDataModule(dataset="fashion_mnist", root=str(tmp_path), source="local", val_size=100, batch_size=32)
+    dm.setup()
+    assert dm.info["sizes"] == {"train": 200, "val": 100, "test": 50}
+    all_train = torch.cat([dm._splits["train"].images, dm._splits["val"].images]).squeeze(1)
+    assert image_set(all_train) == image_set(torch.from_numpy(images))
+    x, _ = batches(dm, "train")[0]
+    assert x.shape == (32, 1, 28, 28)
+    expected = {bytes(r) for r in images.reshape(300, -1)}
+    assert image_set((x * 255).round()) <= expected  # pixels arrive unchanged, scaled to [0, 1]
+
+
+def test_auto_resolves_each_split(tmp_path: Path, offline, caplog) -> None:
+    make_local(tmp_path, "MNIST", "test", 80)  # only the test split is local
+    dm = MNISTDataModule(root=str(tmp_path), source="auto", val_size=0.1)
+    with caplog.at_level("WARNING"):
+        dm.prepare_data()
+        dm.setup()
+    assert dm.info["sources"] == {"train": "bundled", "val": "bundled", "test": "local"}
+    assert dm.info["sizes"] == {"train": 4500, "val": 500, "test": 80}  # all 5,000 bundled for training
+    assert "bundled" in caplog.text and "train split" in caplog.text and "test split" not in caplog.text
+
+
+def test_auto_offline_without_files_uses_bundled_for_both(tmp_path: Path, offline) -> None:
+    dm = MNISTDataModule(root=str(tmp_path))
+    dm.setup()
+    assert dm.info["sources"]["test"] == "bundled" and dm.info["sizes"]["test"] == 1000
+
+
+def test_local_and_download_never_fall_back(tmp_path: Path, offline) -> None:
+    with pytest.raises(GenlabError, match=r"MNIST train split not found: missing .*train-images-idx3-ubyte"):
+        MNISTDataModule(root=str(tmp_path), source="local").setup()
+    with pytest.raises(GenlabError, match="no network"):
+        MNISTDataModule(root=str(tmp_path), source="download").setup()
+    with pytest.raises(GenlabError, match="no network"):  # no bundled Fashion-MNIST
+        MNISTDataModule(dataset="fashion_mnist", root=str(tmp_path), source="auto").setup()
+
+
+def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(GenlabError, match="data.source='web'"):
+        MNISTDataModule(source="web")
+    with pytest.raises(GenlabError, match="MNIST only"):
+        MNISTDataModule(dataset="fashion_mnist", source="bundled")
+    with pytest.raises(GenlabError, match="data.dataset='cifar'"):
+        MNISTDataModule(dataset="cifar")
+    with pytest.raises(GenlabError, match="val_size"):
+        MNISTDataModule(val_size=1.5)
+
+
+def test_corrupt_idx_file_is_named(tmp_path: Path) -> None:
+    make_local(tmp_path, "MNIST", "train", 20)
+    make_local(tmp_path, "MNIST", "test", 20)
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(GenlabError, match=r"train-images-idx3-ubyte is truncated"):
+        MNISTDataModule(root=str(tmp_path), source="local", val_size=5).setup()
+
+
+def test_binarization(tmp_path: Path) -> None:
+    dm = MNISTDataModule(root=str(tmp_path), source="bundled", binarize=True, batch_size=256)
+    dm.setup()
+
+    class FakeTrainer:
+        training = True
+
+    dm.trainer = FakeTrainer()
+    x, _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert set(x.unique().tolist()) == {0.0, 1.0}
+    val = dm._splits["val"].images
+    assert set(val.unique().tolist()) == {0, 255}  # fixed binarization of val/test
+    dm2 = MNISTDataModule(root=str(tmp_path), source="bundled", binarize=True)
+    dm2.setup()
+    assert torch.equal(val, dm2._splits["val"].images)
+
+
+@needs_shared_data
+def test_reference_fashion_mnist() -> None:
+    dm = MNISTDataModule(dataset="fashion_mnist", root=str(SHARED_DATA), source="local", batch_size=128)
+    dm.setup()
+    assert dm.info["sizes"] == {"train": 54000, "val": 6000, "test": 10000}
+    x, y = batches(dm, "test")[0]
+    assert x.shape == (128, 1, 28, 28) and 0 <= x.min() and x.max() <= 1 and y.max() <= 9
+
+
+@needs_shared_data
+def test_reference_mnist_test_split_with_bundled_train(offline) -> None:
+    dm = MNISTDataModule(dataset="mnist", root=str(SHARED_DATA), source="auto")
+    dm.prepare_data()
+    dm.setup()
+    assert dm.info["sources"] == {"train": "bundled", "val": "bundled", "test": "local"}
+    assert dm.info["sizes"] == {"train": 4500, "val": 500, "test": 10000}
