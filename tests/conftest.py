@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterable
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from genlab.utils.config import CONF_DIR, PROJECT_ROOT
+from genlab.utils.config import PROJECT_ROOT, compose_config
 from genlab.utils.errors import GenlabError
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (wandb_records)
@@ -39,19 +35,6 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
         raise GenlabError(f"downloading {dataset} failed (no network in tests)")
 
     monkeypatch.setattr("genlab.data.image_sources.download", fail)
-
-
-def compose_config(name: str, overrides: Iterable[str], output_dir: Path) -> DictConfig:
-    """Compose ``conf/<name>.yaml`` as Hydra would, writing into ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.paths.log_dir = str(output_dir)
-        del cfg.hydra
-    return cfg
 
 
 @pytest.fixture

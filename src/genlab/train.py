@@ -66,7 +66,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     config = to_container(cfg)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    callbacks = [*instantiate_group(cfg.get("callbacks")), RunInfo(config)]
+    run_info = RunInfo(config)
+    callbacks = [*instantiate_group(cfg.get("callbacks")), run_info]
     loggers = make_loggers(cfg)
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
@@ -75,6 +76,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    metrics.update(run_info.timings)
 
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""

@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from pytorch_lightning import LightningModule
 from torch import nn
+
+from genlab.models.base import GenerativeModule
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
-class VAE(LightningModule):
+class VAE(GenerativeModule):
     """Variational autoencoder with a diagonal Gaussian posterior and a standard normal prior.
 
     Args:
@@ -64,22 +65,23 @@ class VAE(LightningModule):
         x = batch[0]
         log_px, kl = self.elbo_terms(x)
         recon, kl = -log_px.mean(), kl.mean()
-        on_step = stage == "train"
-        metrics = {f"{stage}/recon": recon, f"{stage}/kl": kl}
-        if on_step:
+        elbo = recon + kl
+        if stage == "train":
             weight = self.kl_weight()
             loss = recon + weight * kl
-            metrics["train/loss"] = loss
+            metrics = {"train/loss": loss, "train/elbo": elbo, "train/recon": recon, "train/kl": kl}
             if self.kl_warmup_steps > 0:
-                metrics["train/kl_weight"] = torch.tensor(weight)
-        else:
-            loss = recon + kl
-        # train/* are per-step values (local, no sync cost); val/* and test/* are averaged over all
-        # examples of the epoch (batch_size weights them) and reduced across DDP processes
-        common = dict(on_step=on_step, on_epoch=not on_step, batch_size=x.shape[0], sync_dist=not on_step)
-        self.log(f"{stage}/elbo", recon + kl, prog_bar=True, **common)
-        self.log_dict(metrics, **common)
-        return loss
+                metrics["train/kl_weight"] = weight
+            self.log_train_step({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()},
+                                batch_size=x.shape[0], prog_bar=("train/elbo",))
+            return loss
+        # val/* and test/* are averaged over all examples of the epoch (batch_size weights the
+        # batches) and reduced across DDP processes once at its end
+        metrics = {f"{stage}/elbo": elbo, f"{stage}/recon": recon, f"{stage}/kl": kl}
+        for name, value in metrics.items():
+            self.log(name, value, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True,
+                     prog_bar=name == f"{stage}/elbo")
+        return elbo
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
