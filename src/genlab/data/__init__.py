@@ -1,0 +1,5 @@
+"""LightningDataModules: images (MNIST, Fashion-MNIST)."""
+
+from genlab.data.mnist import MNISTDataModule
+
+__all__ = ["MNISTDataModule"]

