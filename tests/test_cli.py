@@ -80,3 +80,16 @@ def test_eval_missing_checkpoint(tmp_path: Path) -> None:
     proc = run("eval.py", f"ckpt_path={tmp_path}/nope.ckpt", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no such file" in proc.stderr
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_writes_one_run(tmp_path: Path) -> None:
+    """Lightning re-launches the command for rank 1; it must land in the same run folder."""
+    proc = run("train.py", "trainer=ddp_cpu", "debug=fast", "data.source=bundled",
+               env={"GENLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MEMBER: 2/2" in proc.stdout + proc.stderr
+    runs = list((tmp_path / "outputs" / "debug" / "runs").iterdir())
+    assert len(runs) == 1
+    assert len(list((runs[0] / "wandb").glob("offline-run-*"))) == 1
+    assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
