@@ -83,9 +83,19 @@ def test_eval_missing_checkpoint(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_writes_one_run(tmp_path: Path) -> None:
-    """Lightning re-launches the command for rank 1; it must land in the same run folder."""
-    proc = run("train.py", "trainer=ddp_cpu", "debug=fast", "data.source=bundled",
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=vae", "trainer=ddp_cpu"],
+        ["model=gan", "trainer=ddp_cpu"],
+        ["model=dcgan", "trainer.strategy=ddp", "trainer.devices=2"],  # by hand, as in Lightning
+    ],
+    ids=["vae-ddp_cpu", "gan-ddp_cpu", "dcgan-strategy_ddp"],
+)
+def test_ddp_on_two_cpu_processes_writes_one_run(tmp_path: Path, overrides: list[str]) -> None:
+    """Lightning re-launches the command for rank 1; it must land in the same run folder.
+    GANs need DDP to expect unused parameters (each step leaves one net without gradients)."""
+    proc = run("train.py", *overrides, "debug=fast", "data.source=bundled",
                env={"GENLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MEMBER: 2/2" in proc.stdout + proc.stderr

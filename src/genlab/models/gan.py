@@ -1,0 +1,182 @@
+"""The GAN objective under manual optimization: two optimizers, alternating steps.
+
+Per batch: ``n_critic`` discriminator steps on detached fakes, then one generator step. Each step
+toggles its optimizer, so the generator step never changes discriminator weights and the
+discriminator step never changes generator weights.
+
+Counting: Lightning's ``trainer.global_step`` advances once per optimizer step, i.e.
+``n_critic + 1`` times per batch here, so ``trainer.max_steps`` counts optimizer steps, not
+batches. genlab's own ``batches_seen`` counts batches and drives logging of the schedule.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from genlab.models import gan_losses
+from genlab.models.base import GenerativeModule
+from genlab.utils.errors import GenlabError
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class GAN(GenerativeModule):
+    """Generative adversarial network (Goodfellow et al. 2014) on images in [0, 1].
+
+    Args:
+        generator: maps ``z [B, latent_dim]`` to images in [-1, 1] (tanh).
+        discriminator: maps images in [-1, 1] to one logit per image.
+        optimizer_g, optimizer_d: partially applied optimizers.
+        latent_dim: size of the noise z ~ N(0, I).
+        loss: ``nonsaturating`` | ``hinge`` | ``wgan-gp``.
+        n_critic: discriminator steps per generator step.
+        gp_weight: weight of the gradient penalty (``wgan-gp`` only).
+        label_smoothing: one-sided: real targets become ``1 - label_smoothing`` (``nonsaturating``).
+        grad_clip: clip each net's gradient norm to this value (true, unscaled gradients).
+        ema_decay: keep an exponential moving average of the generator for sampling (e.g. 0.999).
+        scheduler_g, scheduler_d: optional partially applied LR schedulers, stepped every epoch.
+    """
+
+    # each of the two steps leaves one net without gradients: DDP must expect that
+    ddp_find_unused_parameters = True
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer_g: OptimizerFactory,
+        optimizer_d: OptimizerFactory,
+        latent_dim: int = 100,
+        loss: str = "nonsaturating",
+        n_critic: int = 1,
+        gp_weight: float = 10.0,
+        label_smoothing: float = 0.0,
+        grad_clip: float | None = None,
+        ema_decay: float | None = None,
+        scheduler_g: Callable[..., Any] | None = None,
+        scheduler_d: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=["generator", "discriminator", "optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d"],
+            logger=False,
+        )
+        self.automatic_optimization = False
+        if n_critic < 1:
+            raise GenlabError(f"model.n_critic must be at least 1, got {n_critic}.")
+        if not 0.0 <= label_smoothing < 0.5:
+            raise GenlabError(f"model.label_smoothing must be in [0, 0.5), got {label_smoothing}.")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise GenlabError(f"model.ema_decay must be in (0, 1) or null, got {ema_decay}.")
+        self.generator, self.discriminator = generator, discriminator
+        self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self.scheduler_g, self.scheduler_d = scheduler_g, scheduler_d
+        self.latent_dim, self.loss_name = latent_dim, gan_losses.check_loss(loss)
+        self.n_critic, self.gp_weight, self.label_smoothing = n_critic, gp_weight, label_smoothing
+        self.grad_clip = grad_clip
+        self.ema: AveragedModel | None = None
+        if ema_decay is not None:
+            self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            self.ema.requires_grad_(False)
+        self.batches_seen = 0  # genlab's own counter (global_step counts optimizer steps)
+
+    # ----------------------------------------------------------------- training
+    def _fake(self, n: int) -> torch.Tensor:
+        return self.generator(torch.randn(n, self.latent_dim, device=self.device))
+
+    def _step(self, optimizer: Any, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()  # gradients are clipped in on_before_optimizer_step, after unscaling
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        real = batch[0] * 2.0 - 1.0  # data in [0, 1] -> the generator's tanh range
+        opt_g, opt_d = self.optimizers()
+        n = real.shape[0]
+
+        # One generator forward serves the first discriminator step (detached) and the generator
+        # step: the generator's weights do not change in between.
+        fake = self._fake(n)
+        for i in range(self.n_critic):
+            fake_d = fake.detach() if i == 0 else self._fake(n).detach()
+            # toggled: only the discriminator's parameters require gradients in this step
+            with self.toggled_optimizer(opt_d):
+                d_real, d_fake = self.discriminator(real), self.discriminator(fake_d)
+                d_loss = gan_losses.d_loss(self.loss_name, d_real, d_fake, real_label=1.0 - self.label_smoothing)
+                if self.loss_name == "wgan-gp":
+                    gp = gan_losses.gradient_penalty(self.discriminator, real, fake_d)
+                    d_loss = d_loss + self.gp_weight * gp
+                self._step(opt_d, d_loss)
+
+        with self.toggled_optimizer(opt_g):  # the discriminator is frozen for this step
+            g_loss = gan_losses.g_loss(self.loss_name, self.discriminator(fake))
+            self._step(opt_g, g_loss)
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
+        self.batches_seen += 1
+
+        metrics = {
+            "train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach(),
+            "train/d_real": gan_losses.mean_output(self.loss_name, d_real),
+            "train/d_fake": gan_losses.mean_output(self.loss_name, d_fake),
+        }
+        if self.loss_name == "wgan-gp":
+            metrics["train/gp"] = gp.detach()
+        self.log_train_step(metrics, batch_size=n, prog_bar=("train/d_loss", "train/g_loss"))
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning calls this after the AMP grad scaler has unscaled the gradients, so the
+        # threshold applies to the true gradients under 16-mixed too.
+        if self.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+
+    def on_train_epoch_end(self) -> None:
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+
+    # ----------------------------------------------------------------- evaluation
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        real = batch[0] * 2.0 - 1.0
+        d_real = self.discriminator(real)
+        d_fake = self.discriminator(self.sampler(torch.randn(real.shape[0], self.latent_dim, device=self.device)))
+        for name, logits in (("d_real", d_real), ("d_fake", d_fake)):
+            self.log(f"{stage}/{name}", gan_losses.mean_output(self.loss_name, logits), on_epoch=True,
+                     batch_size=real.shape[0], sync_dist=True)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    # ----------------------------------------------------------------- sampling
+    @property
+    def sampler(self) -> nn.Module:
+        """The net that draws samples: the EMA generator when there is one."""
+        return self.ema.module if self.ema is not None else self.generator
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] for noise ``z``."""
+        return (self.sampler(z.to(self.device)).float() + 1.0) / 2.0
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    # ----------------------------------------------------------------- optimisation and state
+    def configure_optimizers(self) -> Any:
+        opt_g = self.optimizer_g(params=self.generator.parameters())
+        opt_d = self.optimizer_d(params=self.discriminator.parameters())
+        schedulers = [f(optimizer=o) for f, o in ((self.scheduler_g, opt_g), (self.scheduler_d, opt_d)) if f is not None]
+        return [opt_g, opt_d], schedulers
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["gan_batches_seen"] = self.batches_seen
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.batches_seen = int(checkpoint.get("gan_batches_seen", 0))

@@ -1,0 +1,61 @@
+"""The adversarial games, as (discriminator loss, generator loss) pairs on raw logits."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab.utils.errors import GenlabError
+
+LOSSES = ("nonsaturating", "hinge", "wgan-gp")
+
+
+def check_loss(name: str) -> str:
+    if name not in LOSSES:
+        raise GenlabError(f"model.loss={name!r} is unknown; choose one of {', '.join(LOSSES)}.")
+    return name
+
+
+def d_loss(name: str, real: torch.Tensor, fake: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
+    """Discriminator loss from its logits on real and (detached) fake images.
+
+    ``nonsaturating``: the BCE game of Goodfellow et al. 2014, from logits (autocast-safe);
+    ``real_label`` < 1 is one-sided label smoothing. ``hinge``: Lim & Ye 2017 / Miyato et al. 2018.
+    ``wgan-gp``: the critic's Wasserstein estimate (add ``gradient_penalty``).
+    """
+    real, fake = real.float(), fake.float()
+    if name == "nonsaturating":
+        return (F.binary_cross_entropy_with_logits(real, torch.full_like(real, real_label))
+                + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    if name == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    return fake.mean() - real.mean()
+
+
+def g_loss(name: str, fake: torch.Tensor) -> torch.Tensor:
+    """Generator loss from the discriminator's logits on fresh fakes."""
+    fake = fake.float()
+    if name == "nonsaturating":
+        return F.softplus(-fake).mean()  # = BCE(D(G(z)), 1): maximise log D(G(z))
+    return -fake.mean()
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Gulrajani et al. 2017: E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates.
+
+    Computed in float32 with autocast off: the input gradient of a half-precision forward
+    underflows easily.
+    """
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+    x_hat = (eps * real.float() + (1 - eps) * fake.float()).requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        out = critic(x_hat)
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def mean_output(name: str, logits: torch.Tensor) -> torch.Tensor:
+    """What ``d_real``/``d_fake`` report: mean probability for the BCE game, mean score otherwise."""
+    logits = logits.detach().float()
+    return torch.sigmoid(logits).mean() if name == "nonsaturating" else logits.mean()
