@@ -50,7 +50,8 @@ def test_keys_users_type(train_config, model: str) -> None:
         "data.root=/tmp/x", "data.source=bundled", "trainer.max_epochs=3", "trainer.precision=bf16-mixed",
         "trainer.gpus=0", "seed=7", "ckpt_path=/tmp/last.ckpt",
     )
-    assert cfg.model.encoder.latent_dim == 8 == cfg.model.decoder.latent_dim
+    nets = [cfg.model.encoder, cfg.model.decoder] if "encoder" in cfg.model else [cfg.model.generator]
+    assert all(net.latent_dim == 8 for net in nets)
     assert cfg.model.optimizer.lr == 3e-4 and cfg.data.batch_size == 32
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.gpus == 0
     assert cfg.data.seed == 7 and cfg.ckpt_path == "/tmp/last.ckpt"

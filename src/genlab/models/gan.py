@@ -30,7 +30,9 @@ class GAN(GenerativeModule):
     Args:
         generator: maps ``z [B, latent_dim]`` to images in [-1, 1] (tanh).
         discriminator: maps images in [-1, 1] to one logit per image.
-        optimizer_g, optimizer_d: partially applied optimizers.
+        optimizer: partially applied optimizer for both nets (``model.optimizer.lr`` sets both).
+        optimizer_g, optimizer_d: per-net optimizers that replace ``optimizer`` for one net
+            (e.g. a two-timescale rule with a faster discriminator).
         latent_dim: size of the noise z ~ N(0, I).
         loss: ``nonsaturating`` | ``hinge`` | ``wgan-gp``.
         n_critic: discriminator steps per generator step.
@@ -48,8 +50,9 @@ class GAN(GenerativeModule):
         self,
         generator: nn.Module,
         discriminator: nn.Module,
-        optimizer_g: OptimizerFactory,
-        optimizer_d: OptimizerFactory,
+        optimizer: OptimizerFactory,
+        optimizer_g: OptimizerFactory | None = None,
+        optimizer_d: OptimizerFactory | None = None,
         latent_dim: int = 100,
         loss: str = "nonsaturating",
         n_critic: int = 1,
@@ -62,7 +65,7 @@ class GAN(GenerativeModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
-            ignore=["generator", "discriminator", "optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d"],
+            ignore=["generator", "discriminator", "optimizer", "optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d"],
             logger=False,
         )
         self.automatic_optimization = False
@@ -73,7 +76,7 @@ class GAN(GenerativeModule):
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise GenlabError(f"model.ema_decay must be in (0, 1) or null, got {ema_decay}.")
         self.generator, self.discriminator = generator, discriminator
-        self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self.optimizer_g, self.optimizer_d = optimizer_g or optimizer, optimizer_d or optimizer
         self.scheduler_g, self.scheduler_d = scheduler_g, scheduler_d
         self.latent_dim, self.loss_name = latent_dim, gan_losses.check_loss(loss)
         self.n_critic, self.gp_weight, self.label_smoothing = n_critic, gp_weight, label_smoothing
