@@ -129,3 +129,40 @@ def test_training_learns_image_statistics(train_config, tmp_path: Path) -> None:
     assert mid_grey(after) < 0.5, mid_grey(after)  # the data: ~0.09
     assert abs(after.mean().item() - real.mean().item()) < 0.08
     assert metrics["val/d_real"] - metrics["val/d_fake"] > 0.05
+
+
+def test_grad_clip_applies_to_unscaled_gradients_under_16_mixed(train_config, tmp_path: Path) -> None:
+    """With a grad scaler (as under 16-mixed on GPU; here fp16 autocast on CPU), each net's
+    gradient norm after the step is the clip value itself, not the clip value divided by the
+    loss scale: clipping happened after unscaling."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    clip = 1e-3  # far below the true gradient norms, so clipping always acts
+    model = instantiate(train_config("model=gan", f"model.grad_clip={clip}").model)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**14)
+    norms: dict[str, float] = {}
+
+    class GradNorms(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            for net in ("generator", "discriminator"):
+                grads = [p.grad for p in getattr(pl_module, net).parameters() if p.grad is not None]
+                norms[net] = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
+
+    trainer = Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      plugins=[MixedPrecision("16-mixed", device="cpu", scaler=scaler)], callbacks=[GradNorms()])
+    trainer.fit(model, datamodule=tiny_data(tmp_path))
+    assert scaler.get_scale() >= 2.0**13  # the scaler was in use (and found finite gradients)
+    for net, norm in norms.items():
+        assert norm == pytest.approx(clip, rel=1e-2), (net, norm)
+
+
+def test_schedulers_are_stepped_by_the_module_and_saved(train_config, tmp_path: Path) -> None:
+    step_lr = "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"
+    cfg = train_config("model=gan", f"model.scheduler_g={step_lr}", f"model.scheduler_d={step_lr}",
+                       "data.source=bundled", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
+                       "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "logger=csv", "test=false")
+    train(cfg)
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert [s["last_epoch"] for s in state["lr_schedulers"]] == [2, 2]
+    assert [g["lr"] for o in state["optimizer_states"] for g in o["param_groups"]] == pytest.approx([5e-5, 5e-5])
