@@ -62,6 +62,23 @@ def test_eval_reads_the_checkpoint(fast_run: Path) -> None:
     assert record["split"] == "test" and 0 < record["metrics"]["test/elbo"] < 545
 
 
+def test_generate_from_the_checkpoint_alone(fast_run: Path, tmp_path: Path) -> None:
+    import torch
+
+    ckpt = fast_run / "checkpoints" / "last.ckpt"
+    empty_root = {"GENLAB_ROOT": str(tmp_path)}  # no data folder anywhere near
+    proc = run("generate.py", f"ckpt_path={ckpt}", "num_samples=16", "save_tensor=true",
+               f"hydra.run.dir={tmp_path}/gen1", env=empty_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    images = torch.load(fast_run / "generated" / "samples_16.pt", weights_only=True)
+    assert images.shape == (16, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    assert (fast_run / "generated" / "samples_16.png").stat().st_size > 500
+    proc = run("generate.py", f"ckpt_path={ckpt}", "mode=interpolate", "num_samples=3", "steps=7",
+               f"out={tmp_path}/interp.png", f"hydra.run.dir={tmp_path}/gen2", env=empty_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "interp.png").is_file()
+
+
 def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
     proc = run("train.py", "model=vae", "trainer.gpus=2", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2

@@ -85,3 +85,23 @@ def test_checkpoint_resumes(train_config, tmp_path: Path) -> None:
     assert adam_steps == {30}
     rows = read_csv(tmp_path / "metrics.csv")
     assert sorted({int(r["epoch"]) for r in rows if r.get("val/elbo")}) == [1, 2]
+
+
+def test_iwae_nll_is_below_negative_elbo_and_tightens_with_k(train_config) -> None:
+    torch.manual_seed(0)
+    model = instantiate(train_config("model=vae").model)
+    dm = MNISTDataModule(root="unused", source="bundled")
+    dm.setup()
+    x = dm._splits["test"].images[:500].float() / 255
+    with torch.no_grad():
+        log_px, kl = model.elbo_terms(x)
+        neg_elbo = (kl - log_px).mean().item()
+        nll = {k: model.iwae_nll(x, k, chunk=100).mean().item() for k in (1, 20, 400)}
+    assert nll[1] == pytest.approx(neg_elbo, abs=1.0)  # k = 1 is the ELBO (one sample)
+    assert nll[400] < nll[20] < nll[1]
+    assert nll[400] < neg_elbo
+
+
+def test_test_nll_is_logged(train_config) -> None:
+    metrics = train(train_config("debug=fast", "data.source=bundled", "logger=csv", "model.nll_samples=10"))
+    assert 0 < metrics["test/nll"] <= metrics["test/elbo"] + 1.0

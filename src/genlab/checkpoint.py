@@ -28,3 +28,15 @@ def run_dir_of(path: str | Path) -> Path:
     """The run folder a checkpoint belongs to (``<run>/checkpoints/x.ckpt`` -> ``<run>``)."""
     path = Path(path).resolve()
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Rebuild a trained model from a checkpoint alone: ``(model in eval mode, run config, checkpoint)``."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    ckpt = load_checkpoint(path)
+    run_cfg = OmegaConf.create(ckpt["genlab"]["config"])
+    model = instantiate(run_cfg.model)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), run_cfg, ckpt

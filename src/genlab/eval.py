@@ -8,7 +8,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.checkpoint import load_checkpoint, run_dir_of
+from genlab.checkpoint import model_from_checkpoint, run_dir_of
 from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
@@ -25,14 +25,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.split not in ("test", "val"):
         raise GenlabError(f"split={cfg.split!r} is unknown; choose test or val.")
     trainer_kwargs = resolve_trainer_kwargs(OmegaConf.to_container(cfg.trainer, resolve=True))
-    ckpt = load_checkpoint(cfg.ckpt_path)
-    run_cfg = OmegaConf.create(ckpt["genlab"]["config"])
-    run_cfg.data = OmegaConf.merge(run_cfg.data, cfg.data)
+    model, run_cfg, ckpt = model_from_checkpoint(cfg.ckpt_path)
+    if cfg.get("nll_samples") is not None and hasattr(model, "nll_samples"):
+        model.nll_samples = cfg.nll_samples
     pl.seed_everything(cfg.seed, workers=True)
-
-    datamodule = instantiate(run_cfg.data)
-    model = instantiate(run_cfg.model)
-    model.load_state_dict(ckpt["state_dict"])
+    datamodule = instantiate(OmegaConf.merge(run_cfg.data, cfg.data))
     trainer = instantiate(trainer_kwargs)
     run = trainer.validate if cfg.split == "val" else trainer.test
     results = run(model, datamodule=datamodule, verbose=False)[0]

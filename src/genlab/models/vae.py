@@ -7,6 +7,7 @@ the upper bound on -log p(x) that papers and ``pytorch/examples`` report: lower 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -28,6 +29,8 @@ class VAE(GenerativeModule):
         beta: weight of the KL term (beta-VAE, Higgins et al. 2017); 1 gives the ELBO.
         kl_warmup_steps: ramp the KL weight linearly from 0 to ``beta`` over this many steps.
         scheduler: optional partially applied learning-rate scheduler (stepped per epoch).
+        nll_samples: importance samples per test image for ``test/nll`` (0 turns it off); papers
+            report k = 5000, e.g. ``python eval.py ckpt_path=... nll_samples=5000``.
     """
 
     def __init__(
@@ -39,12 +42,14 @@ class VAE(GenerativeModule):
         beta: float = 1.0,
         kl_warmup_steps: int = 0,
         scheduler: Callable[..., Any] | None = None,
+        nll_samples: int = 100,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"], logger=False)
         self.encoder, self.decoder = encoder, decoder
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.latent_dim, self.beta, self.kl_warmup_steps = latent_dim, beta, kl_warmup_steps
+        self.nll_samples = nll_samples
 
     # ----------------------------------------------------------------- the objective
     def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,6 +60,29 @@ class VAE(GenerativeModule):
         log_px = self.decoder.log_prob(x, z)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
         return log_px, kl
+
+    @torch.no_grad()
+    def iwae_nll(self, x: torch.Tensor, k: int, chunk: int = 256) -> torch.Tensor:
+        """Importance-weighted estimate of -log p(x) per example, in nats (Burda et al. 2015).
+
+        log p(x) >= E[log (1/k) sum_i p(x, z_i) / q(z_i | x)], z_i ~ q(z|x); the bound tightens
+        as k grows and equals the ELBO at k = 1. Samples are drawn ``chunk`` at a time so memory
+        stays at ``chunk`` decoder passes over the batch.
+        """
+        mu, logvar = self.encoder(x)
+        mu, logvar = mu.float(), logvar.float()
+        std = torch.exp(0.5 * logvar)
+        log_w = []
+        for start in range(0, k, chunk):
+            c = min(chunk, k - start)
+            eps = torch.randn(c, *mu.shape, device=mu.device)
+            z = mu + std * eps                                    # [c, B, L]
+            log_px = self.decoder.log_prob(x.repeat(c, *[1] * (x.dim() - 1)), z.flatten(0, 1)).view(c, -1)
+            log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
+            log_qz = -0.5 * (eps.pow(2) + math.log(2 * math.pi)).sum(-1) - (0.5 * logvar).sum(-1)
+            log_w.append(log_px + log_pz - log_qz)
+        log_w = torch.cat(log_w)                                  # [k, B]
+        return -(torch.logsumexp(log_w, dim=0) - math.log(k))
 
     def kl_weight(self) -> float:
         if self.kl_warmup_steps <= 0:
@@ -91,6 +119,10 @@ class VAE(GenerativeModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
+        if self.nll_samples > 0:
+            x = batch[0]
+            self.log("test/nll", self.iwae_nll(x, self.nll_samples).mean(), on_epoch=True,
+                     batch_size=x.shape[0], sync_dist=True)
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
