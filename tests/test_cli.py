@@ -56,10 +56,14 @@ def test_wandb_offline_run_holds_config_metrics_and_media(fast_run: Path) -> Non
 
 
 def test_eval_reads_the_checkpoint(fast_run: Path) -> None:
-    proc = run("eval.py", f"ckpt_path={fast_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={fast_run}/eval")
+    proc = run("eval.py", f"ckpt_path={fast_run / 'checkpoints' / 'last.ckpt'}", "metrics.num_samples=1000",
+               f"hydra.run.dir={fast_run}/eval")
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((fast_run / "metrics.json").read_text())
     assert record["split"] == "test" and 0 < record["metrics"]["test/elbo"] < 545
+    m = record["metrics"]
+    assert 0 < m["test/nll"] <= m["test/elbo"] + 1.0  # IWAE bound, at most the ELBO's up to noise
+    assert m["test/fid"] > 0 and 0 <= m["test/precision"] <= 1 and 0 <= m["test/coverage"] <= 1
 
 
 def test_generate_from_the_checkpoint_alone(fast_run: Path, tmp_path: Path) -> None:

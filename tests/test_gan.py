@@ -65,8 +65,11 @@ def test_each_step_changes_only_its_net(train_config, tmp_path: Path, loss: str,
 def test_short_run_writes_samples_and_logs(train_config, tmp_path: Path, model_name: str) -> None:
     cfg = train_config(f"model={model_name}", "debug=fast", "data.source=bundled", "logger=csv")
     metrics = train(cfg)
-    for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/d_real", "test/d_fake"):
+    for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/d_real", "test/d_fake",
+                "val/fid", "val/kid", "val/precision", "val/recall", "val/density", "val/coverage"):
         assert key in metrics
+    assert metrics["val/fid"] > 0
+    assert (tmp_path / "checkpoints" / "epoch_000.ckpt").is_file()  # best by val/fid
     assert 0 < metrics["train/d_real"] < 1 and 0 < metrics["train/d_fake"] < 1  # probabilities
     assert (tmp_path / "samples" / "samples_epoch000.png").is_file()
     assert "reconstructions_epoch000.png" not in {p.name for p in (tmp_path / "samples").iterdir()}
@@ -108,7 +111,8 @@ def test_training_learns_image_statistics(train_config, tmp_path: Path) -> None:
     the start."""
     cfg = train_config("model=gan", "data.source=bundled", "data.batch_size=64", "trainer.max_epochs=40",
                        "trainer.num_sanity_val_steps=0", "trainer.check_val_every_n_epoch=40",
-                       "callbacks=model_checkpoint", "logger=csv", "test=false")
+                       "callbacks=model_checkpoint", "callbacks.sample_quality.every_n_epochs=40",
+                       "logger=csv", "test=false")
     model = instantiate(cfg.model)
     dm = tiny_data(tmp_path, batch_size=64)
     dm.setup()

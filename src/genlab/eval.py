@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.checkpoint import model_from_checkpoint, run_dir_of
+from genlab.train import make_loggers
 from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
@@ -34,6 +35,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run = trainer.validate if cfg.split == "val" else trainer.test
     results = run(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in results.items()}
+    if cfg.metrics.sample_quality and hasattr(model, "generate"):
+        metrics.update(sample_metrics(model, datamodule, cfg.split, cfg.metrics.num_samples, cfg.seed))
 
     out = run_dir_of(cfg.ckpt_path) / "metrics.json"
     record = {
@@ -45,9 +48,25 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "metrics": metrics,
     }
     out.write_text(json.dumps(record, indent=2))
+    run_choices = {"model": run_cfg.model._target_.rsplit(".", 1)[-1].lower(), "data": datamodule.dataset}
+    for logger in make_loggers(cfg, choices=run_choices, job_type="eval"):
+        logger.log_hyperparams({"eval": OmegaConf.to_container(cfg, resolve=True), "run_config": ckpt["genlab"]["config"]})
+        logger.log_metrics(metrics)
     log.info("Metrics (%s split) of %s:\n%s", cfg.split, cfg.ckpt_path, format_metrics(metrics))
     log.info("Written to %s", out)
     return metrics
+
+
+def sample_metrics(model, datamodule, split: str, num_samples: int, seed: int) -> dict[str, float]:
+    """Sample-quality metrics of ``num_samples`` generated images against the split's images."""
+    import torch
+
+    from genlab.metrics.image_quality import sample_quality
+
+    z = model.sample_latents(num_samples, generator=torch.Generator().manual_seed(seed))
+    fake = torch.cat([model.generate(b).cpu() for b in z.split(500)])
+    quality = sample_quality(datamodule.images(split), fake, datamodule.dataset)
+    return {f"{split}/{name}": value for name, value in quality.items()}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")

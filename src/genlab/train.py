@@ -24,14 +24,15 @@ def _choices(cfg: DictConfig) -> dict[str, str]:
     return {"model": cfg.model._target_.rsplit(".", 1)[-1].lower(), "data": str(cfg.data.get("dataset", ""))}
 
 
-def make_loggers(cfg: DictConfig) -> list[Any]:
-    """The ``logger`` group's loggers; the W&B one gets its mode, job type and tags here."""
+def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_type: str | None = None) -> list[Any]:
+    """The ``logger`` group's loggers; the W&B one gets its mode, job type and tags here
+    (job type = the model's config name unless given; tags = model and data names)."""
     from hydra.utils import instantiate
 
     from genlab.utils.wandb_setup import prepare_wandb_kwargs
 
     loggers = []
-    choices = _choices(cfg)
+    choices = choices or _choices(cfg)
     for name, node in (cfg.get("logger") or {}).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
@@ -40,7 +41,7 @@ def make_loggers(cfg: DictConfig) -> list[Any]:
             kwargs = prepare_wandb_kwargs(
                 kwargs,
                 tags=[choices.get("model"), choices.get("data"), *cfg.get("tags", [])],
-                job_type=choices.get("model"),
+                job_type=job_type or choices.get("model"),
             )
             if kwargs["mode"] == "disabled":
                 continue

@@ -188,6 +188,11 @@ class MNISTDataModule(LightningDataModule):
         if not self._splits:
             self._load()
 
+    def images(self, stage: str) -> torch.Tensor:
+        """All images of a split as floats in [0, 1], ``[N, 1, 28, 28]`` (e.g. for FID)."""
+        self.setup()
+        return self._splits[stage].images.float() / 255
+
     # ----------------------------------------------------------------- loaders and batches
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -1,0 +1,72 @@
+"""Offline sample-quality metrics: shipped feature nets, FID/KID/PR behaviour on real images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlab.data.image_sources import load_bundled
+from genlab.metrics.feature_nets import WEIGHTS_DIR, load_feature_net, registry
+from genlab.metrics.image_quality import extract, fid_kid, precision_recall_density_coverage
+from genlab.utils.errors import GenlabError
+
+
+@pytest.fixture(scope="module")
+def mnist_halves() -> tuple[torch.Tensor, torch.Tensor]:
+    images, _ = load_bundled()
+    x = images.unsqueeze(1).float() / 255
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    return x[order[:2500]], x[order[2500:]]
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_shipped_feature_nets_load_and_are_small(dataset: str) -> None:
+    entry = registry()[dataset]
+    assert (WEIGHTS_DIR / entry["file"]).stat().st_size < 2_000_000
+    net = load_feature_net(dataset)
+    assert net.features(torch.rand(2, 1, 28, 28)).shape == (2, 128)
+
+
+def test_feature_net_accuracy_on_bundled_mnist(mnist_halves) -> None:
+    images, labels = load_bundled()
+    net = load_feature_net("mnist")
+    with torch.no_grad():
+        pred = net(images.unsqueeze(1).float() / 255).argmax(1)
+    assert (pred == labels).float().mean() > 0.98  # images it was trained on: a sanity check of loading
+
+
+def test_tampered_weights_fail_loudly(tmp_path: Path) -> None:
+    original = WEIGHTS_DIR / registry()["mnist"]["file"]
+    tampered = tmp_path / "mnist.pt"
+    data = bytearray(original.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(GenlabError, match="fail their checksum"):
+        load_feature_net("mnist", str(tampered))
+
+
+def test_fid_behaves(mnist_halves) -> None:
+    a, b = mnist_halves
+    net = load_feature_net("mnist")
+    fa, fb = extract(net, a), extract(net, b)
+    same = fid_kid(fa, fa)["fid"]
+    real = fid_kid(fa, fb)
+    gen = torch.Generator().manual_seed(1)
+    noisy = [fid_kid(fa, extract(net, (b + s * torch.randn(b.shape, generator=gen)).clamp(0, 1)))
+             for s in (0.1, 0.3)]
+    assert abs(same) < 1e-3
+    assert real["fid"] < noisy[0]["fid"] < noisy[1]["fid"]
+    assert real["kid"] < noisy[0]["kid"] < noisy[1]["kid"]
+
+
+def test_precision_recall_separate_quality_from_diversity(mnist_halves) -> None:
+    a, b = mnist_halves
+    net = load_feature_net("mnist")
+    fa, fb = extract(net, a), extract(net, b)
+    real = precision_recall_density_coverage(fa, fb)
+    assert real["precision"] > 0.6 and real["recall"] > 0.6 and real["coverage"] > 0.6
+    # one repeated image: inside the data manifold (precise) but covers none of its diversity
+    collapsed = precision_recall_density_coverage(fa, fb[:1].repeat(500, 1))
+    assert collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.05
