@@ -70,3 +70,16 @@ def test_precision_recall_separate_quality_from_diversity(mnist_halves) -> None:
     # one repeated image: inside the data manifold (precise) but covers none of its diversity
     collapsed = precision_recall_density_coverage(fa, fb[:1].repeat(500, 1))
     assert collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.05
+
+
+def test_inception_weights_are_never_downloaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from genlab.metrics.inception import find_weights
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert find_weights(None) is None  # nothing cached: skipped, no download attempt
+    with pytest.raises(GenlabError, match="metrics.inception_weights='/nope/w.pth': no such file"):
+        find_weights("/nope/w.pth")
+    cached = tmp_path / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
+    cached.parent.mkdir()
+    cached.write_bytes(b"x")
+    assert find_weights(None) == cached

@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.checkpoint import model_from_checkpoint, run_dir_of
+from genlab.metrics.inception import WEIGHTS_NAME, find_weights, inception_fid
 from genlab.train import make_loggers
 from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
@@ -35,8 +36,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run = trainer.validate if cfg.split == "val" else trainer.test
     results = run(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in results.items()}
+    inception_weights = find_weights(cfg.metrics.get("inception_weights"))
     if cfg.metrics.sample_quality and hasattr(model, "generate"):
-        metrics.update(sample_metrics(model, datamodule, cfg.split, cfg.metrics.num_samples, cfg.seed))
+        metrics.update(sample_metrics(model, datamodule, cfg.split, cfg.metrics.num_samples, cfg.seed, inception_weights))
+        if inception_weights is None:
+            log.info("Inception FID skipped: no weights given or cached (metrics.inception_weights=<path to %s>)",
+                     WEIGHTS_NAME)
 
     out = run_dir_of(cfg.ckpt_path) / "metrics.json"
     record = {
@@ -57,15 +62,19 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def sample_metrics(model, datamodule, split: str, num_samples: int, seed: int) -> dict[str, float]:
-    """Sample-quality metrics of ``num_samples`` generated images against the split's images."""
+def sample_metrics(model, datamodule, split: str, num_samples: int, seed: int, inception_weights=None) -> dict[str, float]:
+    """Sample-quality metrics of ``num_samples`` generated images against the split's images
+    (and Inception FID when its weights are at hand)."""
     import torch
 
     from genlab.metrics.image_quality import sample_quality
 
     z = model.sample_latents(num_samples, generator=torch.Generator().manual_seed(seed))
     fake = torch.cat([model.generate(b).cpu() for b in z.split(500)])
-    quality = sample_quality(datamodule.images(split), fake, datamodule.dataset)
+    real = datamodule.images(split)
+    quality = sample_quality(real, fake, datamodule.dataset)
+    if inception_weights is not None:
+        quality["inception_fid"] = inception_fid(real, fake, inception_weights)
     return {f"{split}/{name}": value for name, value in quality.items()}
 
 
