@@ -50,7 +50,7 @@ class GAN(GenerativeModule):
         self,
         generator: nn.Module,
         discriminator: nn.Module,
-        optimizer: OptimizerFactory,
+        optimizer: OptimizerFactory | None = None,
         optimizer_g: OptimizerFactory | None = None,
         optimizer_d: OptimizerFactory | None = None,
         latent_dim: int = 100,
@@ -77,6 +77,8 @@ class GAN(GenerativeModule):
             raise GenlabError(f"model.ema_decay must be in (0, 1) or null, got {ema_decay}.")
         self.generator, self.discriminator = generator, discriminator
         self.optimizer_g, self.optimizer_d = optimizer_g or optimizer, optimizer_d or optimizer
+        if self.optimizer_g is None or self.optimizer_d is None:
+            raise GenlabError("set model.optimizer (both nets) or both model.optimizer_g and model.optimizer_d.")
         self.scheduler_g, self.scheduler_d = scheduler_g, scheduler_d
         self.latent_dim, self.loss_name = latent_dim, gan_losses.check_loss(loss)
         self.n_critic, self.gp_weight, self.label_smoothing = n_critic, gp_weight, label_smoothing
