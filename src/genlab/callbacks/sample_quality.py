@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
+from genlab.callbacks.samples import due
 from genlab.metrics.feature_nets import load_feature_net
 from genlab.metrics.image_quality import extract, fid_kid, precision_recall_density_coverage
 
@@ -31,10 +32,7 @@ class SampleQuality(Callback):
         self._latents = pl_module.sample_latents(self.num_samples, generator=torch.Generator().manual_seed(self.seed))
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or self._real is None:
-            return
-        last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
-        if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
+        if self._real is None or not due(trainer, self.every_n_epochs):
             return
         fake = extract(self._net, (pl_module.generate(z) for z in self._latents.split(self.batch_size)))
         metrics = {**fid_kid(self._real, fake), **precision_recall_density_coverage(self._real, fake, k=self.k)}

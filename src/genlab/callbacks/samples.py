@@ -38,10 +38,7 @@ class ImageSamples(Callback):
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or self._latents is None:
-            return
-        last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
-        if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
+        if self._latents is None or not due(trainer, self.every_n_epochs):
             return
         grids = {"samples": pl_module.generate(self._latents).cpu()}
         if hasattr(pl_module, "reconstruct") and self._originals is not None:
@@ -59,3 +56,12 @@ class ImageSamples(Callback):
                 if isinstance(logger, WandbLogger):
                     logger.log_image(key=f"val/{name}", images=[str(path)], step=trainer.global_step,
                                      caption=[f"epoch {trainer.current_epoch}"])
+
+
+def due(trainer: Trainer, every_n_epochs: int) -> bool:
+    """Whether a per-validation-epoch job runs now: every ``every_n_epochs`` epochs and at the
+    last epoch, never during the sanity check."""
+    if trainer.sanity_checking:
+        return False
+    last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+    return (trainer.current_epoch + 1) % every_n_epochs == 0 or last_epoch
