@@ -27,6 +27,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.split not in ("test", "val"):
         raise GenlabError(f"split={cfg.split!r} is unknown; choose test or val.")
     trainer_kwargs = resolve_trainer_kwargs(OmegaConf.to_container(cfg.trainer, resolve=True))
+    inception_weights = find_weights(cfg.metrics.get("inception_weights"))  # a bad path fails before any work
     model, run_cfg, ckpt = model_from_checkpoint(cfg.ckpt_path)
     if cfg.get("nll_samples") is not None and hasattr(model, "nll_samples"):
         model.nll_samples = cfg.nll_samples
@@ -36,7 +37,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run = trainer.validate if cfg.split == "val" else trainer.test
     results = run(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in results.items()}
-    inception_weights = find_weights(cfg.metrics.get("inception_weights"))
     if cfg.metrics.sample_quality and hasattr(model, "generate"):
         metrics.update(sample_metrics(model, datamodule, cfg.split, cfg.metrics.num_samples, cfg.seed, inception_weights))
         if inception_weights is None:
