@@ -56,5 +56,5 @@ def summarize(path: Path) -> dict[str, Any]:
                 history.setdefault(key, []).append(json.loads(item.value_json))
         elif kind == "run":
             run = {"job_type": r.run.job_type, "tags": list(r.run.tags), "project": r.run.project,
-                   "group": r.run.run_group}
+                   "group": r.run.run_group, "name": r.run.display_name}
     return {"config": config, "history": history, "run": run}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -22,6 +23,18 @@ def _choices(cfg: DictConfig) -> dict[str, str]:
     if HydraConfig.initialized():
         return {k: v for k, v in HydraConfig.get().runtime.choices.items() if isinstance(v, str)}
     return {"model": cfg.model._target_.rsplit(".", 1)[-1].lower(), "data": str(cfg.data.get("dataset", ""))}
+
+
+def sweep_run_names() -> dict[str, str]:
+    """In a Hydra multirun: W&B ``group`` = the sweep folder's name, ``name`` = the job's overrides,
+    so a sweep's runs sit together in W&B and say what differs between them."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return {}
+    hc = HydraConfig.get()
+    return {"group": Path(hc.sweep.dir).name, "name": hc.job.override_dirname or f"job{hc.job.num}"}
 
 
 def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_type: str | None = None) -> list[Any]:
@@ -45,6 +58,7 @@ def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_typ
             )
             if kwargs["mode"] == "disabled":
                 continue
+            kwargs.update({k: v for k, v in sweep_run_names().items() if not kwargs.get(k)})
         loggers.append(instantiate(kwargs))
     return loggers
 
