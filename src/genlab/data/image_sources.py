@@ -25,6 +25,7 @@ DATASETS = {
 }
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 BUNDLED_SIZE = 5000
+BUNDLED_TEST_PER_CLASS = 100  # held out as the test split when no real test split is at hand
 
 
 def raw_dir(root: str | Path, dataset: str) -> Path:
@@ -132,7 +133,7 @@ def load_bundled() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def split_bundled(
-    images: torch.Tensor, labels: torch.Tensor, test_per_class: int = 100
+    images: torch.Tensor, labels: torch.Tensor, test_per_class: int = BUNDLED_TEST_PER_CLASS
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Hold out a fixed, class-balanced test set from the bundled images.
 

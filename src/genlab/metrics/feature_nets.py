@@ -19,6 +19,14 @@ from genlab.utils.errors import GenlabError
 
 WEIGHTS_DIR = Path(str(files("genlab.metrics") / "weights"))
 REGISTRY = WEIGHTS_DIR / "registry.json"  # dataset -> {"file", "sha256", "accuracy", "trained_on"}
+MNIST_TEST_FOR_TRAINING = 8000  # MNIST test images the MNIST net trains on (no full train split offline)
+
+
+def mnist_test_split(n_test: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the MNIST test images the shipped MNIST net trained on, and of those it never
+    saw (its accuracy and the FID calibration use only these)."""
+    order = torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))
+    return order[:MNIST_TEST_FOR_TRAINING], order[MNIST_TEST_FOR_TRAINING:]
 
 
 class FeatureCNN(nn.Module):

@@ -9,7 +9,13 @@ from pytorch_lightning import LightningModule
 
 
 class GenerativeModule(LightningModule):
-    """Base class of genlab's objectives."""
+    """Base class of genlab's objectives (subclasses set ``latent_dim``)."""
+
+    latent_dim: int
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws from the prior/noise distribution N(0, I), on the CPU."""
+        return torch.randn(n, self.latent_dim, generator=generator)
 
     def step_logs_due(self) -> bool:
         """Whether Lightning writes this training step's ``on_step`` values to the loggers.

@@ -170,9 +170,6 @@ class GAN(GenerativeModule):
         """Images in [0, 1] for noise ``z``."""
         return (self.sampler(z.to(self.device)).float() + 1.0) / 2.0
 
-    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator)
-
     # ----------------------------------------------------------------- optimisation and state
     def configure_optimizers(self) -> Any:
         opt_g = self.optimizer_g(params=self.generator.parameters())

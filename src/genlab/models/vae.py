@@ -135,9 +135,6 @@ class VAE(GenerativeModule):
         mu, _ = self.encoder(x.to(self.device))
         return self.decoder.mean(mu)
 
-    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator)
-
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
