@@ -30,6 +30,14 @@ def run_dir_of(path: str | Path) -> Path:
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
+def tokenizer_from_checkpoint(ckpt: dict[str, Any]) -> Any:
+    """The tokenizer a text model was trained with, or ``None`` for image models."""
+    from genlab.data.tokenizers import Tokenizer
+
+    state = ckpt["genlab"].get("tokenizer")
+    return Tokenizer.from_dict(state) if state else None
+
+
 def model_from_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """Rebuild a trained model from a checkpoint alone: ``(model in eval mode, run config, checkpoint)``."""
     from hydra.utils import instantiate

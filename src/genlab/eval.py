@@ -8,7 +8,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.checkpoint import model_from_checkpoint, run_dir_of
+from genlab.checkpoint import model_from_checkpoint, run_dir_of, tokenizer_from_checkpoint
 from genlab.metrics.inception import WEIGHTS_NAME, find_weights, inception_fid
 from genlab.train import make_loggers
 from genlab.utils.config import CONF_DIR
@@ -33,11 +33,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         model.nll_samples = cfg.nll_samples
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(OmegaConf.merge(run_cfg.data, cfg.data))
+    tokenizer = tokenizer_from_checkpoint(ckpt)
+    if tokenizer is not None:  # the vocabulary the model was trained with, whatever the corpus holds now
+        datamodule.tokenizer = tokenizer
     trainer = instantiate(trainer_kwargs)
     run = trainer.validate if cfg.split == "val" else trainer.test
     results = run(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in results.items()}
-    if cfg.metrics.sample_quality and hasattr(model, "generate"):
+    if cfg.metrics.sample_quality and tokenizer is not None:
+        metrics.update(text_sample_metrics(model, datamodule, cfg.split, cfg.metrics.num_samples, cfg.seed,
+                                           cfg.metrics.get("temperatures")))
+    elif cfg.metrics.sample_quality and hasattr(model, "generate"):
         metrics.update(sample_metrics(model, datamodule, cfg.split, cfg.metrics.num_samples, cfg.seed, inception_weights))
         if inception_weights is None:
             log.info("Inception FID skipped: no weights given or cached (metrics.inception_weights=<path to %s>)",
@@ -76,6 +82,22 @@ def sample_metrics(model, datamodule, split: str, num_samples: int, seed: int, i
     if inception_weights is not None:
         quality["inception_fid"] = inception_fid(real, fake, inception_weights)
     return {f"{split}/{name}": value for name, value in quality.items()}
+
+
+def text_sample_metrics(model, datamodule, split: str, num_samples: int, seed: int,
+                        temperatures=None) -> dict[str, float]:
+    """BLEU-2..4 of ``num_samples`` sentences against the split and self-BLEU-2..4 among them, at
+    the model's sampling settings, or per temperature (keys ``.../bleu4@t0.7``) when given."""
+    from genlab.metrics.text_quality import References, draw_sentences, quality_diversity
+
+    references = References(datamodule.token_lists(split), max_n=4)
+    metrics = {}
+    for t in temperatures or [None]:
+        sample = {} if t is None else {"temperature": float(t)}
+        suffix = "" if t is None else f"@t{float(t):g}"
+        sentences = draw_sentences(model, num_samples, seed=seed, **sample)
+        metrics.update({f"{split}/{k}{suffix}": v for k, v in quality_diversity(sentences, references).items()})
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")

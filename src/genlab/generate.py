@@ -1,5 +1,5 @@
-"""``python generate.py ckpt_path=...`` / ``genlab-generate``: sample grids and latent
-interpolations from a checkpoint alone (the model is rebuilt from the config inside it)."""
+"""``python generate.py ckpt_path=...`` / ``genlab-generate``: sample grids or sentences, and latent
+interpolations, from a checkpoint alone (model and tokenizer are rebuilt from what it holds)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from genlab.checkpoint import model_from_checkpoint, run_dir_of
+from genlab.checkpoint import model_from_checkpoint, run_dir_of, tokenizer_from_checkpoint
 from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import run_task
@@ -26,24 +26,45 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
-def generate(cfg: DictConfig) -> dict[str, float]:
-    from torchvision.utils import make_grid, save_image
+def _latents(model, cfg: DictConfig, tokenizer=None) -> tuple[torch.Tensor, int]:
+    """The latent batch to decode and the number per row: prior draws, or rows of interpolations
+    between two prior draws or between two given sentences (``sentences=[a, b]``, text VAEs)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if cfg.mode == "samples":
+        return model.sample_latents(cfg.num_samples, generator=gen), cfg.nrow
+    if model.latent_dim == 0:
+        raise GenlabError("mode=interpolate needs a model with a latent space; a language model has none.")
+    if cfg.get("sentences"):
+        if tokenizer is None or not hasattr(model, "encode") or len(cfg.sentences) != 2:
+            raise GenlabError("sentences=[first, second] interpolates between two sentences with a text VAE or text GAN.")
+        from genlab.data.tokenizers import EOS, PAD
 
+        ids = [tokenizer.encode(s) + [EOS] for s in cfg.sentences]
+        x = torch.full((2, max(map(len, ids))), PAD, dtype=torch.long)
+        for row, sentence in enumerate(ids):
+            x[row, : len(sentence)] = torch.tensor(sentence)
+        ends = model.encode(x).cpu().view(2, 1, -1)
+    else:
+        ends = model.sample_latents(2 * cfg.num_samples, generator=gen).view(2, cfg.num_samples, -1)
+    t = torch.linspace(0, 1, cfg.steps).view(1, -1, 1)
+    return slerp(ends[0].unsqueeze(1), ends[1].unsqueeze(1), t).flatten(0, 1), cfg.steps
+
+
+def generate(cfg: DictConfig) -> dict[str, float]:
     if cfg.mode not in ("samples", "interpolate"):
         raise GenlabError(f"mode={cfg.mode!r} is unknown; choose samples or interpolate.")
     if cfg.num_samples < 1 or cfg.steps < 2:
         raise GenlabError("num_samples must be at least 1 and steps at least 2.")
-    model, _, _ = model_from_checkpoint(cfg.ckpt_path)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    if cfg.mode == "samples":
-        z, nrow = model.sample_latents(cfg.num_samples, generator=gen), cfg.nrow
-    else:
-        ends = model.sample_latents(2 * cfg.num_samples, generator=gen).view(2, cfg.num_samples, -1)
-        t = torch.linspace(0, 1, cfg.steps).view(1, -1, 1)
-        z = slerp(ends[0].unsqueeze(1), ends[1].unsqueeze(1), t).flatten(0, 1)
-        nrow = cfg.steps
+    model, _, ckpt = model_from_checkpoint(cfg.ckpt_path)
+    tokenizer = tokenizer_from_checkpoint(ckpt)
+    z, nrow = _latents(model, cfg, tokenizer)
+    default = run_dir_of(cfg.ckpt_path) / "generated" / f"{cfg.mode}_{len(z)}"
+    if tokenizer is not None:
+        return _write_sentences(model, tokenizer, z, nrow, cfg, Path(cfg.out) if cfg.out else default.with_suffix(".txt"))
+    from torchvision.utils import make_grid, save_image
+
     images = model.generate(z).cpu().clamp(0, 1)
-    out = Path(cfg.out) if cfg.out else run_dir_of(cfg.ckpt_path) / "generated" / f"{cfg.mode}_{len(images)}.png"
+    out = Path(cfg.out) if cfg.out else default.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(images, nrow=nrow, padding=2, pad_value=1.0), out)
     log.info("Wrote %d images to %s", len(images), out)
@@ -51,6 +72,22 @@ def generate(cfg: DictConfig) -> dict[str, float]:
         torch.save(images, out.with_suffix(".pt"))
         log.info("Wrote the tensor to %s", out.with_suffix(".pt"))
     return {"num_images": float(len(images))}
+
+
+def _write_sentences(model, tokenizer, z: torch.Tensor, nrow: int, cfg: DictConfig, out: Path) -> dict[str, float]:
+    """Decode ``z`` to sentences with the model's sampling settings (overridden by
+    ``temperature``/``top_k``/``greedy`` when given), print them and write them, one per line."""
+    from genlab.metrics.text_quality import to_sentences
+
+    sample = {k: cfg[k] for k in ("temperature", "top_k", "greedy") if cfg.get(k) is not None}
+    torch.manual_seed(cfg.seed)
+    sentences = [tokenizer.decode(s) for s in to_sentences(model.generate(z, **sample).cpu())]
+    lines = [("" if cfg.mode == "samples" or i % nrow else "\n") + s for i, s in enumerate(sentences)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines).lstrip("\n") + "\n", encoding="utf-8")
+    print("\n".join(lines).lstrip("\n"))
+    log.info("Wrote %d sentences to %s", len(sentences), out)
+    return {"num_sentences": float(len(sentences))}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="generate")

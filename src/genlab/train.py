@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.utils.config import CONF_DIR, instantiate_group, to_container
+from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
 from genlab.utils.trainer_setup import resolve_trainer_kwargs
 
@@ -63,6 +64,23 @@ def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_typ
     return loggers
 
 
+def fill_model_settings(cfg: DictConfig, datamodule: Any) -> None:
+    """Give the model config what only the data knows (a text model's ``vocab_size``), so the
+    config saved with the run, and in its checkpoints, rebuilds the model on its own."""
+    from omegaconf import open_dict
+
+    settings = datamodule.model_settings() if hasattr(datamodule, "model_settings") else {}
+    needs = {key for key in ("vocab_size",) if key in cfg}
+    model_name = _choices(cfg).get("model", cfg.model._target_)
+    if needs - settings.keys():
+        raise GenlabError(f"model={model_name} is a text model: use it with data=text.")
+    if settings and not needs:
+        raise GenlabError(f"data=text needs a text model (model=text_vae, text_gan or text_lm), not model={model_name}.")
+    with open_dict(cfg):
+        for key in needs:
+            cfg[key] = settings[key]
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
     import pytorch_lightning as pl
@@ -78,8 +96,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
-    config = to_container(cfg)
     datamodule = instantiate(cfg.data)
+    fill_model_settings(cfg, datamodule)
+    config = to_container(cfg)
     model = instantiate(cfg.model)
     run_info = RunInfo(config)
     callbacks = [*instantiate_group(cfg.get("callbacks")), run_info]

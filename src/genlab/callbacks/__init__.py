@@ -1,7 +1,8 @@
-"""Lightning callbacks: sample grids, run information in loggers and checkpoints."""
+"""Lightning callbacks: sample grids, text samples, run information in loggers and checkpoints."""
 
 from genlab.callbacks.run_info import RunInfo
 from genlab.callbacks.sample_quality import SampleQuality
 from genlab.callbacks.samples import ImageSamples
+from genlab.callbacks.text_samples import TextSamples
 
-__all__ = ["ImageSamples", "RunInfo", "SampleQuality"]
+__all__ = ["ImageSamples", "RunInfo", "SampleQuality", "TextSamples"]

@@ -12,7 +12,7 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 class RunInfo(Callback):
     """Logs ``data_info`` (sources, split sizes) as config and ``time/fit_seconds`` and
     ``time/epoch_seconds`` (fit wall time, validation included, per epoch run) as metrics;
-    stores the resolved config in checkpoints under ``"genlab"``."""
+    stores the resolved config (and a text model's tokenizer) in checkpoints under ``"genlab"``."""
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = config or {}
@@ -42,3 +42,6 @@ class RunInfo(Callback):
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["genlab"] = {"config": self.config, "data_info": self._data_info(trainer)}
+        tokenizer = getattr(trainer.datamodule, "tokenizer", None)
+        if tokenizer is not None:  # text: generation and evaluation need the vocabulary, not the corpus
+            checkpoint["genlab"]["tokenizer"] = tokenizer.to_dict()

@@ -1,5 +1,6 @@
-"""LightningDataModules: images (MNIST, Fashion-MNIST)."""
+"""LightningDataModules: images (MNIST, Fashion-MNIST) and text (corpora, tokenizers)."""
 
 from genlab.data.mnist import MNISTDataModule
+from genlab.data.text import TextDataModule
 
-__all__ = ["MNISTDataModule"]
+__all__ = ["MNISTDataModule", "TextDataModule"]

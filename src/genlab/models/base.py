@@ -1,21 +1,32 @@
-"""What every genlab objective shares: cheap per-step logging."""
+"""What every genlab objective shares: prior draws, cheap per-step logging, perplexity."""
 
 from __future__ import annotations
 
-from typing import Mapping
+import math
+from typing import Any, Mapping
 
 import torch
 from pytorch_lightning import LightningModule
+from torchmetrics import MeanMetric
 
 
 class GenerativeModule(LightningModule):
     """Base class of genlab's objectives (subclasses set ``latent_dim``)."""
 
     latent_dim: int
+    _perplexity: dict[str, MeanMetric]
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws from the prior/noise distribution N(0, I), on the CPU."""
         return torch.randn(n, self.latent_dim, generator=generator)
+
+    def configure_optimizers(self) -> Any:
+        """One optimizer over all parameters (``self.optimizer_factory``), with the optional
+        learning-rate scheduler ``self.scheduler_factory`` stepped per epoch."""
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if getattr(self, "scheduler_factory", None) is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
 
     def step_logs_due(self) -> bool:
         """Whether Lightning writes this training step's ``on_step`` values to the loggers.
@@ -40,3 +51,30 @@ class GenerativeModule(LightningModule):
             return
         for name, value in metrics.items():
             self.log(name, value, on_step=True, on_epoch=False, batch_size=batch_size, prog_bar=name in prog_bar)
+
+    # ----------------------------------------------------------------- perplexity
+    def accumulate_perplexity(self, name: str, nats: torch.Tensor, units: torch.Tensor) -> None:
+        """Add a batch to the perplexity ``name`` (e.g. ``val/ppl``): ``nats`` per example
+        (a negative log-likelihood or a bound on it) over ``units`` tokens per example.
+
+        Perplexity is exp(total nats / total tokens) over the whole split, not a mean of batch
+        perplexities; ``log_perplexities`` logs it (reduced across processes) at the epoch's end.
+        """
+        if not hasattr(self, "_perplexity"):
+            self._perplexity = {}
+        if name not in self._perplexity:
+            self._perplexity[name] = MeanMetric().to(self.device)
+        units = units.sum().float()
+        self._perplexity[name].update(nats.detach().float().sum() / units, weight=units)
+
+    def log_perplexities(self, stage: str) -> None:
+        for name, metric in getattr(self, "_perplexity", {}).items():
+            if name.startswith(f"{stage}/") and metric.update_count:
+                self.log(name, math.exp(min(float(metric.compute()), 700.0)))
+                metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_perplexities("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_perplexities("test")

@@ -64,8 +64,9 @@ class GAN(GenerativeModule):
         scheduler_d: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=["generator", "discriminator", "optimizer", "optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d"],
+        self.save_hyperparameters(  # nets and factories are config, not hyperparameters (subclasses' too)
+            ignore=["generator", "discriminator", "optimizer", "optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d",
+                    "encoder", "decoder", "optimizer_ae"],
             logger=False,
         )
         self.automatic_optimization = False
@@ -98,11 +99,13 @@ class GAN(GenerativeModule):
         self.manual_backward(loss)
         optimizer.step()  # gradients are clipped in on_before_optimizer_step, after unscaling
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        real = batch[0] * 2.0 - 1.0  # data in [0, 1] -> the generator's tanh range
-        opt_g, opt_d = self.optimizers()
-        n = real.shape[0]
+    def real_input(self, batch: Any) -> torch.Tensor:
+        """What the discriminator sees as real: images scaled from [0, 1] to the generator's tanh range."""
+        return batch[0] * 2.0 - 1.0
 
+    def adversarial_step(self, real: torch.Tensor, opt_g: Any, opt_d: Any) -> dict[str, torch.Tensor]:
+        """``n_critic`` discriminator steps, then one generator step; returns the values to log."""
+        n = real.shape[0]
         # One generator forward serves the first discriminator step (detached) and the generator
         # step: the generator's weights do not change in between.
         fake = self._fake(n)
@@ -122,8 +125,6 @@ class GAN(GenerativeModule):
             self._step(opt_g, g_loss)
         if self.ema is not None:
             self.ema.update_parameters(self.generator)
-        self.batches_seen += 1
-
         metrics = {
             "train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach(),
             "train/d_real": gan_losses.mean_output(self.loss_name, d_real),
@@ -131,7 +132,14 @@ class GAN(GenerativeModule):
         }
         if self.loss_name == "wgan-gp":
             metrics["train/gp"] = gp.detach()
-        self.log_train_step(metrics, batch_size=n, prog_bar=("train/d_loss", "train/g_loss"))
+        return metrics
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        real = self.real_input(batch)
+        metrics = self.adversarial_step(real, opt_g, opt_d)
+        self.batches_seen += 1
+        self.log_train_step(metrics, batch_size=real.shape[0], prog_bar=("train/d_loss", "train/g_loss"))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning calls this after the AMP grad scaler has unscaled the gradients, so the
@@ -146,7 +154,7 @@ class GAN(GenerativeModule):
 
     # ----------------------------------------------------------------- evaluation
     def _eval_step(self, batch: Any, stage: str) -> None:
-        real = batch[0] * 2.0 - 1.0
+        real = self.real_input(batch)
         d_real = self.discriminator(real)
         d_fake = self.discriminator(self.sampler(torch.randn(real.shape[0], self.latent_dim, device=self.device)))
         for name, logits in (("d_real", d_real), ("d_fake", d_fake)):

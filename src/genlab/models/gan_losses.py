@@ -41,6 +41,15 @@ def g_loss(name: str, fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
+def e_loss(name: str, real: torch.Tensor) -> torch.Tensor:
+    """Adversarial loss of an encoder whose outputs are the *real* side (a latent GAN's codes):
+    it moves them towards what the discriminator takes for fake, the mirror of ``g_loss``."""
+    real = real.float()
+    if name == "nonsaturating":
+        return F.softplus(real).mean()  # = BCE(D(E(x)), 0)
+    return real.mean()
+
+
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Gulrajani et al. 2017: E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates.
 

@@ -1,8 +1,11 @@
 """The VAE objective: maximise the ELBO (Kingma & Welling 2014).
 
-Metric units: every ``*/elbo``, ``*/recon`` and ``*/kl`` is in nats per example (per image),
-averaged over the examples seen. ``elbo`` is logged as the *negative* ELBO, -E_q[log p(x|z)] + KL,
-the upper bound on -log p(x) that papers and ``pytorch/examples`` report: lower is better.
+Metric units: every ``*/elbo``, ``*/recon`` and ``*/kl`` is in nats per example (per image or
+per sentence), averaged over the examples seen. ``elbo`` is logged as the *negative* ELBO,
+-E_q[log p(x|z)] + KL, the upper bound on -log p(x) that papers and ``pytorch/examples`` report:
+lower is better. For decoders over tokens (they have ``units(x)``), ``*/ppl`` is the per-token
+perplexity bound exp(sum of -ELBO / sum of tokens), and ``test/ppl_iw`` the tighter one from
+``test/nll``. ``*/active_units`` counts latent dimensions with Cov_x(E_q[z|x]) > 0.01 (Burda et al.).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from genlab.metrics.latent import active_units
 from genlab.models.base import GenerativeModule
+from genlab.models.kl_schedules import check_schedule, kl_weight
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -27,10 +32,18 @@ class VAE(GenerativeModule):
         optimizer: partially applied optimizer, called with the parameters.
         latent_dim: size of z; must match the nets.
         beta: weight of the KL term (beta-VAE, Higgins et al. 2017); 1 gives the ELBO.
-        kl_warmup_steps: ramp the KL weight linearly from 0 to ``beta`` over this many steps.
+        kl_warmup_steps: grow the KL weight from 0 to ``beta`` over this many steps ...
+        kl_schedule: ... along ``linear``, ``sigmoid`` or ``cyclical`` (Fu et al. 2019, with
+            ``kl_cycles`` cycles each rising over ``kl_cycle_ratio`` of its length).
+        free_bits: per-dimension KL floor in nats (Kingma et al. 2016): the training loss counts
+            max(free_bits, batch-mean KL) per latent dimension, so z is not pushed to collapse.
+            The logged ELBO is always the true one.
         scheduler: optional partially applied learning-rate scheduler (stepped per epoch).
         nll_samples: importance samples per test image for ``test/nll`` (0 turns it off); papers
             report k = 5000, e.g. ``python eval.py ckpt_path=... nll_samples=5000``.
+        nll_chunk: importance samples decoded per pass (memory: ``nll_chunk`` x test batch decodes).
+        sample: keyword arguments of the decoder's ``generate`` (text: ``temperature``, ``top_k``,
+            ``greedy``, ``max_len``).
     """
 
     def __init__(
@@ -43,23 +56,38 @@ class VAE(GenerativeModule):
         kl_warmup_steps: int = 0,
         scheduler: Callable[..., Any] | None = None,
         nll_samples: int = 100,
+        nll_chunk: int = 256,
+        kl_schedule: str = "linear",
+        kl_cycles: int = 4,
+        kl_cycle_ratio: float = 0.5,
+        free_bits: float = 0.0,
+        sample: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"], logger=False)
         self.encoder, self.decoder = encoder, decoder
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.latent_dim, self.beta, self.kl_warmup_steps = latent_dim, beta, kl_warmup_steps
-        self.nll_samples = nll_samples
+        self.kl_schedule, self.kl_cycles, self.kl_cycle_ratio = check_schedule(kl_schedule), kl_cycles, kl_cycle_ratio
+        self.nll_samples, self.nll_chunk, self.free_bits = nll_samples, max(1, nll_chunk), free_bits
+        self.sample = dict(sample or {})
+        self.per_token = hasattr(decoder, "units")
+        self._means: list[torch.Tensor] = []
 
     # ----------------------------------------------------------------- the objective
-    def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example ``(log p(x|z), KL(q(z|x) || p(z)))`` with one reparameterised sample."""
+    def _elbo_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log p(x|z) [B], KL per latent dimension [B, L], posterior mean [B, L])``."""
         mu, logvar = self.encoder(x)
         mu, logvar = mu.float(), logvar.float()
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         log_px = self.decoder.log_prob(x, z)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
-        return log_px, kl
+        kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+        return log_px, kl_dims, mu
+
+    def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example ``(log p(x|z), KL(q(z|x) || p(z)))`` with one reparameterised sample."""
+        log_px, kl_dims, _ = self._elbo_parts(x)
+        return log_px, kl_dims.sum(dim=1)
 
     @torch.no_grad()
     def iwae_nll(self, x: torch.Tensor, k: int, chunk: int = 256) -> torch.Tensor:
@@ -85,20 +113,20 @@ class VAE(GenerativeModule):
         return -(torch.logsumexp(log_w, dim=0) - math.log(k))
 
     def kl_weight(self) -> float:
-        if self.kl_warmup_steps <= 0:
-            return self.beta
-        return self.beta * min(1.0, self.global_step / self.kl_warmup_steps)
+        return self.beta * kl_weight(self.kl_schedule, self.global_step, self.kl_warmup_steps,
+                                     self.kl_cycles, self.kl_cycle_ratio)
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x = batch[0]
-        log_px, kl = self.elbo_terms(x)
-        recon, kl = -log_px.mean(), kl.mean()
+        log_px, kl_dims, mu = self._elbo_parts(x)
+        recon, kl = -log_px.mean(), kl_dims.sum(1).mean()
         elbo = recon + kl
         if stage == "train":
             weight = self.kl_weight()
-            loss = recon + weight * kl
+            kl_term = kl_dims.mean(0).clamp(min=self.free_bits).sum() if self.free_bits > 0 else kl
+            loss = recon + weight * kl_term
             metrics = {"train/loss": loss, "train/elbo": elbo, "train/recon": recon, "train/kl": kl}
-            if self.kl_warmup_steps > 0:
+            if self.kl_warmup_steps > 0 and self.kl_schedule != "constant":
                 metrics["train/kl_weight"] = weight
             self.log_train_step({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()},
                                 batch_size=x.shape[0], prog_bar=("train/elbo",))
@@ -109,7 +137,29 @@ class VAE(GenerativeModule):
         for name, value in metrics.items():
             self.log(name, value, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True,
                      prog_bar=name == f"{stage}/elbo")
+        if self.per_token:
+            self.accumulate_perplexity(f"{stage}/ppl", -log_px + kl_dims.sum(1), self.decoder.units(x))
+        self._means.append(mu.detach())
         return elbo
+
+    def _log_active_units(self, stage: str) -> None:
+        if self._means:
+            self.log(f"{stage}/active_units", float(active_units(torch.cat(self._means))))
+        self._means = []
+
+    def on_validation_epoch_start(self) -> None:
+        self._means = []
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._log_active_units("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._means = []
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_active_units("test")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -121,23 +171,23 @@ class VAE(GenerativeModule):
         self._step(batch, "test")
         if self.nll_samples > 0:
             x = batch[0]
-            self.log("test/nll", self.iwae_nll(x, self.nll_samples).mean(), on_epoch=True,
-                     batch_size=x.shape[0], sync_dist=True)
+            nll = self.iwae_nll(x, self.nll_samples, chunk=self.nll_chunk)
+            self.log("test/nll", nll.mean(), on_epoch=True, batch_size=x.shape[0], sync_dist=True)
+            if self.per_token:
+                self.accumulate_perplexity("test/ppl_iw", nll, self.decoder.units(x))
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder means for latent codes ``z`` (e.g. prior samples)."""
-        return self.decoder.mean(z.to(self.device))
+    def generate(self, z: torch.Tensor, **sample: Any) -> torch.Tensor:
+        """Samples for latent codes ``z`` (e.g. prior draws): pixel means for images, token ids
+        for text (``sample`` overrides the model's ``sample`` settings)."""
+        return self.decoder.generate(z.to(self.device), **{**self.sample, **sample})
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior means E_q[z|x]."""
+        return self.encoder(x.to(self.device))[0].float()
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        mu, _ = self.encoder(x.to(self.device))
-        return self.decoder.mean(mu)
-
-    # ----------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
+        return self.generate(self.encode(x))

