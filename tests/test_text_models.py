@@ -1,0 +1,100 @@
+"""Text models: short real runs that learn, free bits against collapse, generation from checkpoints."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from genlab.train import train
+from test_cli import run
+from test_vae import epoch_values, read_csv
+
+SMALL = ["data=text", "data.max_examples=3000", "data.max_len=12", "data.batch_size=32",
+         "trainer.max_epochs=3", "trainer.num_sanity_val_steps=0", "logger=csv",
+         "callbacks.text_samples.num_samples=100"]
+NETS = ["model.decoder.embed_dim=64", "model.decoder.hidden_dim=128"]
+
+
+def unigram_ppl(dm) -> float:
+    """Perplexity on the validation split of token frequencies from the training split (add-one)."""
+    train_counts = Counter(t for s in dm.token_lists("train") for t in s + [2])
+    total, vocab = sum(train_counts.values()), len(dm.tokenizer)
+    val = [t for s in dm.token_lists("val") for t in s + [2]]
+    return math.exp(-sum(math.log((train_counts[t] + 1) / (total + vocab)) for t in val) / len(val))
+
+
+def test_language_model_learns_beyond_unigrams(train_config, tmp_path: Path) -> None:
+    cfg = train_config("model=text_lm", *SMALL, *NETS)
+    metrics = train(cfg)
+    val = epoch_values(read_csv(tmp_path / "metrics.csv"), "val/nll")
+    assert len(val) == 3 and val[-1] < val[0]
+    dm = instantiate(cfg.data)
+    assert metrics["val/ppl"] < unigram_ppl(dm)
+    assert 0 <= metrics["val/self_bleu4"] <= 1 and metrics["val/bleu2"] > 0
+    texts = (tmp_path / "samples" / "text_epoch002.txt").read_text().splitlines()
+    assert len(texts) == 20 and all(line.startswith("sample\t") for line in texts)
+
+
+def test_text_vae_with_free_bits_learns_and_keeps_kl(train_config, tmp_path: Path) -> None:
+    cfg = train_config("model=text_vae", *SMALL, *NETS, "model.encoder.hidden_dim=128", "model.latent_dim=16",
+                       "model.kl_warmup_steps=100", "model.free_bits=0.25", "model.nll_samples=4")
+    metrics = train(cfg)
+    val = epoch_values(read_csv(tmp_path / "metrics.csv"), "val/elbo")
+    assert len(val) == 3 and val[-1] < val[0]
+    assert metrics["val/kl"] > 1.0 and metrics["val/active_units"] >= 1  # not collapsed
+    assert metrics["test/nll"] <= metrics["test/elbo"] + 0.5 and metrics["test/ppl_iw"] <= metrics["test/ppl"] * 1.01
+    rows = (tmp_path / "samples" / "text_epoch002.txt").read_text().splitlines()
+    assert sum(r.startswith("reconstruction\t") for r in rows) == 8
+
+
+def test_text_gan_trains_its_autoencoder_and_samples(train_config, tmp_path: Path) -> None:
+    cfg = train_config("model=text_gan", *SMALL, *NETS, "model.encoder.hidden_dim=128", "model.n_critic=2")
+    metrics = train(cfg)
+    val = epoch_values(read_csv(tmp_path / "metrics.csv"), "val/recon")
+    assert len(val) == 3 and val[-1] < val[0]
+    assert {"val/d_real", "val/d_fake", "val/bleu4", "val/self_bleu4", "test/recon_ppl"} <= set(metrics)
+    model = instantiate(cfg.model)
+    ids = model.generate(model.sample_latents(5), temperature=0.7, top_k=10)
+    assert ids.shape[0] == 5 and ids.dtype == torch.long
+
+
+def test_samplers_temperature_top_k_and_greedy(train_config) -> None:
+    cfg = train_config("model=text_lm", "data=text", "vocab_size=30", "data.max_len=8")
+    model = instantiate(cfg.model).eval()
+    z = model.sample_latents(64)
+    greedy = model.generate(z, greedy=True)
+    assert (greedy == greedy[0]).all()  # no latent: one most likely sentence
+    torch.manual_seed(0)
+    top1 = model.generate(z, top_k=1)
+    assert torch.equal(top1, greedy)  # top-1 sampling is greedy decoding
+    assert model.generate(z, temperature=5.0).unique(dim=0).shape[0] > 1
+
+
+@pytest.mark.slow
+def test_generate_prints_sentences_and_interpolates(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run("train.py", "model=text_vae", "debug=fast", "data=text", "data.max_examples=2000", "test=false",
+               f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = out / "checkpoints" / "last.ckpt"
+    proc = run("generate.py", f"ckpt_path={ckpt}", "num_samples=5", "temperature=0.7",
+               f"hydra.run.dir={tmp_path}/g1", env={"GENLAB_ROOT": str(tmp_path)})  # no corpus needed
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(printed) == 5 and all(any(c.isalpha() for c in line) for line in printed)
+    assert (out / "generated" / "samples_5.txt").read_text().splitlines() == printed
+    proc = run("generate.py", f"ckpt_path={ckpt}", "mode=interpolate", "steps=6", "greedy=true",
+               "sentences=[to be or not to be,good night sweet prince]", f"hydra.run.dir={tmp_path}/g2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len([line for line in proc.stdout.splitlines() if line.strip()]) == 6
+
+
+def test_image_model_on_text_data_is_one_clear_message(tmp_path: Path) -> None:
+    proc = run("train.py", "model=vae", "data=text", "debug=fast", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "data=text needs a text model" in proc.stderr
