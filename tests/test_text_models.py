@@ -75,6 +75,11 @@ def test_samplers_temperature_top_k_and_greedy(train_config) -> None:
     assert model.generate(z, temperature=5.0).unique(dim=0).shape[0] > 1
 
 
+def sentences(stdout: str) -> list[str]:
+    """Printed sentences, without the log lines."""
+    return [line for line in stdout.splitlines() if line.strip() and not line.startswith("[")]
+
+
 @pytest.mark.slow
 def test_generate_prints_sentences_and_interpolates(tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -85,13 +90,13 @@ def test_generate_prints_sentences_and_interpolates(tmp_path: Path) -> None:
     proc = run("generate.py", f"ckpt_path={ckpt}", "num_samples=5", "temperature=0.7",
                f"hydra.run.dir={tmp_path}/g1", env={"GENLAB_ROOT": str(tmp_path)})  # no corpus needed
     assert proc.returncode == 0, proc.stderr[-3000:]
-    printed = [line for line in proc.stdout.splitlines() if line.strip()]
+    printed = sentences(proc.stdout)
     assert len(printed) == 5 and all(any(c.isalpha() for c in line) for line in printed)
     assert (out / "generated" / "samples_5.txt").read_text().splitlines() == printed
     proc = run("generate.py", f"ckpt_path={ckpt}", "mode=interpolate", "steps=6", "greedy=true",
                "sentences=[to be or not to be,good night sweet prince]", f"hydra.run.dir={tmp_path}/g2")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len([line for line in proc.stdout.splitlines() if line.strip()]) == 6
+    assert len(sentences(proc.stdout)) == 6
 
 
 def test_image_model_on_text_data_is_one_clear_message(tmp_path: Path) -> None:
