@@ -10,10 +10,10 @@ import logging
 from typing import Any
 
 import torch
-from pytorch_lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from genlab.data import image_sources as src
+from genlab.data.in_memory import InMemoryDataModule
 from genlab.utils.errors import GenlabError
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,7 @@ class InMemoryImages(Dataset):
         return self.images[idx], self.labels[idx]
 
 
-def keep_batch(batch: Any) -> Any:
-    """Collate function for ``InMemoryImages``: the batch is already stacked."""
-    return batch
-
-
-class MNISTDataModule(LightningDataModule):
+class MNISTDataModule(InMemoryDataModule):
     """MNIST or Fashion-MNIST, from local files, torchvision's download or the bundled subset.
 
     Args:
@@ -193,28 +188,7 @@ class MNISTDataModule(LightningDataModule):
         self.setup()
         return self._splits[stage].images.float() / 255
 
-    # ----------------------------------------------------------------- loaders and batches
-    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self._splits[stage],
-            batch_size=self.batch_size if stage == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            drop_last=False,
-            collate_fn=keep_batch,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
+    # ----------------------------------------------------------------- batches
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 -> float in [0, 1] on the device (4x less to copy than floats)."""
         x, y = batch

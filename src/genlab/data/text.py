@@ -10,10 +10,9 @@ import logging
 from typing import Any
 
 import torch
-from pytorch_lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from genlab.data.mnist import keep_batch
+from genlab.data.in_memory import InMemoryDataModule
 from genlab.data.text_corpora import load_corpus
 from genlab.data.tokenizers import EOS, PAD, Tokenizer
 from genlab.utils.errors import GenlabError
@@ -39,7 +38,7 @@ class InMemoryTokens(Dataset):
         return self.tokens[idx, : int(lengths.max())], lengths
 
 
-class TextDataModule(LightningDataModule):
+class TextDataModule(InMemoryDataModule):
     """Sentences from a corpus, tokenized by characters or words.
 
     Args:
@@ -166,23 +165,3 @@ class TextDataModule(LightningDataModule):
         self.setup()
         data = self._splits[split]
         return [row[: n - 1].tolist() for row, n in zip(data.tokens, data.lengths.tolist())]
-
-    # ----------------------------------------------------------------- loaders
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self._splits[split],
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            collate_fn=keep_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

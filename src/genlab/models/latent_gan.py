@@ -15,7 +15,7 @@ reconstructions (not a language-model perplexity: the code is given).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
