@@ -11,8 +11,10 @@ import torch
 from hydra.utils import instantiate
 
 from genlab.train import train
+from genlab.utils.wandb_setup import finish
 from test_cli import run
 from test_vae import epoch_values, read_csv
+from wandb_records import summarize
 
 SMALL = ["data=text", "data.max_examples=3000", "data.max_len=12", "data.batch_size=32",
          "trainer.max_epochs=3", "trainer.num_sanity_val_steps=0", "logger=csv",
@@ -28,8 +30,9 @@ def unigram_ppl(dm) -> float:
     return math.exp(-sum(math.log((train_counts[t] + 1) / (total + vocab)) for t in val) / len(val))
 
 
-def test_language_model_learns_beyond_unigrams(train_config, tmp_path: Path) -> None:
-    cfg = train_config("model=text_lm", *SMALL, *NETS)
+def test_language_model_learns_beyond_unigrams(train_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = train_config("model=text_lm", *SMALL, *NETS, "logger=default")  # W&B offline + CSV
     metrics = train(cfg)
     val = epoch_values(read_csv(tmp_path / "metrics.csv"), "val/nll")
     assert len(val) == 3 and val[-1] < val[0]
@@ -38,6 +41,14 @@ def test_language_model_learns_beyond_unigrams(train_config, tmp_path: Path) -> 
     assert 0 <= metrics["val/self_bleu4"] <= 1 and metrics["val/bleu2"] > 0
     texts = (tmp_path / "samples" / "text_epoch002.txt").read_text().splitlines()
     assert len(texts) == 20 and all(line.startswith("sample\t") for line in texts)
+    # the W&B run holds the vocabulary size in its config, BLEU curves and a table of samples per epoch
+    finish()  # as train.py's task wrapper does
+    run_file = next((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    summary = summarize(run_file)
+    assert summary["config"]["vocab_size"] == len(dm.tokenizer) and summary["config"]["data_info"]["tokenizer"] == "word"
+    assert {"val/ppl", "val/bleu4", "val/self_bleu4", "val/text_samples/_type"} <= set(summary["history"])
+    tables = list((run_file.parent / "files" / "media" / "table").rglob("*.table.json"))
+    assert len(tables) == 3  # one per validation epoch
 
 
 def test_text_vae_with_free_bits_learns_and_keeps_kl(train_config, tmp_path: Path) -> None:
@@ -103,3 +114,23 @@ def test_image_model_on_text_data_is_one_clear_message(tmp_path: Path) -> None:
     proc = run("train.py", "model=vae", "data=text", "debug=fast", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "data=text needs a text model" in proc.stderr
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_recurrent_nets_shapes_and_likelihood(cell: str) -> None:
+    from genlab.nets.text import RNNDecoder, RNNEncoder
+
+    x = torch.tensor([[5, 6, 7, 2], [8, 2, 0, 0]])
+    enc = RNNEncoder(vocab_size=10, latent_dim=3, embed_dim=8, hidden_dim=16, cell=cell, num_layers=2)
+    mu, logvar = enc(x)
+    assert mu.shape == logvar.shape == (2, 3)
+    # padding does not change a sentence's code
+    assert torch.allclose(enc(x[1:, :2])[0], mu[1:], atol=1e-6)
+    dec = RNNDecoder(vocab_size=10, latent_dim=3, embed_dim=8, hidden_dim=16, cell=cell, num_layers=2,
+                     z_every_step=True, max_len=6).eval()
+    log_px = dec.log_prob(x, mu)
+    assert log_px.shape == (2,) and (log_px < 0).all()
+    # the likelihood sums the per-token log-probabilities of the sentence and <eos>, not the padding
+    assert torch.allclose(dec.log_prob(x[1:, :2], mu[1:]), log_px[1:], atol=1e-5)
+    assert torch.equal(dec.units(x), torch.tensor([4, 2]))
+    assert dec.generate(mu, greedy=True).shape == (2, 6)
