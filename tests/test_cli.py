@@ -83,18 +83,6 @@ def test_generate_from_the_checkpoint_alone(fast_run: Path, tmp_path: Path) -> N
     assert (tmp_path / "interp.png").is_file()
 
 
-def test_multirun_gives_each_job_its_own_grouped_wandb_run(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    proc = run("train.py", "-m", "debug=fast", "data.source=bundled", "test=false", "model.latent_dim=8,16",
-               f"hydra.sweep.dir={sweep}", env={"WANDB_MODE": "offline"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = [summarize(next((sweep / str(i) / "wandb").glob("offline-run-*/run-*.wandb")))["run"] for i in (0, 1)]
-    assert runs[0]["group"] == runs[1]["group"] == "sweep"
-    names = sorted(r["name"] for r in runs)  # the job's overrides, as Hydra writes override_dirname
-    assert names == ["data.source=bundled,debug=fast,model.latent_dim=16,test=False",
-                     "data.source=bundled,debug=fast,model.latent_dim=8,test=False"]
-
-
 def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
     proc = run("train.py", "model=vae", "trainer.gpus=2", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2

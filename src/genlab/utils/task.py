@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import sys
+import traceback
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig
@@ -37,13 +41,20 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
     """Run ``task(cfg)``; return the metric named by ``cfg.optimized_metric`` (for sweepers).
 
     A mistake in the user's input (``GenlabError``) ends the process with its message and exit
-    code 2, no traceback. Whatever happens, the W&B run is finished.
+    code 2, no traceback. Whatever happens, the W&B run is finished. In a multirun, a failing job
+    writes ``failure.json`` (error, overrides, log file) into its folder; with
+    ``continue_on_error=true`` the sweep goes on and the job returns NaN to the sweeper.
     """
     quiet_known_warnings()
     try:
         metrics = task(cfg)
     except BaseException as e:
         wandb_setup.finish(exit_code=1)
+        job = _multirun_job(cfg)
+        if job is not None and isinstance(e, Exception):
+            _record_failure(job, e)
+            if cfg.get("continue_on_error", False):
+                return math.nan
         user_error = find_user_error(e)
         if user_error is not None:
             print(f"genlab: error: {user_error}", file=sys.stderr)
@@ -56,6 +67,29 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
     if name not in metrics:
         raise GenlabError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}.")
     return metrics[name]
+
+
+def _multirun_job(cfg: DictConfig) -> dict[str, Any] | None:
+    """This job's number, overrides, folder and log file when Hydra runs a multirun, else ``None``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    folder = Path(hc.runtime.output_dir)
+    return {"num": hc.job.num, "overrides": list(hc.overrides.task), "folder": str(folder),
+            "log": str(folder / f"{cfg.get('task_name', hc.job.name)}.log")}
+
+
+def _record_failure(job: dict[str, Any], error: BaseException) -> None:
+    user_error = find_user_error(error)
+    message = str(user_error) if user_error is not None else f"{type(error).__name__}: {error}"
+    record = {**{k: str(v) if isinstance(v, Path) else v for k, v in job.items()}, "error": message,
+              "traceback": "" if user_error is not None else traceback.format_exc()}
+    Path(job["folder"]).mkdir(parents=True, exist_ok=True)
+    (Path(job["folder"]) / "failure.json").write_text(json.dumps(record, indent=2, default=str))
+    log.error("job %s (%s) failed: %s; log: %s", job["num"], " ".join(job["overrides"]), message, job["log"])
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

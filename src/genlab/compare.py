@@ -1,0 +1,195 @@
+"""``genlab-compare <sweep or runs folder>`` / ``python scripts/compare.py``: one table of runs.
+
+Every run folder below the given one (a folder with ``metrics.csv`` or ``run_info.json``) becomes
+a row: its overrides (``.hydra/overrides.yaml``), the final value of each metric, the best value
+of the ``--metric`` it is sorted by, wall time and status (a failed job's ``failure.json``). The
+table is printed and written as ``compare.md`` and ``compare.csv``; ``compare.png`` plots the
+metric's curve across runs. Everything is read from local files, so it works offline; with
+``--wandb entity/project --group <sweep>`` the same table comes from the W&B public API instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run folders below ``root`` (itself included), in a stable order (sweep job number)."""
+    marks = ("metrics.csv", "run_info.json", "failure.json")
+    found = {p.parent for mark in marks for p in root.rglob(mark) if "wandb" not in p.parts}
+    found = {d for d in found if not any(d != o and o in d.parents for o in found)}  # outermost: eval/ sits inside a run
+    return sorted(found, key=lambda d: [int(s) if s.isdigit() else s for s in d.relative_to(root).parts])
+
+
+def read_curves(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """``metrics.csv`` (Lightning's CSV logger) as ``{metric: [(step, value), ...]}``."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    if not path.is_file():
+        return curves
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for key, value in row.items():
+                if key in ("epoch", "step") or value in ("", None):
+                    continue
+                try:
+                    curves.setdefault(key, []).append((step, float(value)))
+                except ValueError:
+                    continue
+    return curves
+
+
+def read_run(run: Path, metric: str, mode: str) -> dict[str, Any]:
+    """One row: overrides, final metrics, the best ``metric``, wall time, status."""
+    overrides_file = run / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    curves = read_curves(run / "metrics.csv")
+    row: dict[str, Any] = {"run": str(run), "overrides": " ".join(overrides or []), "status": "ok"}
+    row.update({k: v[-1][1] for k, v in curves.items()})
+    info_file = run / "run_info.json"
+    if info_file.is_file():
+        info = json.loads(info_file.read_text())
+        row.update(info.get("final_metrics", {}))
+        row["parameters"] = info.get("parameters", {}).get("total")
+        row["git_commit"] = info.get("git_commit")
+    eval_file = run / "metrics.json"
+    if eval_file.is_file():
+        row.update({f"eval:{k}": v for k, v in json.loads(eval_file.read_text()).get("metrics", {}).items()})
+    values = [v for _, v in curves.get(metric, [])]
+    if values:
+        row[f"best {metric}"] = min(values) if mode == "min" else max(values)
+    failure = run / "failure.json"
+    if failure.is_file():
+        row["status"] = "failed: " + json.loads(failure.read_text()).get("error", "")[:120]
+    elif not curves and not info_file.is_file():
+        row["status"] = "no metrics"
+    return row
+
+
+def wandb_rows(project: str, group: str | None, metric: str, mode: str) -> list[dict[str, Any]]:
+    """The same rows from the W&B public API (online runs, or offline ones after ``wandb sync``)."""
+    import wandb
+
+    filters = {"group": group} if group else {}
+    rows = []
+    for r in wandb.Api().runs(project, filters=filters):
+        summary = {k: v for k, v in r.summary.items() if isinstance(v, (int, float)) and not k.startswith("_")}
+        history = [h.get(metric) for h in r.scan_history(keys=[metric])] if metric else []
+        history = [v for v in history if isinstance(v, (int, float))]
+        row = {"run": r.name, "overrides": r.name, "status": r.state, **summary}
+        if history:
+            row[f"best {metric}"] = min(history) if mode == "min" else max(history)
+        rows.append(row)
+    return rows
+
+
+def sort_rows(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
+    key = f"best {metric}" if any(f"best {metric}" in r for r in rows) else metric
+
+    def order(row: dict[str, Any]) -> tuple[int, float]:
+        value = row.get(key)
+        if not isinstance(value, (int, float)) or math.isnan(value):
+            return (1, 0.0)
+        return (0, value if mode == "min" else -value)
+
+    return sorted(rows, key=order)
+
+
+def table_columns(rows: list[dict[str, Any]], metric: str, columns: list[str] | None) -> list[str]:
+    if columns:
+        wanted = columns
+    else:  # the sort metric first, then what most runs report (train/ per-step values left out)
+        keys = {k for r in rows for k in r if k not in ("run", "overrides", "status", "git_commit")}
+        wanted = sorted(k for k in keys if not k.startswith("train/") and not k.startswith("eval:"))
+        wanted = [k for k in (f"best {metric}", metric) if k in keys] + [k for k in wanted if k not in (metric, f"best {metric}")]
+    return ["overrides", *wanted, "status"]
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def write_outputs(rows: list[dict[str, Any]], columns: list[str], out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "compare.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["run", *columns], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)).replace("|", "/") for c in columns) + " |" for r in rows]
+    markdown = "\n".join(lines) + "\n"
+    (out / "compare.md").write_text(markdown)
+    return markdown
+
+
+def plot(runs: list[Path], rows: list[dict[str, Any]], metric: str, out: Path) -> Path | None:
+    curves = {r["overrides"] or Path(r["run"]).name: read_curves(Path(r["run"]) / "metrics.csv").get(metric, [])
+              for r in rows}
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, points in curves.items():
+        ax.plot([s for s, _ in points], [v for _, v in points], marker="o", markersize=3, label=label[:60])
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "compare.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", nargs="?", type=Path, help="a sweep folder (outputs/train/multiruns/<time>) or any folder of runs")
+    parser.add_argument("--metric", default="val/elbo", help="sort by this metric (best value over the run)")
+    parser.add_argument("--mode", choices=["min", "max"], default="min")
+    parser.add_argument("--columns", nargs="+", help="metric columns to show (default: all non-train metrics)")
+    parser.add_argument("--out", type=Path, help="where compare.md/.csv/.png go (default: the folder)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from the W&B public API instead")
+    parser.add_argument("--group", help="with --wandb: only this group (a sweep folder's name)")
+    args = parser.parse_args(argv)
+
+    if args.wandb:
+        rows = wandb_rows(args.wandb, args.group, args.metric, args.mode)
+        out = args.out or Path("outputs") / "compare" / (args.group or "wandb")
+        runs: list[Path] = []
+    else:
+        if args.folder is None or not args.folder.is_dir():
+            print(f"genlab-compare: error: {args.folder} is not a folder of runs", file=sys.stderr)
+            return 2
+        runs = find_runs(args.folder)
+        rows = [read_run(r, args.metric, args.mode) for r in runs]
+        for row in rows:
+            row["run"] = str(Path(row["run"]))
+        out = args.out or args.folder
+    if not rows:
+        print(f"genlab-compare: error: no runs found under {args.folder or args.wandb}", file=sys.stderr)
+        return 2
+    rows = sort_rows(rows, args.metric, args.mode)
+    columns = table_columns(rows, args.metric, args.columns)
+    print(write_outputs(rows, columns, out))
+    png = plot(runs, rows, args.metric, out) if runs else None
+    print(f"{len(rows)} runs; wrote {out / 'compare.md'}, {out / 'compare.csv'}" + (f", {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

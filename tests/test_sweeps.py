@@ -1,0 +1,108 @@
+"""Sweeps end to end: launchers, Optuna, failures that do not stop a sweep, DDP inside a sweep,
+and the comparison table of a sweep's runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_cli import run
+from wandb_records import summarize
+
+FAST = ["debug=fast", "data.source=bundled", "test=false"]
+
+
+def test_multirun_runs_are_grouped_and_compared(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run("train.py", "-m", *FAST, "model.latent_dim=8,16", f"hydra.sweep.dir={sweep}", env={"WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [summarize(next((sweep / str(i) / "wandb").glob("offline-run-*/run-*.wandb"))) for i in (0, 1)]
+    assert runs[0]["run"]["group"] == runs[1]["run"]["group"] == "sweep"
+    assert runs[0]["run"]["name"] != runs[1]["run"]["name"]
+    for i, summary in enumerate(runs):  # what comparisons need is in each run
+        config = summary["config"]
+        assert config["model"]["latent_dim"] == (8, 16)[i] and config["seed"] == 42
+        assert config["parameters"]["total"] > 0 and config["parameters"]["encoder"] > 0
+        assert config["data_info"]["sizes"]["train"] == 3600 and "git_commit" in config
+        info = json.loads((sweep / str(i) / "run_info.json").read_text())
+        assert info["best/val/elbo"] == pytest.approx(info["final_metrics"]["val/elbo"])
+        assert info["timings"]["time/fit_seconds"] > 0
+
+    proc = run("scripts/compare.py", str(sweep), "--metric", "val/elbo")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(sweep / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["overrides"].split()[-1] for r in rows) == ["model.latent_dim=16", "model.latent_dim=8"]
+    best = [float(r["best val/elbo"]) for r in rows]
+    assert best == sorted(best) and all(r["status"] == "ok" for r in rows)
+    assert "model.latent_dim=16" in proc.stdout and (sweep / "compare.png").stat().st_size > 1000
+
+
+def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run("train.py", "-m", *FAST, "logger=csv", "model.latent_dim=-1,8", "continue_on_error=true",
+               f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()  # the job after the failure ran
+    failed = json.loads((sweep / "failures.json").read_text())
+    assert [f["num"] for f in failed] == [0] and "model.latent_dim=-1" in failed[0]["overrides"]
+    assert failed[0]["log"].endswith("0/debug.log") and "negative dimension" in failed[0]["error"]
+    assert "job 0 (" in proc.stdout + proc.stderr and "failed" in proc.stdout + proc.stderr
+    # without the switch the sweep fails (Hydra raises the job's error), and the job is still recorded
+    proc = run("train.py", "-m", *FAST, "logger=csv", "model.latent_dim=-1,8", f"hydra.sweep.dir={tmp_path}/stop")
+    assert proc.returncode != 0 and (tmp_path / "stop" / "0" / "failure.json").is_file()
+
+
+def test_optuna_sweep_reports_its_best_trial(tmp_path: Path) -> None:
+    sweep = tmp_path / "optuna"
+    proc = run("train.py", "hparams_search=vae_optuna", *FAST, "logger=csv", "hydra.sweeper.n_trials=3",
+               "hydra.sweeper.sampler.n_startup_trials=2", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(result["best_params"]) == {"model.optimizer.lr", "model.latent_dim", "data.batch_size"}
+    elbos = [json.loads((sweep / str(i) / "run_info.json").read_text())["final_metrics"]["val/elbo"] for i in range(3)]
+    assert result["best_value"] == pytest.approx(min(elbos), rel=1e-5)
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_and_cluster_launchers_run_a_two_job_sweep(tmp_path: Path, launcher: str) -> None:
+    """joblib: local parallel jobs; submitit_local: submitit's local executor, the same code path
+    as hydra/launcher=submitit_slurm on a cluster."""
+    sweep = tmp_path / "sweep"
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
+    proc = run("train.py", "-m", f"hydra/launcher={launcher}", *extra, *FAST, "logger=csv", "model.latent_dim=8,16",
+               f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for i in (0, 1):
+        assert (sweep / str(i) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_slurm_launcher_config_composes(train_config) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from genlab.utils.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
+                                          "hydra.launcher.gpus_per_node=2", "trainer.gpus=2"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "gpu"
+
+
+@pytest.mark.slow
+def test_ddp_inside_a_multirun(tmp_path: Path) -> None:
+    """Each job of a sweep runs DDP over 2 CPU processes: one folder and one W&B run per job."""
+    sweep = tmp_path / "sweep"
+    proc = run("train.py", "-m", "trainer=ddp_cpu", *FAST, "model.latent_dim=8,16", f"hydra.sweep.dir={sweep}",
+               env={"WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    for i in (0, 1):
+        assert len(list((sweep / str(i) / "wandb").glob("offline-run-*"))) == 1
+        info = json.loads((sweep / str(i) / "run_info.json").read_text())
+        assert info["world_size"] == 2
