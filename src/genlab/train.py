@@ -43,7 +43,7 @@ def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_typ
     (job type = the model's config name unless given; tags = model and data names)."""
     from hydra.utils import instantiate
 
-    from genlab.utils.wandb_setup import prepare_wandb_kwargs
+    from genlab.utils.wandb_setup import prepare_wandb_kwargs, start_or_fall_back
 
     loggers = []
     choices = choices or _choices(cfg)
@@ -60,6 +60,8 @@ def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_typ
             if kwargs["mode"] == "disabled":
                 continue
             kwargs.update({k: v for k, v in sweep_run_names().items() if not kwargs.get(k)})
+            loggers.append(start_or_fall_back(instantiate(kwargs), kwargs))
+            continue
         loggers.append(instantiate(kwargs))
     return loggers
 
@@ -81,11 +83,38 @@ def fill_model_settings(cfg: DictConfig, datamodule: Any) -> None:
             cfg[key] = settings[key]
 
 
+def check_nonfinite(policy: str) -> str:
+    if policy not in ("stop", "skip"):
+        raise GenlabError(f"nonfinite={policy!r} is unknown; choose stop or skip.")
+    return policy
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path=last``: the newest ``last.ckpt`` of this task's earlier runs (single runs and
+    sweep jobs); any other value is a path, checked before training starts."""
+    value = cfg.get("ckpt_path")
+    if not value:
+        return None
+    if value != "last":
+        if not Path(value).is_file():
+            raise GenlabError(f"ckpt_path={value!r}: no such file. Give a .ckpt path, or ckpt_path=last for the newest last.ckpt.")
+        return str(value)
+    task_dir = Path(cfg.paths.log_dir) / cfg.task_name
+    found = [p for p in task_dir.glob("*/*/checkpoints/last.ckpt")] + [p for p in task_dir.glob("*/*/*/checkpoints/last.ckpt")]
+    found = [p for p in found if Path(cfg.paths.output_dir) not in p.parents]
+    if not found:
+        raise GenlabError(f"ckpt_path=last: no last.ckpt under {task_dir}; nothing to resume.")
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    log.info("Resuming from %s", newest)
+    return str(newest)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
     import pytorch_lightning as pl
     from hydra.utils import get_class, instantiate
 
+    from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
 
     model_cls = get_class(cfg.model._target_)
@@ -100,15 +129,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     fill_model_settings(cfg, datamodule)
     config = to_container(cfg)
     model = instantiate(cfg.model)
+    model.nonfinite = check_nonfinite(cfg.get("nonfinite", "stop"))
     run_info = RunInfo(config)
-    callbacks = [*instantiate_group(cfg.get("callbacks")), run_info]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), run_info, ResumeState()]
+    ckpt_path = resolve_ckpt_path(cfg)
     loggers = make_loggers(cfg)
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(config)
 
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics.update(run_info.timings)
 

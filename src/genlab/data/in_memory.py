@@ -3,10 +3,11 @@ batches (``__getitems__``), and the loaders over them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
+import torch
 from pytorch_lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def keep_batch(batch: Any) -> Any:
@@ -14,21 +15,47 @@ def keep_batch(batch: Any) -> Any:
     return batch
 
 
+class EpochShuffle(Sampler[int]):
+    """A new random order each epoch that depends only on ``seed`` and the epoch number (which
+    Lightning passes in through ``set_epoch``), not on the global random state: a run resumed
+    from a checkpoint sees the same batches as one that was never interrupted."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        # a generator: the order is drawn at the first batch, after Lightning's set_epoch (a resumed
+        # run creates its iterator before it knows the epoch)
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        yield from torch.randperm(self.n, generator=gen).tolist()
+
+
 class InMemoryDataModule(LightningDataModule):
     """Loaders over ``self._splits`` (``train``/``val``/``test`` datasets): shuffled training
     batches of ``batch_size``, evaluation batches of ``eval_batch_size``."""
 
     _splits: dict[str, Dataset]
+    seed: int
     batch_size: int
     eval_batch_size: int
     num_workers: int = 0
     pin_memory: bool = False
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self._splits[split]
         return DataLoader(
-            self._splits[split],
+            dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
+            # the loader's own generator: creating an iterator each epoch would otherwise draw from
+            # the global random state and shift the model's noise after a resume
+            generator=torch.Generator().manual_seed(self.seed),
             drop_last=False,
             collate_fn=keep_batch,
             num_workers=self.num_workers,

@@ -15,6 +15,8 @@ class GenerativeModule(LightningModule):
 
     latent_dim: int
     _perplexity: dict[str, MeanMetric]
+    nonfinite: str = "stop"  # what a NaN/inf training loss does: stop | skip (train.py sets it)
+    nonfinite_skipped: int = 0
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws from the prior/noise distribution N(0, I), on the CPU."""
@@ -27,6 +29,22 @@ class GenerativeModule(LightningModule):
         if getattr(self, "scheduler_factory", None) is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
+
+    def loss_is_finite(self, loss: torch.Tensor, name: str = "train/loss") -> bool:
+        """False when ``loss`` is NaN or infinite and the policy is ``skip`` (the caller skips the
+        optimizer step); with ``stop``, raise a clear error before bad weights reach a checkpoint."""
+        if bool(torch.isfinite(loss.detach()).all()):
+            return True
+        if self.nonfinite == "skip":
+            self.nonfinite_skipped += 1
+            self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False)
+            return False
+        from genlab.utils.errors import GenlabError
+
+        raise GenlabError(
+            f"non-finite loss at epoch {self.current_epoch}, step {self.global_step}: {name}={loss.detach().float().item()}. "
+            "Lower model.optimizer.lr, clip gradients, or set nonfinite=skip to skip such steps."
+        )
 
     def step_logs_due(self) -> bool:
         """Whether Lightning writes this training step's ``on_step`` values to the loggers.

@@ -94,7 +94,9 @@ class GAN(GenerativeModule):
     def _fake(self, n: int) -> torch.Tensor:
         return self.generator(torch.randn(n, self.latent_dim, device=self.device))
 
-    def _step(self, optimizer: Any, loss: torch.Tensor) -> None:
+    def _step(self, optimizer: Any, loss: torch.Tensor, name: str = "train/loss") -> None:
+        if not self.loss_is_finite(loss, name):
+            return
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()  # gradients are clipped in on_before_optimizer_step, after unscaling
@@ -118,11 +120,11 @@ class GAN(GenerativeModule):
                 if self.loss_name == "wgan-gp":
                     gp = gan_losses.gradient_penalty(self.discriminator, real, fake_d)
                     d_loss = d_loss + self.gp_weight * gp
-                self._step(opt_d, d_loss)
+                self._step(opt_d, d_loss, "train/d_loss")
 
         with self.toggled_optimizer(opt_g):  # the discriminator is frozen for this step
             g_loss = gan_losses.g_loss(self.loss_name, self.discriminator(fake))
-            self._step(opt_g, g_loss)
+            self._step(opt_g, g_loss, "train/g_loss")
         if self.ema is not None:
             self.ema.update_parameters(self.generator)
         metrics = {
@@ -147,7 +149,12 @@ class GAN(GenerativeModule):
         if self.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
 
-    def on_train_epoch_end(self) -> None:
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Schedulers step after the epoch's last batch. Not in on_train_epoch_end: checkpoint
+        # callbacks save before the module's on_train_epoch_end runs, and a resumed run would then
+        # miss that epoch's step.
+        if batch_idx + 1 < self.trainer.num_training_batches:
+            return
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
             scheduler.step()

@@ -77,12 +77,12 @@ class LatentGAN(GAN):
             noise = self.code_noise * self.code_noise_decay ** (self.batches_seen // 100)
             log_px = self.decoder.log_prob(x, code + noise * torch.randn_like(code) if noise > 0 else code)
             recon = -log_px.mean()
-            self._step(opt_ae, recon)
+            self._step(opt_ae, recon, "train/recon")
         metrics = self.adversarial_step(code.detach(), opt_g, opt_d)
         if self.adv_weight > 0:
             with self.toggled_optimizer(opt_ae):  # only the encoder gets gradients here
                 e_loss = self.adv_weight * gan_losses.e_loss(self.loss_name, self.discriminator(self.encode(x)))
-                self._step(opt_ae, e_loss)
+                self._step(opt_ae, e_loss, "train/e_loss")
             metrics["train/e_loss"] = e_loss.detach()
         self.batches_seen += 1
         metrics["train/recon"] = recon.detach()

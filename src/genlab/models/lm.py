@@ -43,6 +43,8 @@ class LanguageModel(GenerativeModule):
         x = batch[0]
         nll = self._nll(x)
         loss = nll.mean()
+        if not self.loss_is_finite(loss):
+            return None
         token_nll = nll.sum().detach() / self.decoder.units(x).sum()
         self.log_train_step({"train/loss": loss.detach(), "train/nll_token": token_nll}, batch_size=x.shape[0],
                             prog_bar=("train/loss",))

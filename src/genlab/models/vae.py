@@ -116,7 +116,7 @@ class VAE(GenerativeModule):
         return self.beta * kl_weight(self.kl_schedule, self.global_step, self.kl_warmup_steps,
                                      self.kl_cycles, self.kl_cycle_ratio)
 
-    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+    def _step(self, batch: Any, stage: str) -> torch.Tensor | None:
         x = batch[0]
         log_px, kl_dims, mu = self._elbo_parts(x)
         recon, kl = -log_px.mean(), kl_dims.sum(1).mean()
@@ -125,6 +125,8 @@ class VAE(GenerativeModule):
             weight = self.kl_weight()
             kl_term = kl_dims.mean(0).clamp(min=self.free_bits).sum() if self.free_bits > 0 else kl
             loss = recon + weight * kl_term
+            if not self.loss_is_finite(loss):
+                return None
             metrics = {"train/loss": loss, "train/elbo": elbo, "train/recon": recon, "train/kl": kl}
             if self.kl_warmup_steps > 0 and self.kl_schedule != "constant":
                 metrics["train/kl_weight"] = weight

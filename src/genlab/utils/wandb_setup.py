@@ -50,6 +50,25 @@ def prepare_wandb_kwargs(kwargs: dict[str, Any], tags: list[str], job_type: str 
     return kwargs
 
 
+def start_or_fall_back(logger: Any, kwargs: dict[str, Any]) -> Any:
+    """Start the W&B run now; if W&B cannot be reached or fails in online mode, say so and log
+    offline instead (training never stops for W&B). Returns the logger to use."""
+    try:
+        logger.experiment  # noqa: B018 - creates the run
+        return logger
+    except Exception as e:  # network, authentication, server errors ...
+        if kwargs.get("mode") != "online":
+            raise
+        log.warning("W&B online failed (%s: %s); logging offline instead. Upload later with wandb sync.",
+                    type(e).__name__, e)
+        finish(exit_code=1)
+        from hydra.utils import instantiate
+
+        fallback = instantiate({**kwargs, "mode": "offline"})
+        fallback.experiment  # noqa: B018
+        return fallback
+
+
 def finish(exit_code: int = 0) -> None:
     """Finish the current W&B run if there is one (also after a failure), and say how to
     upload it when it was logged offline."""

@@ -1,0 +1,171 @@
+"""Faults survived: kills and resume, SIGTERM, interrupted checkpoint writes, non-finite losses,
+W&B failing; and unsafe checkpoints refused."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlab.checkpoint import load_checkpoint
+from genlab.utils.errors import GenlabError
+from test_cli import run
+
+TESTS = str(Path(__file__).parent)
+SHORT = ["data.source=bundled", "trainer.max_epochs=3", "trainer.limit_train_batches=6", "trainer.limit_val_batches=2",
+         "trainer.num_sanity_val_steps=2", "trainer.deterministic=true", "test=false", "logger=csv"]
+MODELS = {"vae": ["model=vae"],
+          "gan": ["model=gan", "model.ema_decay=0.9", "callbacks.sample_quality.num_samples=200",
+                  "+model.scheduler_g={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"]}
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, model: str) -> None:
+    """SIGKILL in the middle of epoch 3, resume from the newest last.ckpt (ckpt_path=last): the
+    final weights equal an uninterrupted run's, bit for bit (optimizers, scheduler, EMA, the GAN's
+    own counter and the RNG state all come back)."""
+    env = {"GENLAB_ROOT": str(tmp_path), "PYTHONPATH": TESTS}
+    whole = run("train.py", *MODELS[model], *SHORT, f"hydra.run.dir={tmp_path}/whole", env=env)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = run("train.py", *MODELS[model], *SHORT, f"hydra.run.dir={tmp_path}/outputs/train/runs/killed",
+                 "+callbacks.kill._target_=fault_injection.KillAt", "+callbacks.kill.epoch=2", "+callbacks.kill.batch=3",
+                 env=env)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run("train.py", *MODELS[model], *SHORT, "ckpt_path=last", f"hydra.run.dir={tmp_path}/outputs/train/runs/resumed",
+                  env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "killed/checkpoints/last.ckpt" in resumed.stdout + resumed.stderr
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "outputs" / "train" / "runs" / "resumed")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
+    env = {"GENLAB_ROOT": str(tmp_path), "PYTHONPATH": TESTS}
+    proc = run("train.py", "model=vae", *SHORT, f"hydra.run.dir={tmp_path}/outputs/train/runs/term",
+               "+callbacks.kill._target_=fault_injection.KillAt", "+callbacks.kill.epoch=1", "+callbacks.kill.batch=2",
+               "+callbacks.kill.signal_name=SIGTERM", env=env)
+    ckpt = load_checkpoint(tmp_path / "outputs" / "train" / "runs" / "term" / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 6 + 3  # saved after the batch running when SIGTERM came, mid-epoch
+    assert "SIGTERM: saved" in proc.stdout + proc.stderr
+    resumed = run("train.py", "model=vae", *SHORT, "ckpt_path=last", f"hydra.run.dir={tmp_path}/outputs/train/runs/after",
+                  env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "outputs" / "train" / "runs" / "after" / "checkpoints" / "last.ckpt")["epoch"] == 2  # the third
+
+
+def test_a_kill_while_saving_leaves_the_previous_checkpoint_intact(tmp_path: Path, train_config) -> None:
+    from genlab.train import train
+
+    cfg = train_config("debug=fast", "data.source=bundled", "test=false", "logger=csv")
+    train(cfg)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    script = f"""
+import os, signal, torch
+import fsspec.implementations.local as local
+from pytorch_lightning import Trainer
+from genlab.checkpoint import model_from_checkpoint
+model, _, _ = model_from_checkpoint({str(last)!r})
+trainer = Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+trainer.strategy.connect(model)
+original = local.LocalFileOpener.write
+def write_half_then_die(self, data):
+    original(self, data[: len(data) // 2])
+    self.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+local.LocalFileOpener.write = write_half_then_die
+trainer.save_checkpoint({str(last)!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert last.read_bytes() == before  # the half-written file never replaced it
+    load_checkpoint(last)
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_non_finite_loss_stops_with_a_message_or_is_skipped(train_config, policy: str, monkeypatch) -> None:
+    from genlab.models.vae import VAE
+    from genlab.train import train
+
+    original = VAE._elbo_parts
+
+    def poisoned(self, x):
+        log_px, kl, mu = original(self, x)
+        return (log_px * float("nan") if self.training and self.global_step == 2 else log_px), kl, mu
+
+    monkeypatch.setattr(VAE, "_elbo_parts", poisoned)
+    cfg = train_config("debug=fast", "data.source=bundled", "test=false", "logger=csv", f"nonfinite={policy}")
+    if policy == "stop":
+        with pytest.raises(GenlabError, match=r"non-finite loss at epoch 0, step 2: train/loss=nan"):
+            train(cfg)
+    else:
+        metrics = train(cfg)
+        assert metrics["train/nonfinite_skipped"] == 1.0
+        state = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+        assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_crafted_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "genlab": {}, "payload": Exploit()}, path)
+    with pytest.raises(GenlabError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    proc = run("generate.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path}/gen")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "not a readable checkpoint" in proc.stderr
+
+
+def test_truncated_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(GenlabError, match="not written by genlab"):
+        load_checkpoint(foreign)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(pickle.dumps({"a": 1})[:5])
+    with pytest.raises(GenlabError, match="not a readable checkpoint"):
+        load_checkpoint(truncated)
+
+
+def test_wandb_failing_online_falls_back_to_offline(train_config, tmp_path: Path, monkeypatch) -> None:
+    import wandb
+
+    from genlab.train import make_loggers
+
+    real_init = wandb.init
+
+    def init(*args, **kwargs):
+        if kwargs.get("mode") == "online":
+            raise wandb.errors.CommError("could not reach api.wandb.ai")
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(wandb, "init", init)
+    cfg = train_config("logger=wandb", "logger.wandb.mode=online")
+    (logger,) = make_loggers(cfg)
+    try:
+        assert logger.experiment.settings.mode == "offline"
+    finally:
+        wandb.finish()
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    proc = run("train.py", "debug=fast", "ckpt_path=last", f"hydra.run.dir={tmp_path}/run", env={"GENLAB_ROOT": str(tmp_path)})
+    assert proc.returncode == 2 and "ckpt_path=last: no last.ckpt" in proc.stderr
