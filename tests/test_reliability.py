@@ -169,3 +169,47 @@ def test_wandb_failing_online_falls_back_to_offline(train_config, tmp_path: Path
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     proc = run("train.py", "debug=fast", "ckpt_path=last", f"hydra.run.dir={tmp_path}/run", env={"GENLAB_ROOT": str(tmp_path)})
     assert proc.returncode == 2 and "ckpt_path=last: no last.ckpt" in proc.stderr
+
+
+BAD_VALUES = [
+    ("model.optimizer.lr=-1e-3", "model.optimizer.lr=-0.001 is not valid: a learning rate must be a number > 0"),
+    ("data.batch_size=0", "data.batch_size=0 is not valid: it must be a whole number >= 1"),
+    ("model.latent_dim=0", "model.latent_dim=0 is not valid"),
+    ("model.latent_dim=abc", "model.latent_dim='abc' is not valid: it must be a whole number >= 1"),
+    ("model.beta=-1", "model.beta=-1 is not valid: it must be a number >= 0"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 is not valid"),
+    ("data.source=internet", "data.source='internet' is unknown; choose one of auto, local, download, bundled"),
+    ("model=gan model.loss=wasserstein", "model.loss='wasserstein' is unknown; choose one of nonsaturating, hinge, wgan-gp"),
+    ("model=gan model.n_critic=0", "model.n_critic=0 is not valid"),
+    ("model=text_vae data=text model.sample.temperature=0", "model.sample.temperature=0 is not valid: it must be a number > 0"),
+    ("model=text_vae data=text data.tokenizer=bpe", "data.tokenizer='bpe' is unknown; choose word or char"),
+    ("nonfinite=ignore", "nonfinite='ignore' is unknown; choose stop or skip"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_VALUES)
+def test_bad_config_values_are_caught_before_any_work(train_config, override: str, message: str) -> None:
+    from genlab.train import train
+
+    from genlab.utils.task import find_user_error
+
+    cfg = train_config(*override.split(), "debug=fast", "logger=csv")
+    with pytest.raises(Exception) as err:
+        train(cfg)
+    user_error = find_user_error(err.value)  # what the command line prints, also when Hydra wrapped it
+    assert user_error is not None and message in str(user_error)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [BAD_VALUES[0], BAD_VALUES[3], ("model=vea", "Could not find 'model/vea'"),
+     ("model.latnt_dim=8", "Key 'latnt_dim' is not in struct")],
+    ids=["negative-lr", "wrong-type", "unknown-option", "key-typo"],
+)
+def test_bad_config_on_the_command_line_is_one_clear_message(tmp_path: Path, override: str, message: str) -> None:
+    proc = run("train.py", *override.split(), "debug=fast", env={"GENLAB_ROOT": str(tmp_path)})
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    runs = tmp_path / "outputs" / "debug" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # no half-made run folder left behind

@@ -116,6 +116,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
+    from genlab.utils.validate import check_config
+
+    check_config(cfg)
 
     model_cls = get_class(cfg.model._target_)
     trainer_kwargs = resolve_trainer_kwargs(

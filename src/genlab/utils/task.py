@@ -58,6 +58,8 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
         user_error = find_user_error(e)
         if user_error is not None:
             print(f"genlab: error: {user_error}", file=sys.stderr)
+            if job is None:
+                _discard_unstarted_run()
             raise SystemExit(2) from None
         raise
     wandb_setup.finish(exit_code=0)
@@ -80,6 +82,21 @@ def _multirun_job(cfg: DictConfig) -> dict[str, Any] | None:
     folder = Path(hc.runtime.output_dir)
     return {"num": hc.job.num, "overrides": list(hc.overrides.task), "folder": str(folder),
             "log": str(folder / f"{cfg.get('task_name', hc.job.name)}.log")}
+
+
+def _discard_unstarted_run() -> None:
+    """Remove the run folder Hydra made for a run that a user error stopped before it trained
+    (no checkpoints), so it does not sit among the real runs."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    if folder.is_dir() and not (folder / "checkpoints").exists() and not (folder / "metrics.json").exists():
+        logging.shutdown()  # close the run's log file before its folder goes
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _record_failure(job: dict[str, Any], error: BaseException) -> None:

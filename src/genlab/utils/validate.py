@@ -1,0 +1,53 @@
+"""Checks of the documented knobs before any work: a bad value is one message naming the key and
+what it accepts, instead of a traceback from deep inside PyTorch minutes later."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.utils.errors import GenlabError
+
+Check = tuple[str, Callable[[Any], bool], str]
+
+POSITIVE_INT: Callable[[Any], bool] = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
+NON_NEGATIVE_INT: Callable[[Any], bool] = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+POSITIVE: Callable[[Any], bool] = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0  # noqa: E731
+NON_NEGATIVE: Callable[[Any], bool] = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0  # noqa: E731
+
+CHECKS: list[Check] = [
+    ("data.batch_size", POSITIVE_INT, "a whole number >= 1"),
+    ("data.eval_batch_size", lambda v: v is None or POSITIVE_INT(v), "a whole number >= 1 or null"),
+    ("data.max_len", POSITIVE_INT, "a whole number >= 1"),
+    ("model.latent_dim", POSITIVE_INT, "a whole number >= 1"),
+    ("model.encoder.latent_dim", POSITIVE_INT, "a whole number >= 1"),
+    ("model.beta", NON_NEGATIVE, "a number >= 0"),
+    ("model.free_bits", NON_NEGATIVE, "a number >= 0"),
+    ("model.kl_warmup_steps", NON_NEGATIVE_INT, "a whole number >= 0"),
+    ("model.nll_samples", NON_NEGATIVE_INT, "a whole number >= 0"),
+    ("model.n_critic", POSITIVE_INT, "a whole number >= 1"),
+    ("model.gp_weight", NON_NEGATIVE, "a number >= 0"),
+    ("model.sample.temperature", POSITIVE, "a number > 0"),
+    ("model.sample.top_k", NON_NEGATIVE_INT, "a whole number >= 0 (0: all tokens)"),
+    ("trainer.max_epochs", lambda v: v is None or (isinstance(v, int) and (v >= 1 or v == -1)), "a whole number >= 1, or -1 for no limit"),
+    ("trainer.gpus", lambda v: v is None or NON_NEGATIVE_INT(v), "a whole number >= 0 or null"),
+]
+OPTIMIZERS = ("model.optimizer", "model.optimizer_g", "model.optimizer_d", "model.optimizer_ae")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ``GenlabError`` for the first documented knob with a value it does not accept."""
+    for key, ok, allowed in CHECKS:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
+            continue
+        if not ok(value):
+            raise GenlabError(f"{key}={value!r} is not valid: it must be {allowed}.")
+    for key in OPTIMIZERS:
+        lr = OmegaConf.select(cfg, f"{key}.lr", default=_ABSENT)
+        if lr is not _ABSENT and not POSITIVE(lr):
+            raise GenlabError(f"{key}.lr={lr!r} is not valid: a learning rate must be a number > 0.")
+
+
+_ABSENT = object()
