@@ -168,3 +168,15 @@ def test_reference_mnist_test_split_with_bundled_train(offline) -> None:
     dm.setup()
     assert dm.info["sources"] == {"train": "bundled", "val": "bundled", "test": "local"}
     assert dm.info["sizes"] == {"train": 4500, "val": 500, "test": 10000}
+
+
+def test_partial_and_foreign_idx_files_are_named(tmp_path: Path) -> None:
+    make_local(tmp_path, "MNIST", "train", 20)
+    make_local(tmp_path, "MNIST", "test", 20)
+    (tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte").unlink()  # a partial copy
+    with pytest.raises(GenlabError, match=r"missing .*train-labels-idx1-ubyte"):
+        MNISTDataModule(root=str(tmp_path), source="local", val_size=5).setup()
+    make_local(tmp_path, "MNIST", "train", 20)
+    (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"<html>not found</html>")
+    with pytest.raises(GenlabError, match=r"train-images-idx3-ubyte is not an unsigned-byte idx file \(bad header\)"):
+        MNISTDataModule(root=str(tmp_path), source="local", val_size=5).setup()
