@@ -168,8 +168,8 @@ def test_schedulers_are_stepped_by_the_module_and_saved(train_config, tmp_path: 
                        "data.source=bundled", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
                        "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "logger=csv", "test=false")
     train(cfg)
-    # checkpoints follow the val/fid validation of the second epoch, before that epoch's end,
-    # where the module steps its schedulers: by then they have stepped once
+    # the module steps its schedulers after each epoch's last batch, before the epoch's checkpoint
+    # is written, so last.ckpt holds both epochs' steps and a resumed run misses none
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert [s["last_epoch"] for s in state["lr_schedulers"]] == [1, 1]
-    assert [g["lr"] for o in state["optimizer_states"] for g in o["param_groups"]] == pytest.approx([1e-4, 1e-4])
+    assert [s["last_epoch"] for s in state["lr_schedulers"]] == [2, 2]
+    assert [g["lr"] for o in state["optimizer_states"] for g in o["param_groups"]] == pytest.approx([5e-5, 5e-5])
