@@ -1,0 +1,311 @@
+"""genlab against the plain PyTorch loop a researcher would write, on identical work, in one run.
+
+    python scripts/benchmark.py            # writes BENCHMARKS.md and benchmarks.json
+    python scripts/benchmark.py --quick    # fewer steps and repetitions: under a minute or two
+
+Measured, on this machine's CPU (or GPU with --device cuda):
+
+- training throughput (images/s) of genlab's ``train.py`` code path against a hand-written loop
+  with the same nets, optimizer(s), batch size and in-memory data (the bundled MNIST images as a
+  uint8 tensor), for ``vae`` (MLP), ``vae_conv`` and ``dcgan``, at batch 128 and 512; repetitions
+  interleave the two sides; median, range and the ratio genlab/raw;
+- the data modules alone: batches/s delivered (MNIST, text), against the fastest model step;
+- start-up: seconds from ``python train.py`` to the first training batch (W&B offline), against
+  the floor ``python -c "import torch, pytorch_lightning"``, and the import of genlab's modules;
+- peak resident memory of the default experiment (``python train.py``, ``--epochs`` epochs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pytorch_lightning import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMES: dict[str, float] = {}
+
+
+class BatchTimer(Callback):
+    """Wall time from the start of training batch number ``warmup`` (counted over epochs) to the
+    end of the last one."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.seen = warmup, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.seen == self.warmup:
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize()
+            TIMES["start"] = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen += 1
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        TIMES["end"] = time.perf_counter()
+
+
+def compose(model: str, overrides: list[str]):
+    from genlab.utils.config import compose_config
+
+    return compose_config("train", [f"model={model}", *overrides], output_dir=tempfile.gettempdir())
+
+
+def bundled_images() -> torch.Tensor:
+    from genlab.data.image_sources import load_bundled, split_bundled
+
+    (images, _), _ = split_bundled(*load_bundled())
+    return images.unsqueeze(1)  # uint8 [N, 1, 28, 28], as genlab holds them
+
+
+# ----------------------------------------------------------------- the hand-written loops
+def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str) -> float:
+    """The loop a researcher writes: shuffle indices, slice the uint8 tensor, to float, step."""
+    from hydra.utils import instantiate
+
+    cfg = compose(model, [])
+    images = bundled_images().to(device)
+    n = len(images)
+    m = cfg.model
+    if model.startswith("vae"):
+        enc, dec = instantiate(m.encoder).to(device), instantiate(m.decoder).to(device)
+        opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=m.optimizer.lr)
+    else:
+        gen, disc = instantiate(m.generator).to(device), instantiate(m.discriminator).to(device)
+        opt_g = torch.optim.Adam(gen.parameters(), lr=m.optimizer.lr, betas=tuple(m.optimizer.betas))
+        opt_d = torch.optim.Adam(disc.parameters(), lr=m.optimizer.lr, betas=tuple(m.optimizer.betas))
+    done, start = 0, None
+    while done < warmup + steps:
+        order = torch.randperm(n, device=device)
+        for i in range(0, n - batch_size + 1, batch_size):
+            if done == warmup:
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+            x = images[order[i : i + batch_size]].float() / 255
+            if model.startswith("vae"):
+                mu, logvar = enc(x)
+                z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+                recon = F.binary_cross_entropy_with_logits(dec(z), x, reduction="none").flatten(1).sum(1)
+                kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+                loss = (recon + kl).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            else:
+                real = x * 2 - 1
+                fake = gen(torch.randn(len(x), m.latent_dim, device=device))
+                d_real, d_fake = disc(real), disc(fake.detach())
+                d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                          + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+                g_loss = F.softplus(-disc(fake)).mean()
+                opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+                opt_g.step()
+            done += 1
+            if done == warmup + steps:
+                break
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str]) -> float:
+    from genlab.train import train
+
+    per_batch = 2 if "gan" in model else 1  # Lightning counts optimizer steps
+    with tempfile.TemporaryDirectory() as out:
+        from genlab.utils.config import compose_config
+
+        cfg = compose_config("train", [
+            f"model={model}", "data.source=bundled", f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
+            f"trainer.max_steps={(warmup + steps) * per_batch}", "trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0", "logger=csv", "callbacks=none", "test=false",
+            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", "+callbacks.timer._target_=__main__.BatchTimer",
+            f"+callbacks.timer.warmup={warmup}", *extra,
+        ], output_dir=out)
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            cfg.callbacks.pop("sample_quality", None)
+        train(cfg)
+    return steps * batch_size / (TIMES["end"] - TIMES["start"])
+
+
+def throughput(models: list[str], batch_sizes: list[int], warmup: int, steps: int, reps: int, device: str,
+               extra: list[str]) -> list[dict]:
+    rows = []
+    for model in models:
+        for bs in batch_sizes:
+            raw, ours = [], []
+            for _ in range(reps):  # interleaved: drifts in machine speed hit both sides
+                raw.append(raw_loop(model, bs, warmup, steps, device))
+                ours.append(genlab_run(model, bs, warmup, steps, device, extra))
+            row = {"model": model, "batch_size": bs, "raw": raw, "genlab": ours,
+                   "raw_median": statistics.median(raw), "genlab_median": statistics.median(ours)}
+            row["ratio"] = row["genlab_median"] / row["raw_median"]
+            rows.append(row)
+            print(f"{model:9s} batch {bs:4d}: raw {row['raw_median']:8.0f} img/s, genlab {row['genlab_median']:8.0f} "
+                  f"img/s, ratio {row['ratio']:.3f}", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------- data, start-up, memory
+def data_pipeline(batch_size: int, seconds: float = 2.0) -> dict[str, float]:
+    """Batches per second the data modules deliver to the model, transfer hook included."""
+    from genlab.data import MNISTDataModule, TextDataModule
+
+    out = {}
+    image_dm = MNISTDataModule(root=tempfile.gettempdir(), source="bundled", batch_size=batch_size)
+    text_dm = TextDataModule(corpus="shakespeare", batch_size=batch_size)
+    for name, dm in (("mnist", image_dm), ("text", text_dm)):
+        dm.setup()
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for batch in dm.train_dataloader():
+                if name == "mnist":
+                    batch = dm.on_after_batch_transfer(batch, 0)
+                n += 1
+                if time.perf_counter() - start >= seconds:
+                    break
+        out[name] = n / (time.perf_counter() - start)
+    return out
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def startup(reps: int) -> dict[str, float]:
+    """Seconds from launching ``python train.py`` to its first training batch (W&B offline)."""
+    env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT / "scripts")}
+    floor = [timed([sys.executable, "-c", "import torch, pytorch_lightning"], env) for _ in range(reps)]
+    imports = [timed([sys.executable, "-c", "import genlab.train, hydra, wandb, torchvision, torchmetrics"], env)
+               for _ in range(reps)]
+    first = []
+    for _ in range(reps):
+        with tempfile.TemporaryDirectory() as out:
+            stamp = Path(out) / "first_batch"
+            start = time.time()
+            subprocess.run([sys.executable, "train.py", "trainer.max_steps=1", "test=false", f"hydra.run.dir={out}",
+                            "+callbacks.first._target_=benchmark.FirstBatch", f"+callbacks.first.path={stamp}"],
+                           cwd=ROOT, env=env, check=True, capture_output=True)
+            first.append(float(stamp.read_text()) - start)
+    return {"floor_import_torch_lightning": statistics.median(floor), "import_genlab_stack": statistics.median(imports),
+            "train_py_to_first_batch": statistics.median(first)}
+
+
+class FirstBatch(Callback):
+    """Writes the wall-clock time of the first training batch to ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not Path(self.path).exists():
+            Path(self.path).write_text(repr(time.time()))
+
+
+def peak_memory(epochs: int) -> dict[str, float]:
+    env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "train.py", f"trainer.max_epochs={epochs}", f"hydra.run.dir={out}"],
+                       cwd=ROOT, env=env, check=True, capture_output=True)
+        seconds = time.perf_counter() - start
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "seconds": seconds,
+            "epochs": epochs}
+
+
+# ----------------------------------------------------------------- report
+def report(results: dict, args: argparse.Namespace) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmarks", "",
+        f"Written by `python scripts/benchmark.py{' --quick' if args.quick else ''}` on {results['date']}: "
+        f"{m['machine']}, {m['cpus']} cores, {m['threads']} torch threads, torch {m['torch']}, device {m['device']}. "
+        "Rerun it to update this file; timings on shared machines drift, so compare rows of one run.", "",
+        "## Training throughput: genlab against a hand-written loop", "",
+        f"Same nets, optimizers, batch size and in-memory data (the bundled MNIST images, uint8); {args.steps} timed "
+        f"batches after {args.warmup} warm-up batches; {args.reps} interleaved repetitions. genlab runs "
+        "`train.py`'s code path (`genlab.train.train`) with the CSV logger, no validation.", "",
+        "| model | batch | raw loop img/s (median, range) | genlab img/s (median, range) | genlab / raw |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results["throughput"]:
+        lines.append(f"| {r['model']} | {r['batch_size']} | {r['raw_median']:.0f} ({min(r['raw']):.0f}-{max(r['raw']):.0f}) | "
+                     f"{r['genlab_median']:.0f} ({min(r['genlab']):.0f}-{max(r['genlab']):.0f}) | {r['ratio']:.3f} |")
+    d = results["data"]
+    fastest = max(r["genlab_median"] / r["batch_size"] for r in results["throughput"] if r["batch_size"] == args.data_batch)
+    lines += ["", "## Data pipeline alone", "",
+              f"Batches of {args.data_batch} per second the data modules deliver (shuffled, sliced, converted), "
+              f"against the fastest model step at that batch size ({fastest:.1f} steps/s):", "",
+              "| data | batches/s | × fastest model step |", "|---|---|---|",
+              *[f"| {k} | {v:.0f} | {v / fastest:.0f}× |" for k, v in d.items()]]
+    s = results["startup"]
+    lines += ["", "## Start-up", "",
+              "| what | seconds (median) |", "|---|---|",
+              f"| `python -c \"import torch, pytorch_lightning\"` (the floor) | {s['floor_import_torch_lightning']:.2f} |",
+              f"| importing genlab's stack (genlab.train, hydra, wandb, torchvision, torchmetrics) | {s['import_genlab_stack']:.2f} |",
+              f"| `python train.py` to the first training batch (W&B offline) | {s['train_py_to_first_batch']:.2f} |",
+              f"| over the floor | {s['train_py_to_first_batch'] - s['floor_import_torch_lightning']:.2f} |"]
+    p = results["memory"]
+    lines += ["", "## Memory", "",
+              f"Peak resident memory of the default experiment (`python train.py trainer.max_epochs={p['epochs']}`, "
+              f"W&B offline): **{p['peak_rss_mb']:.0f} MB** ({p['seconds']:.1f} s).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repetitions")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--models", nargs="+", default=["vae", "vae_conv", "dcgan"])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks.json")
+    parser.add_argument("extra", nargs="*", help="overrides for genlab's side, e.g. trainer.precision=bf16-mixed")
+    args = parser.parse_args()
+    args.warmup, args.steps, args.reps = (3, 15, 1) if args.quick else (5, 40, 3)
+    args.data_batch = 128
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+    results = {
+        "date": datetime.date.today().isoformat(),
+        "machine": {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"},
+        "throughput": throughput(args.models, args.batch_sizes, args.warmup, args.steps, args.reps, args.device, args.extra),
+        "data": data_pipeline(args.data_batch),
+        "startup": startup(1 if args.quick else 3),
+        "memory": peak_memory(2 if args.quick else 10),
+    }
+    text = report(results, args)
+    args.out.write_text(text)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
