@@ -168,6 +168,20 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, steps: in
     return rows
 
 
+def compile_effect(warmup: int, steps: int, device: str, extra: list[str]) -> list[dict]:
+    """genlab's throughput with and without ``compile=true`` (after the warm-up batches, so the
+    compilation itself is not timed; it is reported as the run's extra start time instead)."""
+    rows = []
+    for model in ("vae", "dcgan"):
+        eager = genlab_run(model, 128, warmup, steps, device, extra)
+        start = time.perf_counter()
+        compiled = genlab_run(model, 128, warmup, steps, device, [*extra, "compile=true"])
+        rows.append({"model": model, "batch_size": 128, "eager": eager, "compiled": compiled,
+                     "compiled_run_seconds": time.perf_counter() - start})
+        print(f"{model} compile: eager {eager:.0f} img/s, compiled {compiled:.0f} img/s", flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------- data, start-up, memory
 def data_pipeline(batch_size: int, seconds: float = 2.0) -> dict[str, float]:
     """Batches per second the data modules deliver to the model, transfer hook included."""
@@ -269,6 +283,13 @@ def report(results: dict, args: argparse.Namespace) -> str:
               f"| importing genlab's stack (genlab.train, hydra, wandb, torchvision, torchmetrics) | {s['import_genlab_stack']:.2f} |",
               f"| `python train.py` to the first training batch (W&B offline) | {s['train_py_to_first_batch']:.2f} |",
               f"| over the floor | {s['train_py_to_first_batch'] - s['floor_import_torch_lightning']:.2f} |"]
+    if results["compile"]:
+        lines += ["", "## `compile=true`", "",
+                  "genlab with its nets compiled in place (`torch.compile`), batch 128, timed after the warm-up "
+                  "batches; the whole compiled run's wall time shows the compilation cost.", "",
+                  "| model | eager img/s | compiled img/s | speed-up | compiled run, s |", "|---|---|---|---|---|",
+                  *[f"| {r['model']} | {r['eager']:.0f} | {r['compiled']:.0f} | {r['compiled'] / r['eager']:.2f} | "
+                    f"{r['compiled_run_seconds']:.0f} |" for r in results["compile"]]]
     p = results["memory"]
     lines += ["", "## Memory", "",
               f"Peak resident memory of the default experiment (`python train.py trainer.max_epochs={p['epochs']}`, "
@@ -282,6 +303,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--models", nargs="+", default=["vae", "vae_conv", "dcgan"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks.json")
     parser.add_argument("extra", nargs="*", help="overrides for genlab's side, e.g. trainer.precision=bf16-mixed")
@@ -297,6 +319,7 @@ def main() -> None:
         "machine": {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"},
         "throughput": throughput(args.models, args.batch_sizes, args.warmup, args.steps, args.reps, args.device, args.extra),
+        "compile": compile_effect(args.warmup, args.steps, args.device, args.extra) if not args.no_compile else [],
         "data": data_pipeline(args.data_batch),
         "startup": startup(1 if args.quick else 3),
         "memory": peak_memory(2 if args.quick else 10),

@@ -109,6 +109,18 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(newest)
 
 
+def compile_nets(model: Any) -> list[str]:
+    """``torch.compile`` each net of the model in place (``nn.Module.compile``): the objectives call
+    their nets, not ``forward``, and in-place compilation keeps checkpoint keys unchanged."""
+    compiled = []
+    for name, child in model.named_children():
+        if name != "ema" and any(True for _ in child.parameters()):
+            child.compile()
+            compiled.append(name)
+    log.info("torch.compile: %s", ", ".join(compiled))
+    return compiled
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
     import pytorch_lightning as pl
@@ -136,6 +148,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_info = RunInfo(config)
     callbacks = [*instantiate_group(cfg.get("callbacks")), run_info, ResumeState()]
     ckpt_path = resolve_ckpt_path(cfg)
+    if cfg.get("compile"):
+        compile_nets(model)
     loggers = make_loggers(cfg)
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
