@@ -139,6 +139,7 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
             f"model={model}", "data.source=bundled", f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
             f"trainer.max_steps={(warmup + steps) * per_batch}", "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "logger=csv", "callbacks=none", "test=false",
+            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
             f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", "+callbacks.timer._target_=__main__.BatchTimer",
             f"+callbacks.timer.warmup={warmup}", *extra,
         ], output_dir=out)
@@ -222,6 +223,7 @@ def startup(reps: int) -> dict[str, float]:
             stamp = Path(out) / "first_batch"
             start = time.time()
             subprocess.run([sys.executable, "train.py", "trainer.max_steps=1", "test=false", f"hydra.run.dir={out}",
+                            "optimized_metric=null",
                             "+callbacks.first._target_=benchmark.FirstBatch", f"+callbacks.first.path={stamp}"],
                            cwd=ROOT, env=env, check=True, capture_output=True)
             first.append(float(stamp.read_text()) - start)

@@ -66,8 +66,10 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
     name = cfg.get("optimized_metric")
     if not name:
         return None
-    if name not in metrics:
-        raise GenlabError(f"optimized_metric={name!r} was not logged; logged metrics: {sorted(metrics)}.")
+    if name not in metrics:  # e.g. a run stopped by max_steps before its first validation
+        log.warning("optimized_metric=%r was not logged (logged: %s); returning NaN to the sweeper.",
+                    name, ", ".join(sorted(metrics)))
+        return math.nan
     return metrics[name]
 
 
