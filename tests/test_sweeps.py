@@ -50,7 +50,7 @@ def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None
     assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()  # the job after the failure ran
     failed = json.loads((sweep / "failures.json").read_text())
     assert [f["num"] for f in failed] == [0] and "model.latent_dim=-1" in failed[0]["overrides"]
-    assert failed[0]["log"].endswith("0/debug.log") and "negative dimension" in failed[0]["error"]
+    assert failed[0]["log"].endswith("0/debug.log") and "model.latent_dim=-1 is not valid" in failed[0]["error"]
     assert "job 0 (" in proc.stdout + proc.stderr and "failed" in proc.stdout + proc.stderr
     # without the switch the sweep fails (Hydra raises the job's error), and the job is still recorded
     proc = run("train.py", "-m", *FAST, "logger=csv", "model.latent_dim=-1,8", f"hydra.sweep.dir={tmp_path}/stop")
