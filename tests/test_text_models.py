@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -44,7 +45,11 @@ def test_language_model_learns_beyond_unigrams(train_config, tmp_path: Path, mon
     # the W&B run holds the vocabulary size in its config, BLEU curves and a table of samples per epoch
     finish()  # as train.py's task wrapper does
     run_file = next((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
-    summary = summarize(run_file)
+    for _ in range(60):  # W&B's service writes the file in the background: wait for the config
+        summary = summarize(run_file)
+        if "vocab_size" in summary["config"]:
+            break
+        time.sleep(1)
     assert summary["config"]["vocab_size"] == len(dm.tokenizer) and summary["config"]["data_info"]["tokenizer"] == "word"
     assert {"val/ppl", "val/bleu4", "val/self_bleu4", "val/text_samples/_type"} <= set(summary["history"])
     tables = list((run_file.parent / "files" / "media" / "table").rglob("*.table.json"))

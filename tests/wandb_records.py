@@ -55,6 +55,9 @@ def summarize(path: Path) -> dict[str, Any]:
                 key = item.key or "/".join(item.nested_key)
                 history.setdefault(key, []).append(json.loads(item.value_json))
         elif kind == "run":
+            # config logged before the run record went out travels inside it
+            for item in r.run.config.update:
+                config.setdefault(item.key, json.loads(item.value_json))
             run = {"job_type": r.run.job_type, "tags": list(r.run.tags), "project": r.run.project,
                    "group": r.run.run_group, "name": r.run.display_name}
     return {"config": config, "history": history, "run": run}
