@@ -35,8 +35,11 @@ def _latents(model, cfg: DictConfig, tokenizer=None) -> tuple[torch.Tensor, int]
     if model.latent_dim == 0:
         raise GenlabError("mode=interpolate needs a model with a latent space; a language model has none.")
     if cfg.get("sentences"):
-        if tokenizer is None or not hasattr(model, "encode") or len(cfg.sentences) != 2:
-            raise GenlabError("sentences=[first, second] interpolates between two sentences with a text VAE or text GAN.")
+        # a VAE's posterior mean lives in the prior's space; a text GAN's code does not (its samples
+        # start from noise that no sentence maps back to)
+        if tokenizer is None or not hasattr(model, "encode") or hasattr(model, "generator") or len(cfg.sentences) != 2:
+            raise GenlabError("sentences=[first, second] interpolates between two sentences with a text VAE "
+                              "(model=text_vae); other models interpolate between prior draws (leave sentences unset).")
         from genlab.data.tokenizers import EOS, PAD
 
         ids = [tokenizer.encode(s) + [EOS] for s in cfg.sentences]
