@@ -28,6 +28,8 @@ def records(path: Path) -> Iterator[pb.Record]:
             continue
         length = int.from_bytes(data[pos + 4 : pos + 6], "little")
         kind = data[pos + 6]
+        if pos + HEADER + length > len(data):  # a chunk still being written
+            return
         chunk = data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
         if kind == 0 and length == 0:
