@@ -161,7 +161,10 @@ class GAN(GenerativeModule):
 
     # ----------------------------------------------------------------- evaluation
     def _eval_step(self, batch: Any, stage: str) -> None:
-        real = self.real_input(batch)
+        self._log_discriminator(self.real_input(batch), stage)
+
+    def _log_discriminator(self, real: torch.Tensor, stage: str) -> None:
+        """``{stage}/d_real`` and ``{stage}/d_fake``: the discriminator on ``real`` and on as many samples."""
         d_real = self.discriminator(real)
         d_fake = self.discriminator(self.sampler(torch.randn(real.shape[0], self.latent_dim, device=self.device)))
         for name, logits in (("d_real", d_real), ("d_fake", d_fake)):

@@ -90,9 +90,10 @@ class LatentGAN(GAN):
         self.log_train_step(metrics, batch_size=x.shape[0], prog_bar=("train/recon", "train/d_loss"))
 
     def _eval_step(self, batch: Any, stage: str) -> None:
-        super()._eval_step(batch, stage)
         x = batch[0]
-        nll = -self.decoder.log_prob(x, self.encode(x))
+        code = self.encode(x)  # once: the critic's real input and the code reconstructed from
+        self._log_discriminator(code, stage)
+        nll = -self.decoder.log_prob(x, code)
         self.log(f"{stage}/recon", nll.mean(), on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         self.accumulate_perplexity(f"{stage}/recon_ppl", nll, self.decoder.units(x))
 
