@@ -105,3 +105,39 @@ def test_iwae_nll_is_below_negative_elbo_and_tightens_with_k(train_config) -> No
 def test_test_nll_is_logged(train_config) -> None:
     metrics = train(train_config("debug=fast", "data.source=bundled", "logger=csv", "model.nll_samples=10"))
     assert 0 < metrics["test/nll"] <= metrics["test/elbo"] + 1.0
+
+
+def test_adam_runs_its_fused_kernel_unless_told_otherwise(train_config) -> None:
+    from functools import partial
+
+    from genlab.models.base import make_optimizer
+
+    model = instantiate(train_config("model=vae").model)
+    assert model.configure_optimizers().defaults["fused"] is True
+    off = instantiate(train_config("model=vae", "+model.optimizer.fused=false").model)
+    assert off.configure_optimizers().defaults["fused"] is False
+    assert not make_optimizer(partial(torch.optim.SGD, lr=0.1), model.parameters()).defaults.get("fused")
+    assert not make_optimizer(partial(torch.optim.Adam), model.parameters(), fuse=False).defaults["fused"]
+    # the fused kernel computes the same update as the loop over tensors
+    torch.manual_seed(0)
+    nets = [torch.nn.Linear(8, 4) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [make_optimizer(partial(torch.optim.Adam, lr=1e-2), nets[0].parameters()),
+            torch.optim.Adam(nets[1].parameters(), lr=1e-2)]
+    assert opts[0].defaults["fused"] and not opts[1].defaults["fused"]
+    for _ in range(5):
+        x = torch.randn(16, 8)
+        for net, opt in zip(nets, opts):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_callbacks_none_writes_no_checkpoints(train_config, tmp_path: Path) -> None:
+    """Without a ModelCheckpoint in the callbacks group, Lightning adds none of its own."""
+    train(train_config("data.source=bundled", "callbacks=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                       "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "logger=csv", "test=false"))
+    assert (tmp_path / "metrics.csv").is_file()
+    assert not list(tmp_path.rglob("*.ckpt"))

@@ -150,6 +150,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg)
     if cfg.get("compile"):
         compile_nets(model)
+    if trainer_kwargs.get("enable_checkpointing") is None:
+        # Lightning would add a checkpoint of its own every epoch when none is configured
+        trainer_kwargs["enable_checkpointing"] = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     loggers = make_loggers(cfg)
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
