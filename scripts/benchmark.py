@@ -251,35 +251,21 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def startup(reps: int) -> dict[str, float]:
-    """Seconds from launching ``python train.py`` to its first training batch (W&B offline)."""
-    env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT / "scripts")}
-    floor = [timed([sys.executable, "-c", "import torch, pytorch_lightning"], env) for _ in range(reps)]
-    imports = [timed([sys.executable, "-c", "import genlab.train, hydra, wandb, torchvision, torchmetrics"], env)
-               for _ in range(reps)]
-    first = []
+def startup(reps: int) -> dict:
+    """Seconds from the process start of ``python train.py`` to its first training batch, by phase
+    (genlab's own marks, ``run_info.json``), with W&B offline and with the CSV logger alone; and
+    the floor, ``python -c "import torch, pytorch_lightning"``. Repetitions interleave."""
+    env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
+    floor, runs = [], {"wandb_offline": [], "csv": []}
     for _ in range(reps):
-        with tempfile.TemporaryDirectory() as out:
-            stamp = Path(out) / "first_batch"
-            start = time.time()
-            subprocess.run([sys.executable, "train.py", "trainer.max_steps=1", "test=false", f"hydra.run.dir={out}",
-                            "optimized_metric=null",
-                            "+callbacks.first._target_=benchmark.FirstBatch", f"+callbacks.first.path={stamp}"],
-                           cwd=ROOT, env=env, check=True, capture_output=True)
-            first.append(float(stamp.read_text()) - start)
-    return {"floor_import_torch_lightning": statistics.median(floor), "import_genlab_stack": statistics.median(imports),
-            "train_py_to_first_batch": statistics.median(first)}
-
-
-class FirstBatch(Callback):
-    """Writes the wall-clock time of the first training batch to ``path``."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if not Path(self.path).exists():
-            Path(self.path).write_text(repr(time.time()))
+        floor.append(timed([sys.executable, "-c", "import torch, pytorch_lightning"], env))
+        for name, extra in (("wandb_offline", []), ("csv", ["logger=csv"])):
+            with tempfile.TemporaryDirectory() as out:
+                subprocess.run([sys.executable, "train.py", "trainer.max_steps=1", "test=false", f"hydra.run.dir={out}",
+                                "optimized_metric=null", *extra], cwd=ROOT, env=env, check=True, capture_output=True)
+                runs[name].append(json.loads((Path(out) / "run_info.json").read_text())["startup"])
+    return {"floor_import_torch_lightning": statistics.median(floor), "floor_runs": floor,
+            **{name: {phase: statistics.median(r[phase] for r in rs) for phase in rs[0]} for name, rs in runs.items()}}
 
 
 def peak_memory(epochs: int) -> dict[str, float]:
@@ -337,12 +323,17 @@ def report(results: dict, args: argparse.Namespace) -> str:
               "| data | batches/s | × fastest model step |", "|---|---|---|",
               *[f"| {k} | {v:.0f} | {v / fastest:.0f}× |" for k, v in d.items()]]
     s = results["startup"]
+    floor = s["floor_import_torch_lightning"]
     lines += ["", "## Start-up", "",
-              "| what | seconds (median) |", "|---|---|",
-              f"| `python -c \"import torch, pytorch_lightning\"` (the floor) | {s['floor_import_torch_lightning']:.2f} |",
-              f"| importing genlab's stack (genlab.train, hydra, wandb, torchvision, torchmetrics) | {s['import_genlab_stack']:.2f} |",
-              f"| `python train.py` to the first training batch (W&B offline) | {s['train_py_to_first_batch']:.2f} |",
-              f"| over the floor | {s['train_py_to_first_batch'] - s['floor_import_torch_lightning']:.2f} |"]
+              "Seconds from the process start of `python train.py trainer.max_steps=1` to its first training batch, "
+              "by phase (genlab's own marks, also in every run's `run_info.json` and log), median of the "
+              "repetitions; the floor is a process that only imports torch and Lightning.", "",
+              "| phase | W&B offline (default) | `logger=csv` |", "|---|---|---|",
+              *[f"| {phase} | {s['wandb_offline'][phase]:.2f} | {s['csv'].get(phase, 0.0):.2f} |"
+                for phase in s["wandb_offline"] if phase != "total"],
+              f"| **total** | **{s['wandb_offline']['total']:.2f}** | **{s['csv']['total']:.2f}** |",
+              f"| `python -c \"import torch, pytorch_lightning\"` (the floor) | {floor:.2f} | {floor:.2f} |",
+              f"| over the floor | {s['wandb_offline']['total'] - floor:.2f} | {s['csv']['total'] - floor:.2f} |"]
     if results["compile"]:
         lines += ["", "## `compile=true`", "",
                   "genlab with its nets compiled in place (`torch.compile`), batch 128, timed after the warm-up "
@@ -383,7 +374,7 @@ def main() -> None:
         "throughput": throughput(args.models, args.batch_sizes, args.warmup, args.seconds, args.reps, args.device, args.extra),
         "compile": compile_effect(args.warmup, args.seconds, args.device, args.extra) if not args.no_compile else [],
         "data": data_pipeline(args.data_batch),
-        "startup": startup(1 if args.quick else 3),
+        "startup": startup(1 if args.quick else 5),
         "memory": peak_memory(2 if args.quick else 10),
     }
     text = report(results, args)

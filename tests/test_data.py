@@ -180,3 +180,19 @@ def test_partial_and_foreign_idx_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"<html>not found</html>")
     with pytest.raises(GenlabError, match=r"train-images-idx3-ubyte is not an unsigned-byte idx file \(bad header\)"):
         MNISTDataModule(root=str(tmp_path), source="local", val_size=5).setup()
+
+
+def test_bundled_images_are_parsed_once_then_read_from_the_cache(tmp_path: Path, monkeypatch) -> None:
+    from genlab.data import image_sources as src
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    first = src.load_bundled()
+    [cached] = (tmp_path / "cache").glob("mnist_5k-*.npy")
+    monkeypatch.setattr(np, "loadtxt", lambda *a, **k: pytest.fail("parsed again despite the cache"))
+    second = src.load_bundled()
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    cached.write_bytes(b"not an array")  # a damaged copy is parsed again, not trusted
+    monkeypatch.undo()
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    third = src.load_bundled()
+    assert torch.equal(first[0], third[0])

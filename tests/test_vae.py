@@ -135,9 +135,20 @@ def test_adam_runs_its_fused_kernel_unless_told_otherwise(train_config) -> None:
         assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_callbacks_none_writes_no_checkpoints(train_config, tmp_path: Path) -> None:
-    """Without a ModelCheckpoint in the callbacks group, Lightning adds none of its own."""
+def test_callbacks_none_writes_no_checkpoints(train_config, tmp_path: Path, monkeypatch) -> None:
+    """Without a ModelCheckpoint in the callbacks group, Lightning adds none of its own. The run
+    records where its start-up went (a fresh clock, as in a new process)."""
+    import json
+
+    from genlab.utils import startup
+
+    monkeypatch.setattr(startup, "_MARKS", [])
+    monkeypatch.setattr(startup, "_DONE", False)
     train(train_config("data.source=bundled", "callbacks=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                        "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "logger=csv", "test=false"))
     assert (tmp_path / "metrics.csv").is_file()
     assert not list(tmp_path.rglob("*.ckpt"))
+    phases = json.loads((tmp_path / "run_info.json").read_text())["startup"]
+    assert list(phases)[-3:] == ["data setup", "fit start, sanity check", "total"]
+    assert all(v >= 0 for v in phases.values()) and phases["total"] > 0
+    assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(phases["total"], abs=0.01)

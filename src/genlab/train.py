@@ -9,12 +9,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.utils import startup
 from genlab.utils.config import CONF_DIR, instantiate_group, to_container
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
 from genlab.utils.trainer_setup import resolve_trainer_kwargs
 
 log = logging.getLogger("genlab.train")
+startup.mark("python, hydra")
 
 
 def _choices(cfg: DictConfig) -> dict[str, str]:
@@ -123,6 +125,7 @@ def compile_nets(model: Any) -> list[str]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
+    startup.mark("config")
     import pytorch_lightning as pl
     from hydra.utils import get_class, instantiate
 
@@ -130,6 +133,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from genlab.callbacks.run_info import RunInfo
     from genlab.utils.validate import check_config
 
+    startup.mark("torch, lightning")
     check_config(cfg)
 
     model_cls = get_class(cfg.model._target_)
@@ -150,13 +154,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg)
     if cfg.get("compile"):
         compile_nets(model)
+    startup.mark("data module, model")
     if trainer_kwargs.get("enable_checkpointing") is None:
         # Lightning would add a checkpoint of its own every epoch when none is configured
         trainer_kwargs["enable_checkpointing"] = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     loggers = make_loggers(cfg)
+    startup.mark("loggers (W&B)")
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(config)
+    startup.mark("trainer")
 
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -6,6 +6,7 @@ the file)."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import time
@@ -16,7 +17,10 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from genlab.utils import startup
 from genlab.utils.config import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> str | None:
@@ -46,7 +50,7 @@ def parameter_counts(module: LightningModule) -> dict[str, int]:
 class RunInfo(Callback):
     """Logs ``run_info`` (data sources and sizes, parameter counts, seed, git commit) as config and
     ``time/fit_seconds``, ``time/epoch_seconds`` (fit wall time, validation included, per epoch)
-    as metrics; at the end of fitting puts ``best/<monitor>`` and the final metrics in the W&B
+    as metrics; the start-up phases up to the first training batch (``startup``, seconds); at the end of fitting puts ``best/<monitor>`` and the final metrics in the W&B
     summary and writes all of it to ``<run dir>/run_info.json``; stores the resolved config (and a
     text model's tokenizer) in checkpoints under ``"genlab"``."""
 
@@ -56,6 +60,7 @@ class RunInfo(Callback):
         self.info: dict[str, Any] = {}
         self._start = 0.0
         self._epochs = 0
+        self._first_batch_seen = False
 
     def _data_info(self, trainer: Trainer) -> dict[str, Any]:
         return dict(getattr(trainer.datamodule, "info", {}) or {})
@@ -72,11 +77,27 @@ class RunInfo(Callback):
         for logger in trainer.loggers:
             logger.log_hyperparams({k: v for k, v in self.info.items() if v not in ({}, None)})
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            startup.mark("data setup")  # Lightning sets the data module up just before this hook
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._first_batch_seen:
+            return
+        self._first_batch_seen = True
+        seconds = startup.finish("fit start, sanity check")
+        if seconds is None:  # not the first run of this process
+            return
+        self.info["startup"] = {k: round(v, 3) for k, v in seconds.items()}
+        self.timings["time/startup_seconds"] = seconds["total"]
+        if trainer.is_global_zero:
+            log.info("Start-up: %s", startup.describe(seconds))
+
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._epochs += 1
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.timings = {"time/fit_seconds": time.perf_counter() - self._start}
+        self.timings = {**self.timings, "time/fit_seconds": time.perf_counter() - self._start}
         if self._epochs:
             self.timings["time/epoch_seconds"] = self.timings["time/fit_seconds"] / self._epochs
         for logger in trainer.loggers:
