@@ -1,7 +1,8 @@
 """genlab against the plain PyTorch loop a researcher would write, on identical work, in one run.
 
     python scripts/benchmark.py            # writes BENCHMARKS.md and benchmarks.json
-    python scripts/benchmark.py --quick    # fewer steps and repetitions: under a minute or two
+    python scripts/benchmark.py --quick    # a smoke run in under a minute: vae and dcgan at batch 128,
+                                           # one short repetition, no compile, memory or csv start-up
 
 Measured, on this machine's CPU (or GPU with --device cuda):
 
@@ -173,11 +174,14 @@ SIDES = {  # name: what it runs
 }
 
 
+MIN_STEPS = 20
+
+
 def steps_for(model: str, batch_size: int, seconds: float, device: str) -> int:
     """Timed batches that make one run last about ``seconds`` (20 to 1000), from a short raw run:
     a fixed count would time a fast model for a fraction of a second, where noise dominates."""
     rate = raw_loop(model, batch_size, 3, 10, device)  # images/s
-    return int(min(1000, max(20, seconds * rate / batch_size)))
+    return int(min(1000, max(MIN_STEPS, seconds * rate / batch_size)))
 
 
 def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: float, reps: int, device: str,
@@ -251,21 +255,29 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def startup(reps: int) -> dict:
+def startup(reps: int, variants: tuple[str, ...] = ("wandb_offline", "csv"), imports_floor: bool = True) -> dict:
     """Seconds from the process start of ``python train.py`` to its first training batch, by phase
     (genlab's own marks, ``run_info.json``), with W&B offline and with the CSV logger alone; and
     the floor, ``python -c "import torch, pytorch_lightning"``. Repetitions interleave."""
     env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
-    floor, runs = [], {"wandb_offline": [], "csv": []}
+    floor, floor_imports, runs = [], [], {"wandb_offline": [], "csv": []}
+    imports_only = ("import time, torch, pytorch_lightning; from genlab.utils import startup; "
+                    "print(time.time() - startup.process_start())")
     for _ in range(reps):
         floor.append(timed([sys.executable, "-c", "import torch, pytorch_lightning"], env))
+        if imports_floor:
+            out = subprocess.run([sys.executable, "-c", imports_only], env=env, check=True, capture_output=True, text=True)
+            floor_imports.append(float(out.stdout.strip().splitlines()[-1]))
         for name, extra in (("wandb_offline", []), ("csv", ["logger=csv"])):
+            if name not in variants:
+                continue
             with tempfile.TemporaryDirectory() as out:
                 subprocess.run([sys.executable, "train.py", "trainer.max_steps=1", "test=false", f"hydra.run.dir={out}",
                                 "optimized_metric=null", *extra], cwd=ROOT, env=env, check=True, capture_output=True)
                 runs[name].append(json.loads((Path(out) / "run_info.json").read_text())["startup"])
     return {"floor_import_torch_lightning": statistics.median(floor), "floor_runs": floor,
-            **{name: {phase: statistics.median(r[phase] for r in rs) for phase in rs[0]} for name, rs in runs.items()}}
+            "floor_imports_only": statistics.median(floor_imports) if floor_imports else float("nan"),
+            **{name: {phase: statistics.median(r[phase] for r in rs) for phase in rs[0]} for name, rs in runs.items() if rs}}
 
 
 def peak_memory(epochs: int) -> dict[str, float]:
@@ -323,17 +335,27 @@ def report(results: dict, args: argparse.Namespace) -> str:
               "| data | batches/s | × fastest model step |", "|---|---|---|",
               *[f"| {k} | {v:.0f} | {v / fastest:.0f}× |" for k, v in d.items()]]
     s = results["startup"]
+
+    def f2(x: float) -> str:  # "—" for what was not measured
+        return "—" if x != x else f"{x:.2f}"
+
     floor = s["floor_import_torch_lightning"]
+    csv = s.get("csv", {})  # not measured with --quick
+    csv_total = csv.get("total", float("nan"))
     lines += ["", "## Start-up", "",
               "Seconds from the process start of `python train.py trainer.max_steps=1` to its first training batch, "
               "by phase (genlab's own marks, also in every run's `run_info.json` and log), median of the "
               "repetitions; the floor is a process that only imports torch and Lightning.", "",
               "| phase | W&B offline (default) | `logger=csv` |", "|---|---|---|",
-              *[f"| {phase} | {s['wandb_offline'][phase]:.2f} | {s['csv'].get(phase, 0.0):.2f} |"
+              *[f"| {phase} | {f2(s['wandb_offline'][phase])} | {f2(csv.get(phase, float('nan')))} |"
                 for phase in s["wandb_offline"] if phase != "total"],
-              f"| **total** | **{s['wandb_offline']['total']:.2f}** | **{s['csv']['total']:.2f}** |",
-              f"| `python -c \"import torch, pytorch_lightning\"` (the floor) | {floor:.2f} | {floor:.2f} |",
-              f"| over the floor | {s['wandb_offline']['total'] - floor:.2f} | {s['csv']['total'] - floor:.2f} |"]
+              f"| **total** | **{f2(s['wandb_offline']['total'])}** | **{f2(csv_total)}** |",
+              f"| the floor: `python -c \"import torch, pytorch_lightning\"`, whole command | {f2(floor)} | {f2(floor)} |",
+              f"| **over the floor** | **{f2(s['wandb_offline']['total'] - floor)}** | **{f2(csv_total - floor)}** |",
+              f"| the same imports, process start to their end (the clock of the phases above; the command "
+              f"also exits the interpreter) | {f2(s['floor_imports_only'])} | {f2(s['floor_imports_only'])} |",
+              f"| over that | {f2(s['wandb_offline']['total'] - s['floor_imports_only'])} | "
+              f"{f2(csv_total - s['floor_imports_only'])} |"]
     if results["compile"]:
         lines += ["", "## `compile=true`", "",
                   "genlab with its nets compiled in place (`torch.compile`), batch 128, timed after the warm-up "
@@ -342,6 +364,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
                   *[f"| {r['model']} | {r['eager']:.0f} | {r['compiled']:.0f} | {r['compiled'] / r['eager']:.2f} | "
                     f"{r['compiled_run_seconds']:.0f} |" for r in results["compile"]]]
     p = results["memory"]
+    if p is None:
+        return "\n".join([*lines, "", "## Memory", "", "Not measured with `--quick`.", ""])
     lines += ["", "## Memory", "",
               f"Peak resident memory of the default experiment (`python train.py trainer.max_epochs={p['epochs']}`, "
               f"W&B offline): **{p['peak_rss_mb']:.0f} MB** ({p['seconds']:.1f} s).", ""]
@@ -352,8 +376,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repetitions")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--models", nargs="+", default=["vae", "vae_conv", "dcgan"])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--models", nargs="+", help="default: vae vae_conv dcgan (--quick: vae dcgan)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: 128 512 (--quick: 128)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed run")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of each side")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
@@ -361,21 +385,35 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks.json")
     parser.add_argument("extra", nargs="*", help="overrides for genlab's side, e.g. trainer.precision=bf16-mixed")
     args = parser.parse_args()
-    args.warmup, args.seconds, args.reps = (3, 0.4, 1) if args.quick else (5, args.seconds, args.reps)
+    args.warmup, args.seconds, args.reps = (2, 0.25, 1) if args.quick else (5, args.seconds, args.reps)
+    args.models = args.models or (["vae", "dcgan"] if args.quick else ["vae", "vae_conv", "dcgan"])
+    args.batch_sizes = args.batch_sizes or ([128] if args.quick else [128, 512])
+    if args.quick:
+        global MIN_STEPS
+        MIN_STEPS = 5
     args.data_batch = 128
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
 
+    def section(name, fn):
+        start = time.perf_counter()
+        out = fn()
+        print(f"[{name}: {time.perf_counter() - start:.0f} s]", flush=True)
+        return out
+
     results = {
         "date": datetime.date.today().isoformat(),
         "machine": {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"},
-        "throughput": throughput(args.models, args.batch_sizes, args.warmup, args.seconds, args.reps, args.device, args.extra),
-        "compile": compile_effect(args.warmup, args.seconds, args.device, args.extra) if not args.no_compile else [],
-        "data": data_pipeline(args.data_batch),
-        "startup": startup(1 if args.quick else 5),
-        "memory": peak_memory(2 if args.quick else 10),
+        "throughput": section("throughput", lambda: throughput(args.models, args.batch_sizes, args.warmup, args.seconds,
+                                                               args.reps, args.device, args.extra)),
+        "compile": section("compile", lambda: compile_effect(args.warmup, args.seconds, args.device, args.extra)
+                           if not (args.no_compile or args.quick) else []),
+        "data": section("data", lambda: data_pipeline(args.data_batch, 0.5 if args.quick else 2.0)),
+        "startup": section("start-up", lambda: startup(1, ("wandb_offline",), imports_floor=False) if args.quick
+                           else startup(5)),
+        "memory": section("memory", lambda: None if args.quick else peak_memory(10)),
     }
     text = report(results, args)
     args.out.write_text(text)
