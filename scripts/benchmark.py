@@ -297,7 +297,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     lines = [
         "# Benchmarks", "",
         f"Written by `python scripts/benchmark.py{' --quick' if args.quick else ''}` on {results['date']}: "
-        f"{m['machine']}, {m['cpus']} cores, {m['threads']} torch threads, torch {m['torch']}, device {m['device']}. "
+        f"{m['machine']}, {m['cpus']} cores, {m['threads']} torch threads, torch {m['torch']}, device {m['device']}, "
+        f"genlab commit {results.get('commit') or 'unknown'}. "
         "Rerun it to update this file; timings on shared machines drift, so compare rows of one run.", "",
         "## Training throughput: genlab against a hand-written loop", "",
         f"Same nets, batch size and in-memory data (the bundled MNIST images, uint8, the short last batch of "
@@ -402,8 +403,11 @@ def main() -> None:
         print(f"[{name}: {time.perf_counter() - start:.0f} s]", flush=True)
         return out
 
+    from genlab.callbacks.run_info import git_commit
+
     results = {
         "date": datetime.date.today().isoformat(),
+        "commit": git_commit(),
         "machine": {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"},
         "throughput": section("throughput", lambda: throughput(args.models, args.batch_sizes, args.warmup, args.seconds,

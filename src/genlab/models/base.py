@@ -76,7 +76,8 @@ class GenerativeModule(LightningModule):
     def loss_is_finite(self, loss: torch.Tensor, name: str = "train/loss") -> bool:
         """False when ``loss`` is NaN or infinite and the policy is ``skip`` (the caller skips the
         optimizer step); with ``stop``, raise a clear error before bad weights reach a checkpoint."""
-        if bool(torch.isfinite(loss.detach()).all()):
+        value = loss.detach()
+        if math.isfinite(value.item()) if value.numel() == 1 else bool(torch.isfinite(value).all()):
             return True
         if self.nonfinite == "skip":
             self.nonfinite_skipped += 1

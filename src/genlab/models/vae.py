@@ -120,19 +120,20 @@ class VAE(GenerativeModule):
         x = batch[0]
         log_px, kl_dims, mu = self._elbo_parts(x)
         recon, kl = -log_px.mean(), kl_dims.sum(1).mean()
-        elbo = recon + kl
         if stage == "train":
             weight = self.kl_weight()
             kl_term = kl_dims.mean(0).clamp(min=self.free_bits).sum() if self.free_bits > 0 else kl
-            loss = recon + weight * kl_term
+            loss = recon + (kl_term if weight == 1.0 else weight * kl_term)
             if not self.loss_is_finite(loss):
                 return None
-            metrics = {"train/loss": loss, "train/elbo": elbo, "train/recon": recon, "train/kl": kl}
-            if self.kl_warmup_steps > 0 and self.kl_schedule != "constant":
-                metrics["train/kl_weight"] = weight
-            self.log_train_step({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()},
-                                batch_size=x.shape[0], prog_bar=("train/elbo",))
+            if self.step_logs_due():  # the logged values are computed only on the steps that are written
+                metrics = {"train/loss": loss, "train/elbo": recon + kl, "train/recon": recon, "train/kl": kl}
+                if self.kl_warmup_steps > 0 and self.kl_schedule != "constant":
+                    metrics["train/kl_weight"] = weight
+                self.log_train_step({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()},
+                                    batch_size=x.shape[0], prog_bar=("train/elbo",))
             return loss
+        elbo = recon + kl
         # val/* and test/* are averaged over all examples of the epoch (batch_size weights the
         # batches) and reduced across DDP processes once at its end
         metrics = {f"{stage}/elbo": elbo, f"{stage}/recon": recon, f"{stage}/kl": kl}
