@@ -18,7 +18,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from genlab.models import gan_losses
-from genlab.models.base import GenerativeModule, make_optimizer
+from genlab.models.base import GenerativeModule
 from genlab.utils.errors import GenlabError
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -190,8 +190,8 @@ class GAN(GenerativeModule):
 
     # ----------------------------------------------------------------- optimisation and state
     def configure_optimizers(self) -> Any:
-        opt_g = make_optimizer(self.optimizer_g, self.generator.parameters(), self.may_fuse())
-        opt_d = make_optimizer(self.optimizer_d, self.discriminator.parameters(), self.may_fuse())
+        opt_g = self.build_optimizer(self.optimizer_g, self.generator.parameters())
+        opt_d = self.build_optimizer(self.optimizer_d, self.discriminator.parameters())
         schedulers = [f(optimizer=o) for f, o in ((self.scheduler_g, opt_g), (self.scheduler_d, opt_d)) if f is not None]
         return [opt_g, opt_d], schedulers
 

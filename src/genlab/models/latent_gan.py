@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.models import gan_losses
-from genlab.models.base import make_optimizer
 from genlab.models.gan import GAN, OptimizerFactory
 from genlab.utils.errors import GenlabError
 
@@ -110,4 +109,4 @@ class LatentGAN(GAN):
     def configure_optimizers(self) -> Any:
         optimizers, schedulers = super().configure_optimizers()
         ae_params = [*self.encoder.parameters(), *self.decoder.parameters()]
-        return [*optimizers, make_optimizer(self.optimizer_ae, ae_params, self.may_fuse())], schedulers
+        return [*optimizers, self.build_optimizer(self.optimizer_ae, ae_params)], schedulers
