@@ -59,3 +59,21 @@ def test_wandb_run_is_finished_when_training_fails(train_config, monkeypatch: py
     with pytest.raises(RuntimeError, match="boom"):
         run_task(train, cfg)
     assert wandb.run is None
+
+
+def test_wandb_init_looks_for_launch_inputs_only_where_some_can_be_staged(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from wandb.sdk.wandb_run import Run
+
+    applied = []
+    monkeypatch.setattr(Run, "_detect_and_apply_job_inputs", lambda self: applied.append(self))
+    wandb_setup.skip_launch_inputs_when_none_staged()
+    wandb_setup.skip_launch_inputs_when_none_staged()  # wraps W&B's step once
+    monkeypatch.delitem(sys.modules, wandb_setup.LAUNCH_INPUTS, raising=False)
+    Run._detect_and_apply_job_inputs("run")
+    assert applied == []  # nothing can have been staged: W&B's launch package is not imported
+    monkeypatch.setitem(sys.modules, wandb_setup.LAUNCH_INPUTS, types.ModuleType(wandb_setup.LAUNCH_INPUTS))
+    Run._detect_and_apply_job_inputs("run")
+    assert applied == ["run"]  # a Launch job that staged inputs gets W&B's own step
