@@ -79,6 +79,19 @@ def bundled_images() -> torch.Tensor:
 
 # ----------------------------------------------------------------- the hand-written loops
 def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False) -> float:
+    """:func:`plain_loop` as it runs in a process that never imported Lightning: without the
+    ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` that importing Lightning sets (see
+    ``genlab.utils.trainer_setup.cheap_cuda_checks``, which costs a plain loop ~50 us per
+    optimizer step on a machine without a GPU)."""
+    saved = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    try:
+        return plain_loop(model, batch_size, warmup, steps, device, tuned)
+    finally:
+        if saved is not None:
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved
+
+
+def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False) -> float:
     """The loop a researcher writes: shuffle indices, slice the uint8 tensor, to float, step.
 
     Its optimizers come from genlab's optimizer config as written (``torch.optim.Adam(params,

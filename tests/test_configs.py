@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
-from genlab.utils.trainer_setup import resolve_trainer_kwargs
+from genlab.utils.trainer_setup import NVML_CHECK, cheap_cuda_checks, resolve_trainer_kwargs
 
 GROUPS = ["data", "model", "trainer", "logger", "callbacks", "experiment", "hparams_search", "debug", "paths", "hydra"]
 
@@ -107,6 +107,27 @@ def test_gpus_n_translates_to_ddp() -> None:
     assert kw["strategy"] == "ddp_find_unused_parameters_true"
     kw = resolve_trainer_kwargs({**base(), "gpus": 1}, count_gpus=lambda: 1)
     assert (kw["accelerator"], kw["devices"], kw["strategy"]) == ("gpu", 1, "auto")
+
+
+def test_cheap_cuda_checks_only_where_no_device_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import torch
+
+    monkeypatch.setenv(NVML_CHECK, "1")  # as importing Lightning leaves it
+    available = torch.cuda.is_available()
+    no_device = torch.backends.cuda.is_built() and not torch.cuda.is_initialized() and torch.cuda.device_count() == 0
+    with cheap_cuda_checks() as changed:
+        assert changed == no_device
+        assert os.environ[NVML_CHECK] == ("0" if no_device else "1")
+        assert torch.cuda.is_available() == available  # the same answer, found more cheaply
+    assert os.environ[NVML_CHECK] == "1"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # a machine with GPUs: left alone
+    with cheap_cuda_checks() as changed:
+        assert not changed and os.environ[NVML_CHECK] == "1"
+    monkeypatch.setenv(NVML_CHECK, "0")  # set otherwise by the user: left alone
+    with cheap_cuda_checks() as changed:
+        assert not changed and os.environ[NVML_CHECK] == "0"
 
 
 def test_explicit_strategy_is_kept() -> None:

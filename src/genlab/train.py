@@ -13,7 +13,7 @@ from genlab.utils import startup
 from genlab.utils.config import CONF_DIR, instantiate_group, to_container
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
-from genlab.utils.trainer_setup import resolve_trainer_kwargs
+from genlab.utils.trainer_setup import cheap_cuda_checks, resolve_trainer_kwargs
 
 log = logging.getLogger("genlab.train")
 startup.mark("python, hydra")
@@ -165,19 +165,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(config)
     startup.mark("trainer")
 
-    if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    metrics.update(run_info.timings)
+    with cheap_cuda_checks():
+        if cfg.get("train", True):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        metrics.update(run_info.timings)
 
-    if cfg.get("test", True):
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""
-        if best:
-            log.info("Testing the best checkpoint: %s", best)
-        else:
-            log.info("No best checkpoint; testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+        if cfg.get("test", True):
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""
+            if best:
+                log.info("Testing the best checkpoint: %s", best)
+            else:
+                log.info("No best checkpoint; testing the current weights")
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
 
     if trainer.is_global_zero:
         log.info("Final metrics:\n%s", format_metrics(metrics))

@@ -6,7 +6,9 @@ to ask for GPUs and translates it here, in one place.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
 
 from genlab.utils.errors import GenlabError
 
@@ -61,3 +63,34 @@ def resolve_trainer_kwargs(
     if gpus > 1 and strategy in (None, "auto"):
         kwargs["strategy"] = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     return kwargs
+
+
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
+@contextmanager
+def cheap_cuda_checks() -> Iterator[bool]:
+    """Make torch's "is CUDA available?" cheap for the duration where the machine has no CUDA
+    device; yields whether it changed anything.
+
+    Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` when imported, so that the question does
+    not initialise CUDA before processes fork. A CUDA build of torch then answers it by loading
+    the NVML library each time, and every ``optimizer.step()`` asks it (torch.optim's
+    graph-capture check): about 50 us per step on a machine without a GPU, where the failed
+    load is retried on every call. With no device there is nothing to initialise, and torch's
+    own count, cached after its first call, gives the same answer in about 2 us. Machines with
+    a GPU, and processes where CUDA is already initialised, are left as they are.
+    """
+    before = os.environ.get(NVML_CHECK)
+    changed = False
+    if before == "1":
+        import torch
+
+        changed = torch.backends.cuda.is_built() and not torch.cuda.is_initialized() and torch.cuda.device_count() == 0
+    if changed:
+        os.environ[NVML_CHECK] = "0"
+    try:
+        yield changed
+    finally:
+        if changed:
+            os.environ[NVML_CHECK] = before
