@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning import Callback
 
+from genlab.utils.trainer_setup import cheap_cuda_checks
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMES: dict[str, float] = {}
 
@@ -156,8 +158,18 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
     return timed_images / (time.perf_counter() - start)
 
 
-def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str]) -> float:
+def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str],
+               before: bool = False) -> float:
+    """``train.py``'s code path; ``before``: without this benchmark's per-step fixes (Adam's plain
+    kernel, ``+model.optimizer.fused=false``; torch's CUDA check as Lightning leaves it)."""
+    import contextlib
+
+    import genlab.train
     from genlab.train import train
+
+    if before:
+        extra = ["+model.optimizer.fused=false", *extra]
+    genlab.train.cheap_cuda_checks = contextlib.nullcontext if before else cheap_cuda_checks
 
     per_batch = 2 if "gan" in model else 1  # Lightning counts optimizer steps
     with tempfile.TemporaryDirectory() as out:
@@ -183,7 +195,8 @@ SIDES = {  # name: what it runs
     "raw": "the hand-written loop, optimizers as the config writes them (torch.optim.Adam(params, lr=...))",
     "raw_tuned": "the hand-written loop with the very optimizers genlab builds (Adam's fused kernel)",
     "genlab": "genlab's train.py code path",
-    "genlab_before": "genlab without the fused-kernel default (+model.optimizer.fused=false)",
+    "genlab_before": "genlab without the per-step fixes: Adam's plain kernel (+model.optimizer.fused=false), "
+                     "torch's CUDA check as Lightning leaves it",
 }
 
 
@@ -208,7 +221,7 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
                 "raw": lambda: raw_loop(model, bs, warmup, steps, device),
                 "raw_tuned": lambda: raw_loop(model, bs, warmup, steps, device, tuned=True),
                 "genlab": lambda: genlab_run(model, bs, warmup, steps, device, extra),
-                "genlab_before": lambda: genlab_run(model, bs, warmup, steps, device, ["+model.optimizer.fused=false", *extra]),
+                "genlab_before": lambda: genlab_run(model, bs, warmup, steps, device, extra, before=True),
             }
             for rep in range(reps):  # interleaved, order reversed every other time: drifts hit every side
                 for side in (list(sides) if rep % 2 == 0 else list(sides)[::-1]):
@@ -268,12 +281,23 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def startup(reps: int, variants: tuple[str, ...] = ("wandb_offline", "csv"), imports_floor: bool = True) -> dict:
+# train.py as it started before genlab skipped W&B's look for staged Launch inputs
+# (genlab.utils.wandb_setup.skip_launch_inputs_when_none_staged): the same command, that one step undone
+TRAIN_WANDB_BEFORE = ("import runpy, sys; import genlab.utils.wandb_setup as w; "
+                      "w.skip_launch_inputs_when_none_staged = lambda: None; "
+                      "sys.argv = ['train.py', *sys.argv[1:]]; runpy.run_path('train.py', run_name='__main__')")
+
+
+def startup(reps: int, variants: tuple[str, ...] = ("wandb_offline", "wandb_before", "csv"),
+            imports_floor: bool = True) -> dict:
     """Seconds from the process start of ``python train.py`` to its first training batch, by phase
-    (genlab's own marks, ``run_info.json``), with W&B offline and with the CSV logger alone; and
-    the floor, ``python -c "import torch, pytorch_lightning"``. Repetitions interleave."""
+    (genlab's own marks, ``run_info.json``), with W&B offline (also as it started before W&B's
+    Launch-inputs look was skipped) and with the CSV logger alone; and the floor,
+    ``python -c "import torch, pytorch_lightning"``. Repetitions interleave."""
     env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
-    floor, floor_imports, runs = [], [], {"wandb_offline": [], "csv": []}
+    floor, floor_imports = [], []
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    commands = {"wandb_offline": ["train.py"], "wandb_before": ["-c", TRAIN_WANDB_BEFORE], "csv": ["train.py", "logger=csv"]}
     imports_only = ("import time, torch, pytorch_lightning; from genlab.utils import startup; "
                     "print(time.time() - startup.process_start())")
     for _ in range(reps):
@@ -281,12 +305,10 @@ def startup(reps: int, variants: tuple[str, ...] = ("wandb_offline", "csv"), imp
         if imports_floor:
             out = subprocess.run([sys.executable, "-c", imports_only], env=env, check=True, capture_output=True, text=True)
             floor_imports.append(float(out.stdout.strip().splitlines()[-1]))
-        for name, extra in (("wandb_offline", []), ("csv", ["logger=csv"])):
-            if name not in variants:
-                continue
+        for name in variants:
             with tempfile.TemporaryDirectory() as out:
-                subprocess.run([sys.executable, "train.py", "trainer.max_steps=1", "test=false", f"hydra.run.dir={out}",
-                                "optimized_metric=null", *extra], cwd=ROOT, env=env, check=True, capture_output=True)
+                subprocess.run([sys.executable, *commands[name], "trainer.max_steps=1", "test=false", f"hydra.run.dir={out}",
+                                "optimized_metric=null"], cwd=ROOT, env=env, check=True, capture_output=True)
                 runs[name].append(json.loads((Path(out) / "run_info.json").read_text())["startup"])
     return {"floor_import_torch_lightning": statistics.median(floor), "floor_runs": floor,
             "floor_imports_only": statistics.median(floor_imports) if floor_imports else float("nan"),
@@ -335,8 +357,10 @@ def report(results: dict, args: argparse.Namespace) -> str:
                      f"{cell(r, 'genlab')} | {r['ratio']:.3f} | {r['ratio_tuned']:.3f} |")
     lines += ["", "### Changed because of these numbers", "",
               "genlab builds Adam with its fused kernel (one kernel per step instead of a Python loop over the "
-              "parameter tensors). Before and after, from the same repetitions as the table above "
-              "(before: `+model.optimizer.fused=false`):", "",
+              "parameter tensors), and on machines without a CUDA device it keeps torch from loading the NVML "
+              "library at every optimizer step (`genlab.utils.trainer_setup.cheap_cuda_checks`; importing "
+              "Lightning turns that on). Before and after both, from the same repetitions as the table above "
+              "(before: `+model.optimizer.fused=false`, torch's CUDA check as Lightning leaves it):", "",
               "| model | batch | before img/s | after img/s | after / before | before / raw |", "|---|---|---|---|---|---|",
               *[f"| {r['model']} | {r['batch_size']} | {cell(r, 'genlab_before')} | {cell(r, 'genlab')} | "
                 f"{r['genlab_median'] / r['genlab_before_median']:.2f} | {r['ratio_before']:.3f} |"
@@ -353,23 +377,30 @@ def report(results: dict, args: argparse.Namespace) -> str:
     def f2(x: float) -> str:  # "—" for what was not measured
         return "—" if x != x else f"{x:.2f}"
 
-    floor = s["floor_import_torch_lightning"]
-    csv = s.get("csv", {})  # not measured with --quick
-    csv_total = csv.get("total", float("nan"))
+    floor, imports = s["floor_import_torch_lightning"], s["floor_imports_only"]
+    nan = float("nan")
+    columns = [s["wandb_offline"], s.get("wandb_before", {}), s.get("csv", {})]  # the last two: not with --quick
+    totals = [c.get("total", nan) for c in columns]
+
+    def row(label: str, values: list[float], bold: bool = False) -> str:
+        cells = [f"**{f2(v)}**" if bold else f2(v) for v in values]
+        return f"| {'**' + label + '**' if bold else label} | " + " | ".join(cells) + " |"
+
     lines += ["", "## Start-up", "",
               "Seconds from the process start of `python train.py trainer.max_steps=1` to its first training batch, "
               "by phase (genlab's own marks, also in every run's `run_info.json` and log), median of the "
-              "repetitions; the floor is a process that only imports torch and Lightning.", "",
-              "| phase | W&B offline (default) | `logger=csv` |", "|---|---|---|",
-              *[f"| {phase} | {f2(s['wandb_offline'][phase])} | {f2(csv.get(phase, float('nan')))} |"
-                for phase in s["wandb_offline"] if phase != "total"],
-              f"| **total** | **{f2(s['wandb_offline']['total'])}** | **{f2(csv_total)}** |",
-              f"| the floor: `python -c \"import torch, pytorch_lightning\"`, whole command | {f2(floor)} | {f2(floor)} |",
-              f"| **over the floor** | **{f2(s['wandb_offline']['total'] - floor)}** | **{f2(csv_total - floor)}** |",
-              f"| the same imports, process start to their end (the clock of the phases above; the command "
-              f"also exits the interpreter) | {f2(s['floor_imports_only'])} | {f2(s['floor_imports_only'])} |",
-              f"| over that | {f2(s['wandb_offline']['total'] - s['floor_imports_only'])} | "
-              f"{f2(csv_total - s['floor_imports_only'])} |"]
+              "repetitions; the floor is a process that only imports torch and Lightning. \"W&B offline, before\" "
+              "is the same command as it started before genlab skipped `wandb.init`'s look for staged W&B Launch "
+              "inputs, which imports `wandb.sdk.launch` (`genlab.utils.wandb_setup."
+              "skip_launch_inputs_when_none_staged`).", "",
+              "| phase | W&B offline (default) | W&B offline, before | `logger=csv` |", "|---|---|---|---|",
+              *[row(phase, [c.get(phase, nan) for c in columns]) for phase in s["wandb_offline"] if phase != "total"],
+              row("total", totals, bold=True),
+              row("the floor: `python -c \"import torch, pytorch_lightning\"`, whole command", [floor] * 3),
+              row("over the floor", [t - floor for t in totals], bold=True),
+              row("the same imports, process start to their end (the clock of the phases above; the command "
+                  "also exits the interpreter)", [imports] * 3),
+              row("over that", [t - imports for t in totals])]
     if results["compile"]:
         lines += ["", "## `compile=true`", "",
                   "genlab with its nets compiled in place (`torch.compile`), batch 128, timed after the warm-up "
