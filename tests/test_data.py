@@ -196,3 +196,22 @@ def test_bundled_images_are_parsed_once_then_read_from_the_cache(tmp_path: Path,
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
     third = src.load_bundled()
     assert torch.equal(first[0], third[0])
+
+
+def test_a_batch_is_the_examples_it_indexes() -> None:
+    from genlab.data.in_memory import batch_indices
+    from genlab.data.mnist import InMemoryImages
+    from genlab.data.text import InMemoryTokens
+
+    images = InMemoryImages(torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8), torch.arange(50) % 10)
+    lengths = torch.randint(1, 9, (50,))
+    tokens = InMemoryTokens(torch.randint(1, 20, (50, 8)) * (torch.arange(8) < lengths[:, None]), lengths)
+    order = [7, 3, 3, 49, 0]  # a list of ints, as the DataLoader gives it
+    assert batch_indices(order).tolist() == order and batch_indices(order).dtype == torch.int64
+    for idx in (order, torch.tensor(order)):
+        x, y = images.__getitems__(idx)
+        assert torch.equal(x, torch.stack([images[i][0] for i in order])) and y.tolist() == [i % 10 for i in order]
+        t, n = tokens.__getitems__(idx)
+        assert t.shape == (5, int(lengths[order].max())) and torch.equal(n, lengths[order])
+        for row, i in zip(t, order):
+            assert torch.equal(row[: lengths[i]], tokens[i][0]) and not row[lengths[i]:].any()  # padding beyond

