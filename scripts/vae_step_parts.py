@@ -1,27 +1,103 @@
-"""The MLP VAE's training step in parts, genlab's objective against the hand-written one, in one
-process and outside Lightning: forward + loss, backward, optimizer step (ms, medians).
+"""The MLP VAE's training step in parts (ms, medians).
 
     python scripts/vae_step_parts.py [--batch-size 128] [--steps 300] [--rounds 3]
 
-The Adam step is timed with the plain loop over tensors and with the fused kernel genlab picks
-(``genlab.models.base.make_optimizer``). What this leaves out of genlab's step time is the cost
-of Lightning's loop and of the data loader (see docs/benchmarks.md).
+1. genlab's objective against the hand-written one, in one process and outside Lightning:
+   forward + loss, backward, optimizer step. The Adam step is timed with the plain loop over
+   tensors and with the fused kernel genlab picks (``genlab.models.base.make_optimizer``).
+2. The same step inside ``train.py``'s code path (``genlab.train.train``, bundled data, CSV
+   logger, ``callbacks=none``), split at Lightning's hooks: what happens between two batches
+   (Lightning's loop, the data loader, the batch transfer and uint8 -> float), before the
+   objective runs (hooks, the optimizer's and Lightning's wrappers around the closure), the
+   objective, the backward pass and the rest. The parts that are neither forward, backward nor
+   the optimizer's update are the framework's cost (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import tempfile
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from pytorch_lightning import Callback
 
 from genlab.data.image_sources import load_bundled, split_bundled
 from genlab.models.base import make_optimizer
 from genlab.utils.config import compose_config
+
+
+class StepParts(Callback):
+    """Wall time between Lightning's hooks within each training batch, after ``skip`` batches."""
+
+    PARTS = ("between batches: loop, data loader, transfer", "before the objective: hooks, wrappers",
+             "forward + loss (the objective)", "closure: zero_grad, bookkeeping", "backward",
+             "after backward, before the update", "optimizer update, then the loop's bookkeeping")
+
+    def __init__(self, skip: int = 20) -> None:
+        self.skip, self.batches, self.last = skip, 0, None
+        self.times: dict[str, list[float]] = {p: [] for p in self.PARTS}
+
+    def _mark(self, part: int) -> None:
+        now = time.perf_counter()
+        if self.last is not None and self.batches > self.skip:
+            self.times[self.PARTS[part]].append(now - self.last)
+        self.last = now
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        step = pl_module.training_step
+
+        def timed_step(*args, **kwargs):
+            self._mark(1)
+            out = step(*args, **kwargs)
+            self._mark(2)
+            return out
+
+        pl_module.training_step = timed_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches += 1
+        self._mark(0)
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self._mark(3)
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self._mark(4)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self._mark(5)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._mark(6)
+
+
+PARTS = StepParts()
+
+
+def inside_lightning(batch_size: int, steps: int) -> dict[str, float]:
+    from genlab.train import train
+
+    global PARTS
+    PARTS = StepParts()
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose_config("train", [
+            "model=vae", "data.source=bundled", f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
+            f"trainer.max_steps={steps}", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
+            "logger=csv", "callbacks=none", "test=false", "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false", "+callbacks.parts._target_=__main__.parts",
+        ], output_dir=out)
+        train(cfg)
+    return {part: statistics.median(t) * 1e3 for part, t in PARTS.times.items()}
+
+
+def parts() -> StepParts:
+    return PARTS
 
 
 def main() -> None:
@@ -30,6 +106,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
 
     cfg = compose_config("train", ["model=vae"], output_dir=tempfile.gettempdir())
     (images, _), _ = split_bundled(*load_bundled())
@@ -70,6 +148,12 @@ def main() -> None:
                                 ("genlab objective, fused Adam", genlab_loss, True)):
             fwd, bwd, step = run(fn, fused)
             print(f"  {name:30s} {fwd:6.3f} {bwd:6.3f} {step:6.3f}   total {fwd + bwd + step:6.3f}", flush=True)
+
+    print(f"\ninside train.py's code path (batch {args.batch_size}, {args.steps} steps per round), ms:")
+    rounds = [inside_lightning(args.batch_size, args.steps) for _ in range(args.rounds)]
+    for part in StepParts.PARTS:
+        print(f"  {part:52s} " + " ".join(f"{r[part]:6.3f}" for r in rounds), flush=True)
+    print(f"  {'whole step':52s} " + " ".join(f"{sum(r.values()):6.3f}" for r in rounds))
 
 
 if __name__ == "__main__":
