@@ -253,6 +253,61 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
     return rows
 
 
+BARS = {  # progress-bar variant: overrides for genlab's side
+    "none": ["trainer.enable_progress_bar=false"],
+    "genlab": ["trainer.enable_progress_bar=true"],  # genlab.callbacks.ProgressBar, redrawn at most every 0.2 s
+    "lightning": ["trainer.enable_progress_bar=true", "+callbacks.bar._target_=pytorch_lightning.callbacks.RichProgressBar"],
+}
+
+
+def progress_bar_cost(warmup: int, seconds: float, reps: int, device: str, extra: list[str]) -> dict:
+    """The MLP VAE at batch 128 in genlab without a progress bar, with genlab's (the default)
+    and with Lightning's rich bar, which redraws after every batch; interleaved. Besides the
+    throughput (whose noise on a shared CPU is larger than a bar's cost), the seconds spent in the
+    bar's ``on_train_batch_end`` per timed batch, the hook where both draw. The bars draw into a
+    buffer (what a run whose output goes to a file does), not a terminal."""
+    import contextlib
+    import io
+
+    from pytorch_lightning.callbacks import RichProgressBar
+
+    from genlab.callbacks import ProgressBar
+
+    spent: list[float] = []
+
+    def timed_hook(cls):
+        hook = cls.on_train_batch_end
+
+        def on_train_batch_end(self, *args, **kwargs):
+            start = time.perf_counter()
+            hook(self, *args, **kwargs)
+            spent.append(time.perf_counter() - start)
+
+        return hook, on_train_batch_end
+
+    steps = steps_for("vae", 128, seconds, device)
+    runs: dict[str, list[float]] = {name: [] for name in BARS}
+    hook_us: dict[str, list[float]] = {name: [] for name in BARS}
+    for rep in range(reps):
+        for name in (list(BARS) if rep % 2 == 0 else list(BARS)[::-1]):
+            cls = ProgressBar if name == "genlab" else RichProgressBar  # the outermost hook that runs
+            original, timed = timed_hook(cls)
+            cls.on_train_batch_end = timed
+            spent.clear()
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    runs[name].append(genlab_run("vae", 128, warmup, steps, device, [*extra, *BARS[name]]))
+            finally:
+                cls.on_train_batch_end = original
+            timed_part = spent[warmup:]  # the first call sets the bar up
+            hook_us[name].append(sum(timed_part) / max(1, len(timed_part)) * 1e6)
+    out = {"steps": steps, **runs, **{f"{name}_median": statistics.median(v) for name, v in runs.items()},
+           **{f"{name}_hook_us": statistics.median(v) for name, v in hook_us.items()}}
+    print("progress bar, vae batch 128: " + ", ".join(
+        f"{n} {out[n + '_median']:.0f} img/s ({out[n + '_hook_us']:.0f} us/batch in the bar)" for n in BARS), flush=True)
+    return out
+
+
 def compile_effect(warmup: int, seconds: float, device: str, extra: list[str]) -> list[dict]:
     """genlab's throughput with and without ``compile=true`` (after the warm-up batches, so the
     compilation itself is not timed; it is reported as the run's extra start time instead)."""
@@ -384,6 +439,24 @@ def report(results: dict, args: argparse.Namespace) -> str:
               *[f"| {r['model']} | {r['batch_size']} | {cell(r, 'genlab_before')} | {cell(r, 'genlab')} | "
                 f"{r['genlab_median'] / r['genlab_before_median']:.2f} | {r['ratio_before']:.3f} |"
                 for r in results["throughput"]]]
+    b = results.get("progress_bar")
+    if b:
+        step_us = 1e6 * 128 / b["none_median"]
+        lines += ["", "### Progress bar", "",
+                  f"The MLP VAE at batch 128 ({b['steps']} timed batches, the same repetitions scheme) with the "
+                  "progress bar off (as in the table above), with genlab's bar (the default: "
+                  "`genlab.callbacks.ProgressBar`, redrawn at most every 0.2 s and at an epoch's last batch) and "
+                  "with Lightning's `RichProgressBar`, which redraws after every batch (what genlab used before); "
+                  "the time in the bar's `on_train_batch_end` per batch, median of the repetitions, against the "
+                  f"step without a bar ({step_us / 1000:.2f} ms). The bars drew into a buffer, as when a run's output "
+                  "goes to a file; throughput differences below the run's spread are noise.", "",
+                  "| progress bar | img/s (median, range) | / no bar | in the bar, µs per batch | share of the step |",
+                  "|---|---|---|---|---|",
+                  *[f"| {name} | {b[name + '_median']:.0f} ({min(b[name]):.0f}-{max(b[name]):.0f}) | "
+                    f"{b[name + '_median'] / b['none_median']:.3f} | "
+                    + ("—" if name == "none" else f"{b[name + '_hook_us']:.0f}") + " | "
+                    + ("—" if name == "none" else f"{b[name + '_hook_us'] / step_us:.1%}") + " |"
+                    for name in ("none", "genlab", "lightning")]]
     d = results["data"]
     fastest = max(r["genlab_median"] / r["batch_size"] for r in results["throughput"] if r["batch_size"] == args.data_batch)
     lines += ["", "## Data pipeline alone", "",
@@ -477,6 +550,8 @@ def main() -> None:
                                                                args.reps, args.device, args.extra)),
         "compile": section("compile", lambda: compile_effect(args.warmup, args.seconds, args.device, args.extra)
                            if not (args.no_compile or args.quick) else []),
+        "progress_bar": section("progress bar", lambda: progress_bar_cost(
+            args.warmup, args.seconds, 1 if args.quick else args.reps, args.device, args.extra)),
         "data": section("data", lambda: data_pipeline(args.data_batch, 0.5 if args.quick else 2.0)),
         "startup": section("start-up", lambda: startup(1, ("wandb_offline",), imports_floor=False) if args.quick
                            else startup(5)),

@@ -77,3 +77,24 @@ def test_wandb_init_looks_for_launch_inputs_only_where_some_can_be_staged(monkey
     monkeypatch.setitem(sys.modules, wandb_setup.LAUNCH_INPUTS, types.ModuleType(wandb_setup.LAUNCH_INPUTS))
     Run._detect_and_apply_job_inputs("run")
     assert applied == ["run"]  # a Launch job that staged inputs gets W&B's own step
+
+
+def test_the_progress_bar_redraws_a_few_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+
+    from genlab.callbacks import progress
+
+    drawn, clock = [], [0.0]
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, t, m, o, b, i: drawn.append(i))
+    monkeypatch.setattr(progress.ProgressBar, "total_train_batches", 10)
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    bar = progress.ProgressBar(min_interval=0.25)
+    for i in range(10):  # batches 1/16 s apart: a redraw every 0.25 s, and the epoch's last batch
+        bar.on_train_batch_end(None, None, None, None, i)
+        clock[0] += 0.0625
+    assert drawn == [0, 4, 8, 9]
+    added = progress.with_progress_bar([], {"enable_progress_bar": True})
+    assert [type(c) for c in added] == [progress.ProgressBar]
+    assert progress.with_progress_bar([], {"enable_progress_bar": False}) == []
+    own = [TQDMProgressBar()]
+    assert progress.with_progress_bar(own, {}) == own  # a bar from the callbacks group is kept

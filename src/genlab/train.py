@@ -129,6 +129,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import pytorch_lightning as pl
     from hydra.utils import get_class, instantiate
 
+    from genlab.callbacks.progress import with_progress_bar
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
     from genlab.utils.validate import check_config
@@ -150,7 +151,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model)
     model.nonfinite = check_nonfinite(cfg.get("nonfinite", "stop"))
     run_info = RunInfo(config)
-    callbacks = [*instantiate_group(cfg.get("callbacks")), run_info, ResumeState()]
+    callbacks = with_progress_bar([*instantiate_group(cfg.get("callbacks")), run_info, ResumeState()], trainer_kwargs)
     ckpt_path = resolve_ckpt_path(cfg)
     if cfg.get("compile"):
         compile_nets(model)
