@@ -37,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning import Callback
 
+from data_gather import images_before  # scripts/data_gather.py
 from genlab.data.mnist import InMemoryImages
-from genlab.utils.trainer_setup import cheap_cuda_checks
+from genlab.utils.trainer_setup import NVML_CHECK, cheap_cuda_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMES: dict[str, float] = {}
@@ -86,12 +87,12 @@ def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, 
     ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` that importing Lightning sets (see
     ``genlab.utils.trainer_setup.cheap_cuda_checks``, which costs a plain loop ~50 us per
     optimizer step on a machine without a GPU)."""
-    saved = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    saved = os.environ.pop(NVML_CHECK, None)
     try:
         return plain_loop(model, batch_size, warmup, steps, device, tuned)
     finally:
         if saved is not None:
-            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved
+            os.environ[NVML_CHECK] = saved
 
 
 def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False) -> float:
@@ -164,12 +165,6 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
 GATHER_NOW = InMemoryImages.__getitems__
 
 
-def gather_before(self, indices):
-    """``InMemoryImages.__getitems__`` as it was first written (``scripts/data_gather.py``)."""
-    idx = torch.as_tensor(indices)
-    return self.images[idx], self.labels[idx]
-
-
 def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str],
                before: bool = False) -> float:
     """``train.py``'s code path; ``before``: without the per-step fixes this benchmark led to
@@ -183,7 +178,7 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
     if before:
         extra = ["+model.optimizer.fused=false", *extra]
     genlab.train.cheap_cuda_checks = contextlib.nullcontext if before else cheap_cuda_checks
-    InMemoryImages.__getitems__ = gather_before if before else GATHER_NOW
+    InMemoryImages.__getitems__ = images_before if before else GATHER_NOW
 
     per_batch = 2 if "gan" in model else 1  # Lightning counts optimizer steps
     with tempfile.TemporaryDirectory() as out:

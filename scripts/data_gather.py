@@ -22,6 +22,19 @@ from genlab.data import MNISTDataModule, TextDataModule
 from genlab.data.in_memory import batch_indices
 
 
+def images_before(dataset, indices):
+    """``InMemoryImages.__getitems__`` as it was first written."""
+    idx = torch.as_tensor(indices)
+    return dataset.images[idx], dataset.labels[idx]
+
+
+def tokens_before(dataset, indices):
+    """``InMemoryTokens.__getitems__`` as it was first written."""
+    idx = torch.as_tensor(indices)
+    lengths = dataset.lengths[idx]
+    return dataset.tokens[idx, : int(lengths.max())], lengths
+
+
 def per_call_us(fn, repeat: int, rounds: int = 5) -> float:
     fn()
     times = []
@@ -55,17 +68,11 @@ def main() -> None:
         rows = [
             ("indices: list -> tensor", lambda: torch.as_tensor(order), lambda: batch_indices(order)),
             ("images: gather", lambda: images.images[idx], lambda: images.images.index_select(0, idx)),
-            ("images: whole __getitems__", lambda: (lambda i: (images.images[i], images.labels[i]))(torch.as_tensor(order)),
-             lambda: images.__getitems__(order)),
+            ("images: whole __getitems__", lambda: images_before(images, order), lambda: images.__getitems__(order)),
         ]
         t_order = torch.randperm(len(tokens))[:bs].tolist()
-
-        def tokens_before():
-            i = torch.as_tensor(t_order)
-            lengths = tokens.lengths[i]
-            return tokens.tokens[i, : int(lengths.max())], lengths
-
-        rows.append(("tokens: whole __getitems__", tokens_before, lambda: tokens.__getitems__(t_order)))
+        rows.append(("tokens: whole __getitems__", lambda: tokens_before(tokens, t_order),
+                     lambda: tokens.__getitems__(t_order)))
         for name, before, now in rows:
             b, n = per_call_us(before, args.repeat), per_call_us(now, args.repeat)
             print(f"| {name} | {bs} | {b:.1f} | {n:.1f} | {b / n:.1f}× |", flush=True)
