@@ -2,7 +2,8 @@
 
     python scripts/benchmark.py            # writes BENCHMARKS.md and benchmarks.json
     python scripts/benchmark.py --quick    # a smoke run in under a minute: vae and dcgan at batch 128,
-                                           # one short repetition, no compile, memory or csv start-up
+                                           # one short repetition, no compile, precision, memory or
+                                           # csv start-up
 
 Measured, on this machine's CPU (or GPU with --device cuda):
 
@@ -10,6 +11,9 @@ Measured, on this machine's CPU (or GPU with --device cuda):
   with the same nets, optimizer(s), batch size and in-memory data (the bundled MNIST images as a
   uint8 tensor), for ``vae`` (MLP), ``vae_conv`` and ``dcgan``, at batch 128 and 512; repetitions
   interleave the two sides; median, range and the ratio genlab/raw;
+- ``trainer.precision``: genlab's DCGAN and conv VAE in each precision the device takes (CPU:
+  ``bf16-mixed``; GPU: ``16-mixed`` and ``bf16-mixed``) against ``32-true``;
+- ``compile=true`` against eager;
 - the data modules alone: batches/s delivered (MNIST, text), against the fastest model step;
 - start-up: seconds from ``python train.py`` to the first training batch (W&B offline), against
   the floor ``python -c "import torch, pytorch_lightning"``, and the import of genlab's modules;
@@ -227,10 +231,11 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
         for bs in batch_sizes:
             steps = steps_for(model, bs, seconds, device)
             runs: dict[str, list[float]] = {side: [] for side in SIDES}
+            # in this order, forwards and backwards, genlab runs right after or before each raw loop
             sides = {
                 "raw": lambda: raw_loop(model, bs, warmup, steps, device),
-                "raw_tuned": lambda: raw_loop(model, bs, warmup, steps, device, tuned=True),
                 "genlab": lambda: genlab_run(model, bs, warmup, steps, device, extra),
+                "raw_tuned": lambda: raw_loop(model, bs, warmup, steps, device, tuned=True),
                 "genlab_before": lambda: genlab_run(model, bs, warmup, steps, device, extra, before=True),
             }
             for rep in range(reps):  # interleaved, order reversed every other time: drifts hit every side
@@ -241,10 +246,16 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
             row["ratio"] = row["genlab_median"] / row["raw_median"]
             row["ratio_tuned"] = row["genlab_median"] / row["raw_tuned_median"]
             row["ratio_before"] = row["genlab_before_median"] / row["raw_median"]
+            # each repetition's genlab run against the raw run next to it: the machine's drift over the
+            # minutes of a row cancels in these, not in the ratio of the medians
+            row["paired"] = [g / r for g, r in zip(runs["genlab"], runs["raw"])]
+            row["paired_tuned"] = [g / r for g, r in zip(runs["genlab"], runs["raw_tuned"])]
+            row["ratio_paired"], row["ratio_paired_tuned"] = map(statistics.median, (row["paired"], row["paired_tuned"]))
             rows.append(row)
             print(f"{model:9s} batch {bs:4d} ({steps} steps): raw {row['raw_median']:8.0f} img/s, tuned raw "
                   f"{row['raw_tuned_median']:8.0f}, genlab {row['genlab_median']:8.0f} (before {row['genlab_before_median']:8.0f}); "
-                  f"ratio {row['ratio']:.3f}, vs tuned {row['ratio_tuned']:.3f}", flush=True)
+                  f"ratio {row['ratio']:.3f} (paired {row['ratio_paired']:.3f}), vs tuned {row['ratio_tuned']:.3f} "
+                  f"(paired {row['ratio_paired_tuned']:.3f})", flush=True)
     return rows
 
 
@@ -315,6 +326,28 @@ def compile_effect(warmup: int, seconds: float, device: str, extra: list[str]) -
         rows.append({"model": model, "batch_size": 128, "eager": eager, "compiled": compiled,
                      "compiled_run_seconds": time.perf_counter() - start})
         print(f"{model} compile: eager {eager:.0f} img/s, compiled {compiled:.0f} img/s", flush=True)
+    return rows
+
+
+PRECISIONS = {"cpu": ("32-true", "bf16-mixed"), "cuda": ("32-true", "16-mixed", "bf16-mixed")}
+
+
+def precision_effect(models: list[str], warmup: int, seconds: float, reps: int, device: str,
+                     extra: list[str]) -> list[dict]:
+    """genlab at batch 128 in each ``trainer.precision`` the device takes (CPU: bf16 autocast,
+    which runs on AMX/AVX-512 bf16 units where the CPU has them), interleaved repetitions."""
+    rows = []
+    for model in models:
+        steps = steps_for(model, 128, seconds, device)
+        runs: dict[str, list[float]] = {p: [] for p in PRECISIONS[device]}
+        for rep in range(reps):
+            for precision in (list(runs) if rep % 2 == 0 else list(runs)[::-1]):
+                runs[precision].append(genlab_run(model, 128, warmup, steps, device,
+                                                  [*extra, f"trainer.precision={precision}"]))
+        row = {"model": model, "batch_size": 128, "steps": steps, "runs": runs,
+               "median": {p: statistics.median(v) for p, v in runs.items()}}
+        rows.append(row)
+        print(f"{model} precision: " + ", ".join(f"{p} {v:.0f} img/s" for p, v in row["median"].items()), flush=True)
     return rows
 
 
@@ -410,17 +443,26 @@ def report(results: dict, args: argparse.Namespace) -> str:
         "loop gathers as genlab does (`index_select`) and uses the very optimizers genlab builds "
         "(Adam's fused kernel, `genlab.models.base.make_optimizer`), so against it genlab does the same "
         "work down to the kernel and the ratio is the cost of the framework alone.", "",
+        "Two ratios each: of the medians, and the median of the repetitions' own ratios (genlab's run "
+        "against the raw run right before or after it, with the range over the repetitions), in which "
+        "the machine's drift over the minutes of a row cancels.", "",
         "| model | batch | timed batches | raw loop img/s (median, range) | tuned raw loop img/s | "
-        "genlab img/s (median, range) | genlab / raw | genlab / tuned raw |",
-        "|---|---|---|---|---|---|---|---|",
+        "genlab img/s (median, range) | genlab / raw | paired (range) | genlab / tuned raw | paired (range) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(r: dict, side: str) -> str:
         return f"{r[side + '_median']:.0f} ({min(r[side]):.0f}-{max(r[side]):.0f})"
 
+    def paired(r: dict, key: str) -> str:
+        if key not in r:  # written before the paired ratios were
+            return "—"
+        return f"{statistics.median(r[key]):.3f} ({min(r[key]):.2f}-{max(r[key]):.2f})"
+
     for r in results["throughput"]:
         lines.append(f"| {r['model']} | {r['batch_size']} | {r['steps']} | {cell(r, 'raw')} | {cell(r, 'raw_tuned')} | "
-                     f"{cell(r, 'genlab')} | {r['ratio']:.3f} | {r['ratio_tuned']:.3f} |")
+                     f"{cell(r, 'genlab')} | {r['ratio']:.3f} | {paired(r, 'paired')} | {r['ratio_tuned']:.3f} | "
+                     f"{paired(r, 'paired_tuned')} |")
     lines += ["", "### Changed because of these numbers", "",
               "genlab builds Adam with its fused kernel (one kernel per step instead of a Python loop over the "
               "parameter tensors); on machines without a CUDA device it keeps torch from loading the NVML "
@@ -488,6 +530,19 @@ def report(results: dict, args: argparse.Namespace) -> str:
               row("the same imports, process start to their end (the clock of the phases above; the command "
                   "also exits the interpreter)", [imports] * 3),
               row("over that", [t - imports for t in totals])]
+    if results.get("precision"):
+        names = list(results["precision"][0]["median"])
+        lines += ["", "## Mixed precision", "",
+                  "genlab at batch 128 in each `trainer.precision` the device takes (on a CPU, `bf16-mixed` is "
+                  "autocast to bfloat16, fast where the CPU has AMX or AVX-512 bf16 units); median and range "
+                  "of the interleaved repetitions, and the speed-up over `32-true`.", "",
+                  "| model | " + " | ".join(f"`{n}` img/s" for n in names) + " | "
+                  + " | ".join(f"`{n}` / `32-true`" for n in names[1:]) + " |",
+                  "|---|" + "---|" * (2 * len(names) - 1),
+                  *["| " + r["model"] + " | "
+                    + " | ".join(f"{r['median'][n]:.0f} ({min(r['runs'][n]):.0f}-{max(r['runs'][n]):.0f})" for n in names)
+                    + " | " + " | ".join(f"{r['median'][n] / r['median']['32-true']:.2f}" for n in names[1:]) + " |"
+                    for r in results["precision"]]]
     if results["compile"]:
         lines += ["", "## `compile=true`", "",
                   "genlab with its nets compiled in place (`torch.compile`), batch 128, timed after the warm-up "
@@ -513,6 +568,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed run")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of each side")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
+    parser.add_argument("--no-precision", action="store_true", help="skip the mixed-precision comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks.json")
     parser.add_argument("extra", nargs="*", help="overrides for genlab's side, e.g. trainer.precision=bf16-mixed")
@@ -545,6 +601,8 @@ def main() -> None:
                                                                args.reps, args.device, args.extra)),
         "compile": section("compile", lambda: compile_effect(args.warmup, args.seconds, args.device, args.extra)
                            if not (args.no_compile or args.quick) else []),
+        "precision": section("precision", lambda: [] if args.no_precision or args.quick else precision_effect(
+            ["dcgan", "vae_conv"], args.warmup, args.seconds, 3, args.device, args.extra)),
         "progress_bar": section("progress bar", lambda: progress_bar_cost(
             args.warmup, args.seconds, 1 if args.quick else args.reps, args.device, args.extra)),
         "data": section("data", lambda: data_pipeline(args.data_batch, 0.5 if args.quick else 2.0)),
