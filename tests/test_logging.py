@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from genlab.train import train
 from genlab.utils import wandb_setup
@@ -98,3 +99,23 @@ def test_the_progress_bar_redraws_a_few_times_a_second(monkeypatch: pytest.Monke
     assert progress.with_progress_bar([], {"enable_progress_bar": False}) == []
     own = [TQDMProgressBar()]
     assert progress.with_progress_bar(own, {}) == own  # a bar from the callbacks group is kept
+
+
+def test_sample_grids_of_grey_images_are_grey_pngs_with_save_images_values(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+    from torchvision.utils import make_grid, save_image
+
+    from genlab.utils.images import save_grid
+
+    grey = torch.rand(10, 1, 28, 28)
+    save_image(make_grid(grey, nrow=4, padding=2, pad_value=1.0), tmp_path / "rgb.png")
+    save_grid(grey, tmp_path / "grey.png", nrow=4)
+    with Image.open(tmp_path / "rgb.png") as rgb, Image.open(tmp_path / "grey.png") as ours:
+        assert ours.mode == "L" and ours.size == rgb.size == (4 * 30 + 2, 3 * 30 + 2)
+        assert np.array_equal(np.asarray(ours), np.asarray(rgb)[..., 0])
+    colour = torch.rand(4, 3, 8, 8)
+    save_image(make_grid(colour, nrow=2, padding=2, pad_value=1.0), tmp_path / "rgb3.png")
+    save_grid(colour, tmp_path / "ours3.png", nrow=2)
+    with Image.open(tmp_path / "rgb3.png") as rgb, Image.open(tmp_path / "ours3.png") as ours:
+        assert ours.mode == "RGB" and np.array_equal(np.asarray(ours), np.asarray(rgb))

@@ -64,12 +64,12 @@ def generate(cfg: DictConfig) -> dict[str, float]:
     default = run_dir_of(cfg.ckpt_path) / "generated" / f"{cfg.mode}_{len(z)}"
     if tokenizer is not None:
         return _write_sentences(model, tokenizer, z, nrow, cfg, Path(cfg.out) if cfg.out else default.with_suffix(".txt"))
-    from torchvision.utils import make_grid, save_image
+    from genlab.utils.images import save_grid
 
     images = model.generate(z).cpu().clamp(0, 1)
     out = Path(cfg.out) if cfg.out else default.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(make_grid(images, nrow=nrow, padding=2, pad_value=1.0), out)
+    save_grid(images, out, nrow=nrow)
     log.info("Wrote %d images to %s", len(images), out)
     if cfg.save_tensor:
         torch.save(images, out.with_suffix(".pt"))

@@ -8,7 +8,8 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
-from torchvision.utils import make_grid, save_image
+
+from genlab.utils.images import save_grid
 
 
 class ImageSamples(Callback):
@@ -51,7 +52,7 @@ class ImageSamples(Callback):
         out.mkdir(parents=True, exist_ok=True)
         for name, images in grids.items():
             path = out / f"{name}_epoch{trainer.current_epoch:03d}.png"
-            save_image(make_grid(images.float().clamp(0, 1), nrow=8, padding=2, pad_value=1.0), path)
+            save_grid(images, path, nrow=8)
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     logger.log_image(key=f"val/{name}", images=[str(path)], step=trainer.global_step,
