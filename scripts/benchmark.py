@@ -167,20 +167,21 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
 
 
 GATHER_NOW = InMemoryImages.__getitems__
+LIGHTNING_PROFILER = "pytorch_lightning.profilers.PassThroughProfiler"  # Lightning's default; genlab passes its own
 
 
 def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str],
                before: bool = False) -> float:
     """``train.py``'s code path; ``before``: without the per-step fixes this benchmark led to
     (Adam's plain kernel, ``+model.optimizer.fused=false``; torch's CUDA check as Lightning leaves
-    it; the batch gathered by ``torch.as_tensor`` and indexing)."""
+    it; the batch gathered by ``torch.as_tensor`` and indexing; Lightning's default profiler)."""
     import contextlib
 
     import genlab.train
     from genlab.train import train
 
     if before:
-        extra = ["+model.optimizer.fused=false", *extra]
+        extra = ["+model.optimizer.fused=false", f"+trainer.profiler._target_={LIGHTNING_PROFILER}", *extra]
     genlab.train.cheap_cuda_checks = contextlib.nullcontext if before else cheap_cuda_checks
     InMemoryImages.__getitems__ = images_before if before else GATHER_NOW
 
@@ -210,7 +211,8 @@ SIDES = {  # name: what it runs
                  "(Adam's fused kernel)",
     "genlab": "genlab's train.py code path",
     "genlab_before": "genlab without the per-step fixes: Adam's plain kernel (+model.optimizer.fused=false), "
-                     "torch's CUDA check as Lightning leaves it, the batch gathered by indexing",
+                     "torch's CUDA check as Lightning leaves it, the batch gathered by indexing, "
+                     "Lightning's default profiler",
 }
 
 
@@ -469,9 +471,11 @@ def report(results: dict, args: argparse.Namespace) -> str:
               "library at every optimizer step (`genlab.utils.trainer_setup.cheap_cuda_checks`; importing "
               "Lightning turns that on); its in-memory datasets gather a batch with `index_select` from "
               "indices converted through numpy (`scripts/data_gather.py`: 11× faster for 512 images than "
-              "`torch.as_tensor` and indexing). Before and after all three, from the same repetitions as the "
-              "table above (before: `+model.optimizer.fused=false`, torch's CUDA check as Lightning leaves it, "
-              "the first `__getitems__`):", "",
+              "`torch.as_tensor` and indexing); the Trainer gets a profiler that hands Lightning's ~35 "
+              "per-step `profile()` uses one shared null context (`genlab.utils.profiler.NoProfiler`). "
+              "Before and after all four, from the same repetitions as the table above (before: "
+              "`+model.optimizer.fused=false`, torch's CUDA check as Lightning leaves it, the first "
+              "`__getitems__`, Lightning's `PassThroughProfiler`):", "",
               "| model | batch | before img/s | after img/s | after / before | before / raw |", "|---|---|---|---|---|---|",
               *[f"| {r['model']} | {r['batch_size']} | {cell(r, 'genlab_before')} | {cell(r, 'genlab')} | "
                 f"{r['genlab_median'] / r['genlab_before_median']:.2f} | {r['ratio_before']:.3f} |"

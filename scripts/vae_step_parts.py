@@ -11,6 +11,9 @@
    objective runs (hooks, the optimizer's and Lightning's wrappers around the closure), the
    objective, the backward pass and the rest. The parts that are neither forward, backward nor
    the optimizer's update are the framework's cost (see docs/benchmarks.md).
+3. Lightning's profiler: how often Lightning enters ``trainer.profiler.profile(name)`` per training
+   step in part 2, and what one use costs with Lightning's default (``PassThroughProfiler``) and
+   with genlab's ``NoProfiler``, which ``train.py`` passes when the config names no profiler.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import statistics
 import tempfile
 import time
+import timeit
 import warnings
 
 import torch
@@ -51,6 +55,14 @@ class StepParts(Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         step = pl_module.training_step
+        profile = trainer.profiler.profile
+        self.profile_calls, self.profile_calls_at = 0, {}
+
+        def counted_profile(name):
+            self.profile_calls += 1
+            return profile(name)
+
+        trainer.profiler.profile = counted_profile
 
         def timed_step(*args, **kwargs):
             self._mark(1)
@@ -62,7 +74,12 @@ class StepParts(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.batches += 1
+        self.profile_calls_at[self.batches] = self.profile_calls
         self._mark(0)
+
+    def profile_calls_per_step(self) -> float:
+        first, last = self.skip + 1, self.batches  # whole steps between the starts of these batches
+        return (self.profile_calls_at[last] - self.profile_calls_at[first]) / (last - first)
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         self._mark(3)
@@ -81,6 +98,7 @@ PARTS = StepParts()
 
 
 def inside_lightning(batch_size: int, steps: int) -> dict[str, float]:
+    """Medians (ms) of the step's parts in ``train.py``'s code path; also fills ``PARTS``."""
     from genlab.train import train
 
     global PARTS
@@ -154,6 +172,24 @@ def main() -> None:
     for part in StepParts.PARTS:
         print(f"  {part:52s} " + " ".join(f"{r[part]:6.3f}" for r in rounds), flush=True)
     print(f"  {'whole step':52s} " + " ".join(f"{sum(r.values()):6.3f}" for r in rounds))
+    print(f"\nLightning's profiler: {PARTS.profile_calls_per_step():.1f} uses per training step in the last round; "
+          "us per use (a hook name formatted, the context entered and left), median of 5 x 20,000:")
+    print("  " + ", ".join(f"{name} {us:.2f}" for name, us in profiler_use_us().items()))
+
+
+def profiler_use_us() -> dict[str, float]:
+    from pytorch_lightning.profilers import PassThroughProfiler
+
+    from genlab.utils.profiler import NoProfiler
+
+    out = {}
+    for profiler in (PassThroughProfiler(), NoProfiler()):
+        def use(profiler=profiler) -> None:
+            with profiler.profile(f"[LightningModule]{profiler.__class__.__name__}.on_train_batch_start"):
+                pass
+
+        out[type(profiler).__name__] = 1e6 * statistics.median(timeit.repeat(use, number=20_000, repeat=5)) / 20_000
+    return out
 
 
 if __name__ == "__main__":

@@ -161,7 +161,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer_kwargs["enable_checkpointing"] = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     loggers = make_loggers(cfg)
     startup.mark("loggers (W&B)")
-    trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
+    extra = {}
+    if trainer_kwargs.get("profiler") is None:  # what Lightning's default would record: nothing
+        from genlab.utils.profiler import NoProfiler
+
+        extra["profiler"] = NoProfiler()
+    trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False, **extra)
     for logger in loggers:
         logger.log_hyperparams(config)
     startup.mark("trainer")
