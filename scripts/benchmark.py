@@ -407,9 +407,10 @@ def startup(reps: int, variants: tuple[str, ...] = ("wandb_offline", "wandb_befo
             floor_imports.append(float(out.stdout.strip().splitlines()[-1]))
         for name in variants:
             with tempfile.TemporaryDirectory() as out:
-                subprocess.run([sys.executable, *commands[name], "trainer.max_steps=1", "test=false", f"hydra.run.dir={out}",
-                                "optimized_metric=null"], cwd=ROOT, env=env, check=True, capture_output=True)
-                runs[name].append(json.loads((Path(out) / "run_info.json").read_text())["startup"])
+                command = timed([sys.executable, *commands[name], "trainer.max_steps=1", "test=false",
+                                 f"hydra.run.dir={out}", "optimized_metric=null"], env)
+                runs[name].append({**json.loads((Path(out) / "run_info.json").read_text())["startup"],
+                                   "whole command": command})
     return {"floor_import_torch_lightning": statistics.median(floor), "floor_runs": floor,
             "floor_imports_only": statistics.median(floor_imports) if floor_imports else float("nan"),
             **{name: {phase: statistics.median(r[phase] for r in rs) for phase in rs[0]} for name, rs in runs.items() if rs}}
@@ -527,13 +528,18 @@ def report(results: dict, args: argparse.Namespace) -> str:
               "inputs, which imports `wandb.sdk.launch` (`genlab.utils.wandb_setup."
               "skip_launch_inputs_when_none_staged`).", "",
               "| phase | W&B offline (default) | W&B offline, before | `logger=csv` |", "|---|---|---|---|",
-              *[row(phase, [c.get(phase, nan) for c in columns]) for phase in s["wandb_offline"] if phase != "total"],
+              *[row(phase, [c.get(phase, nan) for c in columns]) for phase in s["wandb_offline"]
+                if phase not in ("total", "whole command")],
               row("total", totals, bold=True),
               row("the floor: `python -c \"import torch, pytorch_lightning\"`, whole command", [floor] * 3),
               row("over the floor", [t - floor for t in totals], bold=True),
               row("the same imports, process start to their end (the clock of the phases above; the command "
                   "also exits the interpreter)", [imports] * 3),
-              row("over that", [t - imports for t in totals])]
+              row("over that", [t - imports for t in totals]),
+              row("the whole command: also its training step, the end of the run and the interpreter's exit "
+                  "(`genlab.utils.task.quick_exit`; `scripts/exit_time.py`)",
+                  [c.get("whole command", nan) for c in columns]),
+              row("whole command over the floor's", [c.get("whole command", nan) - floor for c in columns])]
     if results.get("precision"):
         names = list(results["precision"][0]["median"])
         lines += ["", "## Mixed precision", "",

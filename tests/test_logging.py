@@ -119,3 +119,17 @@ def test_sample_grids_of_grey_images_are_grey_pngs_with_save_images_values(tmp_p
     save_grid(colour, tmp_path / "ours3.png", nrow=2)
     with Image.open(tmp_path / "rgb3.png") as rgb, Image.open(tmp_path / "ours3.png") as ours:
         assert ours.mode == "RGB" and np.array_equal(np.asarray(ours), np.asarray(rgb))
+
+
+def test_quick_exit_freezes_the_collector_once_as_the_process_ends(monkeypatch) -> None:
+    import atexit
+    import gc
+
+    from genlab.utils import task
+
+    registered = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(task, "_QUICK_EXIT", False)
+    task.quick_exit()
+    task.quick_exit()  # a multirun's second job
+    assert registered == [gc.freeze] and gc.get_freeze_count() == 0  # nothing frozen before the exit

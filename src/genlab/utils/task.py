@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import logging
 import math
@@ -37,6 +39,25 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
+_QUICK_EXIT = False
+
+
+def quick_exit() -> None:
+    """Spare the process's exit the garbage collector's walks over everything it imported.
+
+    At exit the interpreter runs full collections over every tracked object: with torch and
+    Lightning loaded that took 1.2-1.9 s of each ``python train.py`` (``scripts/exit_time.py``),
+    after the run's work was done. ``gc.freeze()`` as the last exit handler moves those objects
+    out of the collector's sight; the other exit handlers (W&B's, logging's flush, weakref
+    finalizers) run as before, and memory goes back to the system with the process.
+    Registered once per process, when the first task starts; it acts only at exit, so a
+    multirun's jobs, which run one after the other in one process, are not affected."""
+    global _QUICK_EXIT
+    if not _QUICK_EXIT:
+        atexit.register(gc.freeze)
+        _QUICK_EXIT = True
+
+
 def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> float | None:
     """Run ``task(cfg)``; return the metric named by ``cfg.optimized_metric`` (for sweepers).
 
@@ -46,6 +67,7 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
     ``continue_on_error=true`` the sweep goes on and the job returns NaN to the sweeper.
     """
     quiet_known_warnings()
+    quick_exit()
     try:
         metrics = task(cfg)
     except BaseException as e:
