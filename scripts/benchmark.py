@@ -216,6 +216,14 @@ SIDES = {  # name: what it runs
 }
 
 
+def interleaved(names, reps: int):
+    """``names`` ``reps`` times, forwards and backwards in turn (A B C, C B A, A B C, ...): the
+    machine's drift over a table row hits every side alike."""
+    names = list(names)
+    for rep in range(reps):
+        yield from (names if rep % 2 == 0 else names[::-1])
+
+
 MIN_STEPS = 20
 
 
@@ -240,9 +248,8 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
                 "raw_tuned": lambda: raw_loop(model, bs, warmup, steps, device, tuned=True),
                 "genlab_before": lambda: genlab_run(model, bs, warmup, steps, device, extra, before=True),
             }
-            for rep in range(reps):  # interleaved, order reversed every other time: drifts hit every side
-                for side in (list(sides) if rep % 2 == 0 else list(sides)[::-1]):
-                    runs[side].append(sides[side]())
+            for side in interleaved(sides, reps):
+                runs[side].append(sides[side]())
             row = {"model": model, "batch_size": bs, "steps": steps, **runs,
                    **{f"{side}_median": statistics.median(v) for side, v in runs.items()}}
             row["ratio"] = row["genlab_median"] / row["raw_median"]
@@ -296,19 +303,18 @@ def progress_bar_cost(warmup: int, seconds: float, reps: int, device: str, extra
     steps = steps_for("vae", 128, seconds, device)
     runs: dict[str, list[float]] = {name: [] for name in BARS}
     hook_us: dict[str, list[float]] = {name: [] for name in BARS}
-    for rep in range(reps):
-        for name in (list(BARS) if rep % 2 == 0 else list(BARS)[::-1]):
-            cls = ProgressBar if name == "genlab" else RichProgressBar  # the outermost hook that runs
-            original, timed = timed_hook(cls)
-            cls.on_train_batch_end = timed
-            spent.clear()
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    runs[name].append(genlab_run("vae", 128, warmup, steps, device, [*extra, *BARS[name]]))
-            finally:
-                cls.on_train_batch_end = original
-            timed_part = spent[warmup:]  # the first call sets the bar up
-            hook_us[name].append(sum(timed_part) / max(1, len(timed_part)) * 1e6)
+    for name in interleaved(BARS, reps):
+        cls = ProgressBar if name == "genlab" else RichProgressBar  # the outermost hook that runs
+        original, timed = timed_hook(cls)
+        cls.on_train_batch_end = timed
+        spent.clear()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                runs[name].append(genlab_run("vae", 128, warmup, steps, device, [*extra, *BARS[name]]))
+        finally:
+            cls.on_train_batch_end = original
+        timed_part = spent[warmup:]  # the first call sets the bar up
+        hook_us[name].append(sum(timed_part) / max(1, len(timed_part)) * 1e6)
     out = {"steps": steps, **runs, **{f"{name}_median": statistics.median(v) for name, v in runs.items()},
            **{f"{name}_hook_us": statistics.median(v) for name, v in hook_us.items()}}
     print("progress bar, vae batch 128: " + ", ".join(
@@ -342,10 +348,8 @@ def precision_effect(models: list[str], warmup: int, seconds: float, reps: int, 
     for model in models:
         steps = steps_for(model, 128, seconds, device)
         runs: dict[str, list[float]] = {p: [] for p in PRECISIONS[device]}
-        for rep in range(reps):
-            for precision in (list(runs) if rep % 2 == 0 else list(runs)[::-1]):
-                runs[precision].append(genlab_run(model, 128, warmup, steps, device,
-                                                  [*extra, f"trainer.precision={precision}"]))
+        for precision in interleaved(PRECISIONS[device], reps):
+            runs[precision].append(genlab_run(model, 128, warmup, steps, device, [*extra, f"trainer.precision={precision}"]))
         row = {"model": model, "batch_size": 128, "steps": steps, "runs": runs,
                "median": {p: statistics.median(v) for p, v in runs.items()}}
         rows.append(row)

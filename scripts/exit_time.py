@@ -56,6 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
     for rep in range(args.reps):
+        # benchmark.py's interleaved() order, written out: importing benchmark.py would load torch
+        # into this process, which only launches and times the commands
         for name in (list(VARIANTS) if rep % 2 == 0 else list(VARIANTS)[::-1]):
             with tempfile.TemporaryDirectory() as out:
                 times[name].append(run(VARIANTS[name], out))
