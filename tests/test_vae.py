@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning import Callback
 
 from genlab.data import MNISTDataModule
 from genlab.train import train
@@ -133,6 +135,35 @@ def test_adam_runs_its_fused_kernel_unless_told_otherwise(train_config) -> None:
             opt.step()
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+class RecordFused(Callback):
+    """Whether each optimizer of the run is fused (``+callbacks.fused._target_=test_vae.RecordFused``)."""
+
+    seen: list[bool] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        RecordFused.seen = [bool(opt.defaults.get("fused")) for opt in trainer.optimizers]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fused"),
+    [
+        (["trainer.precision=bf16-mixed"], [True]),
+        (["trainer.precision=bf16-mixed", "+trainer.gradient_clip_val=1.0"], [False]),
+        (["model=dcgan", "trainer.precision=bf16-mixed", "model.grad_clip=1.0"], [False, False]),
+        (["model=dcgan", "model.grad_clip=1.0"], [True, True]),  # 32-true: Lightning clips fused optimizers
+    ],
+    ids=["bf16", "bf16-clip", "gan-bf16-clip", "gan-32-clip"],
+)
+def test_clipped_gradients_under_mixed_precision_train(train_config, overrides: list[str], fused: list[bool]) -> None:
+    """Lightning's mixed-precision plugin refuses to clip the gradients of a fused optimizer,
+    with or without a grad scaler: there genlab builds the plain one, elsewhere the fused one."""
+    RecordFused.seen = []
+    metrics = train(train_config(*overrides, "debug=fast", "data.source=bundled", "logger=csv", "test=false",
+                                 "callbacks=none", "+callbacks.fused._target_=test_vae.RecordFused"))
+    assert RecordFused.seen == fused
+    assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith("train/"))
 
 
 def test_callbacks_none_writes_no_checkpoints(train_config, tmp_path: Path, monkeypatch) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from pytorch_lightning import LightningModule
+from pytorch_lightning.plugins.precision import MixedPrecision
 from torchmetrics import MeanMetric
 
 
@@ -56,11 +57,17 @@ class GenerativeModule(LightningModule):
             super().__setattr__(name, value)
 
     def build_optimizer(self, factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
-        """``make_optimizer(factory, params)``, fused kernels allowed except under a 16-bit grad
-        scaler (``16-mixed``), where a fused step unscales internally and Lightning could not clip
-        the gradients first."""
+        """``make_optimizer(factory, params)``, fused kernels allowed except where Lightning's
+        mixed-precision plugin would refuse them: under a 16-bit grad scaler (``16-mixed``), where
+        a fused step unscales internally and Lightning could not clip the gradients first, and,
+        when gradients are clipped (``trainer.gradient_clip_val``, the GANs' ``grad_clip``), under
+        any ``*-mixed`` precision: its ``clip_gradients`` raises for a fused optimizer, scaler or not."""
         trainer = self._trainer
-        fuse = trainer is None or getattr(trainer.precision_plugin, "scaler", None) is None
+        if trainer is None:
+            return make_optimizer(factory, params)
+        plugin = trainer.precision_plugin
+        clips = bool(getattr(self, "grad_clip", None) or trainer.gradient_clip_val)
+        fuse = getattr(plugin, "scaler", None) is None and not (clips and isinstance(plugin, MixedPrecision))
         return make_optimizer(factory, params, fuse)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
