@@ -51,10 +51,12 @@ TIMES: dict[str, float] = {}
 
 class BatchTimer(Callback):
     """Wall time from the start of training batch number ``warmup`` (counted over epochs) to the
-    end of the last one, and the images those timed batches held (an epoch's last batch is short)."""
+    end of batch ``last``, and the images those timed batches held (an epoch's last batch is
+    short). On a GPU it waits for the device at those two points only, as the raw loop does: a
+    wait after every batch would take away the overlap of host and device that genlab keeps."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.seen = warmup, 0
+    def __init__(self, warmup: int, last: int) -> None:
+        self.warmup, self.last, self.seen = warmup, last, 0
         TIMES["images"] = 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -67,9 +69,10 @@ class BatchTimer(Callback):
         if self.seen >= self.warmup:
             TIMES["images"] += len(batch[0])
         self.seen += 1
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize()
-        TIMES["end"] = time.perf_counter()
+        if self.seen == self.last:
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize()
+            TIMES["end"] = time.perf_counter()
 
 
 def compose(model: str, overrides: list[str]):
@@ -194,8 +197,8 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
             f"trainer.max_steps={(warmup + steps) * per_batch}", "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "logger=csv", "callbacks=none", "test=false",
             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", "+callbacks.timer._target_=__main__.BatchTimer",
-            f"+callbacks.timer.warmup={warmup}", *extra,
+            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", f"+callbacks.timer._target_={BatchTimer.__module__}.BatchTimer",
+            f"+callbacks.timer.warmup={warmup}", f"+callbacks.timer.last={warmup + steps}", *extra,
         ], output_dir=out)
         from omegaconf import open_dict
 
@@ -432,14 +435,9 @@ def peak_memory(epochs: int) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------- report
-def report(results: dict, args: argparse.Namespace) -> str:
-    m = results["machine"]
+def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
+    on_gpu = results["machine"]["device"] != "cpu"
     lines = [
-        "# Benchmarks", "",
-        f"Written by `python scripts/benchmark.py{' --quick' if args.quick else ''}` on {results['date']}: "
-        f"{m['machine']}, {m['cpus']} cores, {m['threads']} torch threads, torch {m['torch']}, device {m['device']}, "
-        f"genlab commit {results.get('commit') or 'unknown'}. "
-        "Rerun it to update this file; timings on shared machines drift, so compare rows of one run.", "",
         "## Training throughput: genlab against a hand-written loop", "",
         f"Same nets, batch size and in-memory data (the bundled MNIST images, uint8, the short last batch of "
         f"each epoch included); each run times about {args.seconds:g} s of batches after {args.warmup} warm-up "
@@ -449,7 +447,10 @@ def report(results: dict, args: argparse.Namespace) -> str:
         "(`torch.optim.Adam(params, lr=...)`) and gathers each batch by indexing (`images[idx]`); the tuned raw "
         "loop gathers as genlab does (`index_select`) and uses the very optimizers genlab builds "
         "(Adam's fused kernel, `genlab.models.base.make_optimizer`), so against it genlab does the same "
-        "work down to the kernel and the ratio is the cost of the framework alone.", "",
+        "work down to the kernel and the ratio is the cost of the framework alone."
+        + (" On a GPU the raw loops hold the images on the device and gather there; genlab's data module "
+           "gathers on the host and copies each batch (uint8) to the device, as a DataLoader does." if on_gpu else ""),
+        "",
         "Two ratios each: of the medians, and the median of the repetitions' own ratios (genlab's run "
         "against the raw run right before or after it, with the range over the repetitions), in which "
         "the machine's drift over the minutes of a row cancels.", "",
@@ -485,31 +486,24 @@ def report(results: dict, args: argparse.Namespace) -> str:
               *[f"| {r['model']} | {r['batch_size']} | {cell(r, 'genlab_before')} | {cell(r, 'genlab')} | "
                 f"{r['genlab_median'] / r['genlab_before_median']:.2f} | {r['ratio_before']:.3f} |"
                 for r in results["throughput"]]]
-    b = results.get("progress_bar")
-    if b:
-        step_us = 1e6 * 128 / b["none_median"]
-        lines += ["", "### Progress bar", "",
-                  f"The MLP VAE at batch 128 ({b['steps']} timed batches, the same repetitions scheme) with the "
-                  "progress bar off (as in the table above), with genlab's bar (the default: "
-                  "`genlab.callbacks.ProgressBar`, redrawn at most every 0.2 s and at an epoch's last batch) and "
-                  "with Lightning's `RichProgressBar`, which redraws after every batch (what genlab used before); "
-                  "the time in the bar's `on_train_batch_end` per batch, median of the repetitions, against the "
-                  f"step without a bar ({step_us / 1000:.2f} ms). The bars drew into a buffer, as when a run's output "
-                  "goes to a file; throughput differences below the run's spread are noise.", "",
-                  "| progress bar | img/s (median, range) | / no bar | in the bar, µs per batch | share of the step |",
-                  "|---|---|---|---|---|",
-                  *[f"| {name} | {b[name + '_median']:.0f} ({min(b[name]):.0f}-{max(b[name]):.0f}) | "
-                    f"{b[name + '_median'] / b['none_median']:.3f} | "
-                    + ("—" if name == "none" else f"{b[name + '_hook_us']:.0f}") + " | "
-                    + ("—" if name == "none" else f"{b[name + '_hook_us'] / step_us:.1%}") + " |"
-                    for name in ("none", "genlab", "lightning")]]
+    return lines
+
+
+def data_report(results: dict, args: argparse.Namespace) -> list[str]:
+    lines: list[str] = []
     d = results["data"]
-    fastest = max(r["genlab_median"] / r["batch_size"] for r in results["throughput"] if r["batch_size"] == args.data_batch)
+    steps = [r["genlab_median"] / r["batch_size"] for r in results.get("throughput", []) if r["batch_size"] == args.data_batch]
+    fastest = max(steps) if steps else float("nan")
     lines += ["", "## Data pipeline alone", "",
               f"Batches of {args.data_batch} per second the data modules deliver (shuffled, sliced, converted), "
               f"against the fastest model step at that batch size ({fastest:.1f} steps/s):", "",
               "| data | batches/s | × fastest model step |", "|---|---|---|",
               *[f"| {k} | {v:.0f} | {v / fastest:.0f}× |" for k, v in d.items()]]
+    return lines
+
+
+def startup_report(results: dict) -> list[str]:
+    lines: list[str] = []
     s = results["startup"]
 
     def f2(x: float) -> str:  # "—" for what was not measured
@@ -544,6 +538,44 @@ def report(results: dict, args: argparse.Namespace) -> str:
                   "(`genlab.utils.task.quick_exit`; `scripts/exit_time.py`)",
                   [c.get("whole command", nan) for c in columns]),
               row("whole command over the floor's", [c.get("whole command", nan) - floor for c in columns])]
+    return lines
+
+
+def report(results: dict, args: argparse.Namespace) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmarks", "",
+        f"Written by `python scripts/benchmark.py{' --quick' if args.quick else ''}` on {results['date']}: "
+        f"{m['machine']}, {m['cpus']} cores, {m['threads']} torch threads, torch {m['torch']}, device {m['device']}, "
+        f"genlab commit {results.get('commit') or 'unknown'}. "
+        "Rerun it to update this file; timings on shared machines drift, so compare rows of one run."
+        + (f" Sections measured: {', '.join(results['sections'])}." if "sections" in results else ""), "",
+    ]
+    if results.get("throughput"):
+        lines += throughput_report(results, args)
+    b = results.get("progress_bar")
+
+    if b:
+        step_us = 1e6 * 128 / b["none_median"]
+        lines += ["", "### Progress bar", "",
+                  f"The MLP VAE at batch 128 ({b['steps']} timed batches, the same repetitions scheme) with the "
+                  "progress bar off (as in the table above), with genlab's bar (the default: "
+                  "`genlab.callbacks.ProgressBar`, redrawn at most every 0.2 s and at an epoch's last batch) and "
+                  "with Lightning's `RichProgressBar`, which redraws after every batch (what genlab used before); "
+                  "the time in the bar's `on_train_batch_end` per batch, median of the repetitions, against the "
+                  f"step without a bar ({step_us / 1000:.2f} ms). The bars drew into a buffer, as when a run's output "
+                  "goes to a file; throughput differences below the run's spread are noise.", "",
+                  "| progress bar | img/s (median, range) | / no bar | in the bar, µs per batch | share of the step |",
+                  "|---|---|---|---|---|",
+                  *[f"| {name} | {b[name + '_median']:.0f} ({min(b[name]):.0f}-{max(b[name]):.0f}) | "
+                    f"{b[name + '_median'] / b['none_median']:.3f} | "
+                    + ("—" if name == "none" else f"{b[name + '_hook_us']:.0f}") + " | "
+                    + ("—" if name == "none" else f"{b[name + '_hook_us'] / step_us:.1%}") + " |"
+                    for name in ("none", "genlab", "lightning")]]
+    if results.get("data"):
+        lines += data_report(results, args)
+    if results.get("startup"):
+        lines += startup_report(results)
     if results.get("precision"):
         names = list(results["precision"][0]["median"])
         lines += ["", "## Mixed precision", "",
@@ -557,20 +589,24 @@ def report(results: dict, args: argparse.Namespace) -> str:
                     + " | ".join(f"{r['median'][n]:.0f} ({min(r['runs'][n]):.0f}-{max(r['runs'][n]):.0f})" for n in names)
                     + " | " + " | ".join(f"{r['median'][n] / r['median']['32-true']:.2f}" for n in names[1:]) + " |"
                     for r in results["precision"]]]
-    if results["compile"]:
+    if results.get("compile"):
         lines += ["", "## `compile=true`", "",
                   "genlab with its nets compiled in place (`torch.compile`), batch 128, timed after the warm-up "
                   "batches; the whole compiled run's wall time shows the compilation cost.", "",
                   "| model | eager img/s | compiled img/s | speed-up | compiled run, s |", "|---|---|---|---|---|",
                   *[f"| {r['model']} | {r['eager']:.0f} | {r['compiled']:.0f} | {r['compiled'] / r['eager']:.2f} | "
                     f"{r['compiled_run_seconds']:.0f} |" for r in results["compile"]]]
-    p = results["memory"]
+    p = results.get("memory")
     if p is None:
-        return "\n".join([*lines, "", "## Memory", "", "Not measured with `--quick`.", ""])
+        return "\n".join([*lines, "", "## Memory", "", "Not measured in this run (`--quick` or `--sections`).", ""])
     lines += ["", "## Memory", "",
               f"Peak resident memory of the default experiment (`python train.py trainer.max_epochs={p['epochs']}`, "
               f"W&B offline): **{p['peak_rss_mb']:.0f} MB** ({p['seconds']:.1f} s).", ""]
     return "\n".join(lines)
+
+
+SECTIONS = ("throughput", "compile", "precision", "progress_bar", "data", "startup", "memory")
+CUDA_SECTIONS = ("throughput", "precision", "compile")
 
 
 def main() -> None:
@@ -581,6 +617,10 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: 128 512 (--quick: 128)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed run")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of each side")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS,
+                        help=f"what to measure; default: all ({' '.join(SECTIONS)}); --device cuda: "
+                             f"{' '.join(CUDA_SECTIONS)} (the rest measures the host); --quick: no compile, "
+                             "precision or memory")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
     parser.add_argument("--no-precision", action="store_true", help="skip the mixed-precision comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -594,6 +634,12 @@ def main() -> None:
         global MIN_STEPS
         MIN_STEPS = 5
     args.data_batch = 128
+    if args.sections is None:
+        args.sections = list(CUDA_SECTIONS if args.device == "cuda" else SECTIONS)
+        if args.quick:
+            args.sections = [n for n in args.sections if n not in ("compile", "precision", "memory")]
+    args.sections = [n for n in args.sections if not (n == "compile" and args.no_compile)
+                     and not (n == "precision" and args.no_precision)]
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -606,24 +652,29 @@ def main() -> None:
 
     from genlab.callbacks.run_info import git_commit
 
+    runs = {
+        "throughput": lambda: throughput(args.models, args.batch_sizes, args.warmup, args.seconds, args.reps,
+                                         args.device, args.extra),
+        "compile": lambda: compile_effect(args.warmup, args.seconds, args.device, args.extra),
+        "precision": lambda: precision_effect(["dcgan", "vae_conv"], args.warmup, args.seconds, 3, args.device,
+                                              args.extra),
+        "progress_bar": lambda: progress_bar_cost(args.warmup, args.seconds, 1 if args.quick else args.reps,
+                                                  args.device, args.extra),
+        "data": lambda: data_pipeline(args.data_batch, 0.5 if args.quick else 2.0),
+        "startup": lambda: startup(1, ("wandb_offline",), imports_floor=False) if args.quick else startup(5),
+        "memory": lambda: peak_memory(10),
+    }
     results = {
         "date": datetime.date.today().isoformat(),
         "commit": git_commit(),
         "machine": {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"},
-        "throughput": section("throughput", lambda: throughput(args.models, args.batch_sizes, args.warmup, args.seconds,
-                                                               args.reps, args.device, args.extra)),
-        "compile": section("compile", lambda: compile_effect(args.warmup, args.seconds, args.device, args.extra)
-                           if not (args.no_compile or args.quick) else []),
-        "precision": section("precision", lambda: [] if args.no_precision or args.quick else precision_effect(
-            ["dcgan", "vae_conv"], args.warmup, args.seconds, 3, args.device, args.extra)),
-        "progress_bar": section("progress bar", lambda: progress_bar_cost(
-            args.warmup, args.seconds, 1 if args.quick else args.reps, args.device, args.extra)),
-        "data": section("data", lambda: data_pipeline(args.data_batch, 0.5 if args.quick else 2.0)),
-        "startup": section("start-up", lambda: startup(1, ("wandb_offline",), imports_floor=False) if args.quick
-                           else startup(5)),
-        "memory": section("memory", lambda: None if args.quick else peak_memory(10)),
+        "sections": args.sections,
     }
+    for name, fn in runs.items():
+        if name in args.sections:
+            results[name] = section(name, fn)
+            args.json.write_text(json.dumps(results, indent=2))  # what is measured so far survives a crash
     text = report(results, args)
     args.out.write_text(text)
     args.json.write_text(json.dumps(results, indent=2))

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The checks that need a CUDA device, in one go (a few minutes on one GPU):
+#   1. tests/test_gpu.py: GAN manual optimization under 16-mixed, train.py's path on one GPU in
+#      each precision, 16-bit against fp32 learning, DDP on two GPUs where there are two;
+#   2. scripts/gpu_syncs.py: where the training step makes the host wait for the GPU;
+#   3. scripts/benchmark.py --device cuda: genlab against the raw loop, mixed precision, compile.
+#
+#   bash scripts/gpu_check.sh [OUTDIR] [benchmark options...]     # OUTDIR: outputs/gpu_check
+#
+# Each step has its own time limit, so one that hangs leaves the others' results in OUTDIR.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-outputs/gpu_check}
+shift || true
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  python3 -c "import sys, torch, pytorch_lightning as pl; print(sys.version.split()[0], 'torch', torch.__version__,
+'lightning', pl.__version__, 'GPUs', torch.cuda.device_count())"
+} 2>&1 | tee "$out/gpu.txt"
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to OUTDIR/NAME.txt
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
+  echo "[$name: exit ${PIPESTATUS[0]}, $((SECONDS - start)) s]" | tee -a "$out/$name.txt"
+}
+
+step pytest_gpu "${GPU_TEST_LIMIT:-300}" python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
+step syncs "${SYNCS_LIMIT:-180}" python3 scripts/gpu_syncs.py --json "$out/syncs.json"
+step benchmark "${BENCHMARK_LIMIT:-600}" python3 scripts/benchmark.py --device cuda \
+  --out "$out/BENCHMARKS-cuda.md" --json "$out/benchmarks-cuda.json" "$@"

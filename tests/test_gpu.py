@@ -1,0 +1,114 @@
+"""On a CUDA device: genlab's modules through the Trainer's GPU, 16-bit and DDP paths.
+
+Skipped where torch sees no GPU (and the DDP test where it sees fewer than two). On a GPU
+machine: ``python -m pytest tests/test_gpu.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from pytorch_lightning import Trainer
+
+from genlab.models.gan_losses import LOSSES
+from genlab.train import train
+from genlab.utils.config import PROJECT_ROOT, compose_config
+from test_gan import StepRecorder, changed, tiny_data  # tests/ is on sys.path (conftest)
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+ON_ONE_GPU = ("trainer.gpus=1", "data.source=bundled", "logger=csv")
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("model_name", ["gan", "dcgan"])
+def test_gan_steps_under_16_mixed_change_only_their_net(train_config, tmp_path: Path, loss: str,
+                                                        model_name: str) -> None:
+    """Manual optimization with the AMP grad scaler: per batch, ``n_critic`` discriminator steps
+    then one generator step, each changing its own net alone (the scaler may skip a step whose
+    scaled gradients overflow, never step the other net)."""
+    n_critic = 2 if loss == "wgan-gp" else 1
+    cfg = train_config(f"model={model_name}", f"model.loss={loss}", f"model.n_critic={n_critic}",
+                       "model.grad_clip=1.0", "model.ema_decay=0.9")
+    model = instantiate(cfg.model)
+    recorder = StepRecorder()
+    batches = 4
+    trainer = Trainer(accelerator="gpu", devices=1, precision="16-mixed", max_epochs=1,
+                      limit_train_batches=batches, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder])
+    trainer.fit(model, datamodule=tiny_data(tmp_path))
+    assert trainer.precision_plugin.scaler is not None
+    assert [name for name, _ in recorder.snapshots] == (["D"] * n_critic + ["G", "end"]) * batches
+    stepped_any = {"D": False, "G": False}
+    for (step, before), (_, after) in zip(recorder.snapshots, recorder.snapshots[1:]):
+        if step == "end":
+            continue
+        stepped, frozen = ("discriminator.", "generator.") if step == "D" else ("generator.", "discriminator.")
+        stepped_any[step] |= any(changed(before, after, stepped))
+        assert not any(changed(before, after, frozen)), f"{step} step changed {frozen}"
+    assert stepped_any == {"D": True, "G": True}
+    assert model.batches_seen == batches
+    assert all(p.device.type == "cuda" for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("model_name", "precision", "extra"),
+    [
+        ("vae", "32-true", ()),
+        ("vae_conv", "16-mixed", ()),
+        ("vae_conv", "bf16-mixed", ()),
+        ("dcgan", "16-mixed", ()),
+        ("dcgan", "bf16-mixed", ()),
+        ("gan", "16-mixed", ("model.loss=wgan-gp", "model.n_critic=2", "model.ema_decay=0.99")),
+    ],
+)
+def test_train_on_one_gpu(train_config, tmp_path: Path, model_name: str, precision: str, extra: tuple) -> None:
+    """``python train.py trainer.gpus=1 trainer.precision=...``'s code path: fit, validation
+    metrics (FID on the GPU for GANs), the best checkpoint tested, sample grids; the checkpoint
+    loads on a machine without a GPU and generates there."""
+    cfg = train_config(f"model={model_name}", *ON_ONE_GPU, f"trainer.precision={precision}", "trainer.max_epochs=1",
+                       "trainer.limit_train_batches=20", "trainer.limit_val_batches=4", *extra)
+    metrics = train(cfg)
+    keys = ("test/elbo", "val/elbo") if model_name.startswith("vae") else ("test/d_fake", "val/fid")
+    assert all(key in metrics and math.isfinite(metrics[key]) for key in keys), metrics
+    assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))), metrics
+    assert (tmp_path / "samples" / "samples_epoch000.png").stat().st_size > 1000
+
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    model = instantiate(cfg.model)
+    model.load_state_dict(state["state_dict"])
+    images = model.eval().generate(torch.randn(8, model.latent_dim))
+    assert images.device.type == "cpu" and images.shape == (8, 1, 28, 28) and torch.isfinite(images).all()
+
+
+def test_16_bit_vae_learns_as_32_bit(tmp_path: Path) -> None:
+    """The same seed and batches in each precision: after two epochs, the validation ELBO of
+    the 16-bit runs is within 2% of the fp32 run's."""
+    elbo = {}
+    for precision in ("32-true", "16-mixed", "bf16-mixed"):
+        cfg = compose_config("train", [*ON_ONE_GPU, f"trainer.precision={precision}", "trainer.max_epochs=2",
+                                       "test=false", "callbacks=none"], tmp_path / precision)
+        elbo[precision] = train(cfg)["val/elbo"]
+    for precision in ("16-mixed", "bf16-mixed"):
+        assert elbo[precision] == pytest.approx(elbo["32-true"], rel=0.02), elbo
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+@pytest.mark.parametrize("model_name", ["vae", "dcgan"])
+def test_two_gpus_ddp_writes_one_run(tmp_path: Path, model_name: str) -> None:
+    """``python train.py trainer.gpus=2``: DDP over two GPUs, one run folder, one checkpoint."""
+    env = {**os.environ, "GENLAB_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "train.py"), f"model={model_name}", "trainer.gpus=2",
+                           "trainer.precision=16-mixed", "debug=fast", "trainer.accelerator=gpu", "data.source=bundled",
+                           "logger=csv"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MEMBER: 2/2" in proc.stdout + proc.stderr
+    runs = list((tmp_path / "outputs" / "debug" / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "checkpoints" / "last.ckpt").is_file()
