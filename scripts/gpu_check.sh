@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA device, in one go (a few minutes on one GPU):
+#   0. python train.py model=dcgan trainer.gpus=1 trainer.precision=16-mixed, a few epochs;
 #   1. tests/test_gpu.py: GAN manual optimization under 16-mixed, train.py's path on one GPU in
 #      each precision, 16-bit against fp32 learning, DDP on two GPUs where there are two;
 #   2. scripts/gpu_syncs.py: where the training step makes the host wait for the GPU;
@@ -29,7 +30,14 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to OUTDI
   echo "[$name: exit ${PIPESTATUS[0]}, $((SECONDS - start)) s]" | tee -a "$out/$name.txt"
 }
 
+# the command line as a user types it: DCGAN under 16-mixed for a few epochs; its last sample grid
+# is copied to OUTDIR (look at it)
+run=$(mktemp -d)
+step cli "${CLI_LIMIT:-240}" python3 train.py model=dcgan trainer.gpus=1 trainer.precision=16-mixed \
+  trainer.max_epochs=5 data.source=bundled logger=csv "hydra.run.dir=$run"
+cp "$run"/samples/samples_epoch004.png "$out/" 2>/dev/null
+
 step pytest_gpu "${GPU_TEST_LIMIT:-300}" python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
-step syncs "${SYNCS_LIMIT:-180}" python3 scripts/gpu_syncs.py --json "$out/syncs.json"
+step syncs "${SYNCS_LIMIT:-180}" python3 scripts/gpu_syncs.py
 step benchmark "${BENCHMARK_LIMIT:-600}" python3 scripts/benchmark.py --device cuda \
   --out "$out/BENCHMARKS-cuda.md" --json "$out/benchmarks-cuda.json" "$@"

@@ -6,14 +6,14 @@
 1. Counts the synchronizing operations during timed training steps with torch's sync debug mode
    (``torch.cuda.set_sync_debug_mode``), by the line that ran them and the genlab line that led
    there. It sees reads of device values (``.item()``, ``bool(tensor)``), not the stream wait that a
-   copy from pageable host memory to the device makes (the batch's transfer; the
-   ``data.pin_memory=true`` variant below takes that one away).
-2. Times genlab's step as it is against variants without those waits (interleaved repetitions,
-   median images/s; ``scripts/benchmark.py``'s runs and raw loop):
-   - ``no NaN check``: ``loss_is_finite`` answers without reading the loss;
-   - ``+ no bar values``: nothing logged for the progress bar (Lightning turns such values into
-     Python numbers after every batch);
-   - ``+ pinned batches``: also ``data.pin_memory=true``.
+   copy from pageable host memory to the device makes (the batch's transfer with
+   ``data.on_device=false``).
+2. Times genlab's step as it is against the raw loop and variants that put each wait back
+   (interleaved repetitions, median images/s; ``scripts/benchmark.py``'s runs and raw loop):
+   - ``NaN check read each step``: ``loss_is_finite`` reads the loss at every step (as on the
+     host) instead of queueing the check;
+   - ``batches from the host``: ``data.on_device=false``, each batch copied from host memory;
+   - ``both (as before)``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import torch
 from pytorch_lightning import Callback
 
 import benchmark  # scripts/benchmark.py
-from genlab.models.base import GenerativeModule
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES: collections.Counter = collections.Counter()
@@ -92,23 +91,11 @@ def count_syncs(model: str, batch_size: int, warmup: int, steps: int) -> dict:
             "sites": [{"line": line, "via": via, "per_step": n / steps_seen} for (line, via), n in SITES.most_common()]}
 
 
-IS_FINITE = GenerativeModule.loss_is_finite
-LOG_TRAIN_STEP = GenerativeModule.log_train_step
-
-
-def no_nan_check(self, loss, name="train/loss") -> bool:
-    return True
-
-
-def no_bar_values(self, metrics, batch_size, prog_bar=()) -> None:
-    LOG_TRAIN_STEP(self, metrics, batch_size, ())
-
-
-VARIANTS = {  # name: (loss_is_finite, log_train_step, extra overrides)
-    "genlab": (IS_FINITE, LOG_TRAIN_STEP, []),
-    "no NaN check": (no_nan_check, LOG_TRAIN_STEP, []),
-    "+ no bar values": (no_nan_check, no_bar_values, []),
-    "+ pinned batches": (no_nan_check, no_bar_values, ["data.pin_memory=true"]),
+VARIANTS = {  # name: (NaN check read at every step, extra overrides)
+    "genlab": (None, []),
+    "NaN check read each step": (False, []),
+    "batches from the host": (None, ["data.on_device=false"]),
+    "both (as before)": (False, ["data.on_device=false"]),
 }
 
 
@@ -119,11 +106,9 @@ def timings(model: str, batch_size: int, warmup: int, seconds: float, reps: int,
         if name == "raw_tuned":
             runs[name].append(benchmark.raw_loop(model, batch_size, warmup, steps, device, tuned=True))
             continue
-        GenerativeModule.loss_is_finite, GenerativeModule.log_train_step, extra = VARIANTS[name]
-        try:
-            runs[name].append(benchmark.genlab_run(model, batch_size, warmup, steps, device, extra))
-        finally:
-            GenerativeModule.loss_is_finite, GenerativeModule.log_train_step = IS_FINITE, LOG_TRAIN_STEP
+        deferred, extra = VARIANTS[name]
+        runs[name].append(benchmark.genlab_run(model, batch_size, warmup, steps, device, extra,
+                                               nonfinite_deferred=deferred))
     return {"model": model, "batch_size": batch_size, "steps": steps, "runs": runs,
             "median": {name: statistics.median(v) for name, v in runs.items()}}
 
@@ -145,7 +130,7 @@ def main() -> None:
     out = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "torch": torch.__version__,
            "counts": [], "timings": []}
     for model in args.models if args.device == "cuda" else []:
-        c = count_syncs(model, args.batch_size, warmup, 30)
+        c = count_syncs(model, args.batch_size, warmup, 120)  # logged steps (every 50) included
         out["counts"].append(c)
         print(f"{model} batch {args.batch_size}: {c['per_step']:.2f} synchronizing operations per training step")
         for s in c["sites"]:

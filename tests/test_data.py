@@ -124,6 +124,23 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
         MNISTDataModule(dataset="cifar")
     with pytest.raises(GenlabError, match="val_size"):
         MNISTDataModule(val_size=1.5)
+    with pytest.raises(GenlabError, match="data.on_device='gpu'"):
+        MNISTDataModule(on_device="gpu")
+    with pytest.raises(GenlabError, match="num_workers=0"):
+        MNISTDataModule(on_device=True, num_workers=2)
+
+
+def test_images_stay_on_the_host_for_a_cpu_trainer(tmp_path: Path) -> None:
+    """``on_device`` moves the splits to the Trainer's GPU (tests/test_gpu.py); with a CPU
+    Trainer they stay where they are, and the loader pins memory only for host tensors."""
+    from pytorch_lightning import Trainer
+
+    dm = MNISTDataModule(root=str(tmp_path), source="bundled", pin_memory=True)
+    dm.trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    dm.setup("fit")
+    train = dm._splits["train"]
+    assert train.device == torch.device("cpu") and train.to(torch.device("cpu")) is train
+    assert dm.train_dataloader().pin_memory
 
 
 def test_corrupt_idx_file_is_named(tmp_path: Path) -> None:

@@ -173,3 +173,31 @@ def test_schedulers_are_stepped_by_the_module_and_saved(train_config, tmp_path: 
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert [s["last_epoch"] for s in state["lr_schedulers"]] == [2, 2]
     assert [g["lr"] for o in state["optimizer_states"] for g in o["param_groups"]] == pytest.approx([5e-5, 5e-5])
+
+
+def test_ema_matches_torchs_averaged_model_across_a_reload() -> None:
+    """genlab's EMA (its update reads no count from the device) computes torch's
+    ``AveragedModel`` EMA exactly, parameters and BatchNorm buffers, also after a state reload."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from genlab.models.ema import EMA
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
+    reference = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    ema = EMA(net, 0.9)
+    for step in range(6):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        net(torch.randn(16, 4))  # BatchNorm's running statistics move too
+        reference.update_parameters(net)
+        ema.update_parameters(net)
+        if step == 2:  # as a resumed run: a new EMA that loads the saved state
+            state = ema.state_dict()
+            ema = EMA(net, 0.9)
+            ema.load_state_dict(state)
+    ours, theirs = ema.state_dict(), reference.state_dict()
+    assert ours.keys() == theirs.keys() and int(ours["n_averaged"]) == 6
+    for key in theirs:
+        assert torch.equal(ours[key], theirs[key]), key

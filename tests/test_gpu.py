@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from pytorch_lightning import Trainer
+from pytorch_lightning import Callback, Trainer
 
 from genlab.models.gan_losses import LOSSES
 from genlab.train import train
@@ -25,6 +25,40 @@ from test_gan import StepRecorder, changed, tiny_data  # tests/ is on sys.path (
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 ON_ONE_GPU = ("trainer.gpus=1", "data.source=bundled", "logger=csv")
+
+
+class RunFacts(Callback):
+    """What a run did, for the test that reads it (``+callbacks.facts._target_=test_gpu.RunFacts``)."""
+
+    seen: dict = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            RunFacts.seen = {"fused": [bool(o.defaults.get("fused")) for o in trainer.optimizers],
+                             "batch": batch[0].device.type, "split": trainer.datamodule._splits["train"].device.type}
+
+
+class NoHostWaits(Callback):
+    """Torch's sync debug mode set to ``error`` from batch ``first`` to the end of batch ``last``,
+    except in the steps whose values are logged (``trainer.log_every_n_steps``): any operation
+    of the other steps that makes the host wait for the GPU raises. Each guarded step's tail in
+    Lightning (after ``on_train_batch_end``, where it reads the progress bar's values) is guarded too."""
+
+    def __init__(self, first: int = 2, last: int = 13) -> None:
+        self.first, self.last, self.guarded = first, last, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.first <= batch_idx <= self.last:
+            logged = (batch_idx + 1) % trainer.log_every_n_steps == 0
+            torch.cuda.set_sync_debug_mode("default" if logged else "error")
+            self.guarded += not logged
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == self.last:
+            torch.cuda.set_sync_debug_mode("default")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -54,8 +88,7 @@ def test_gan_steps_under_16_mixed_change_only_their_net(train_config, tmp_path: 
         stepped_any[step] |= any(changed(before, after, stepped))
         assert not any(changed(before, after, frozen)), f"{step} step changed {frozen}"
     assert stepped_any == {"D": True, "G": True}
-    assert model.batches_seen == batches
-    assert all(p.device.type == "cuda" for p in model.parameters())
+    assert model.batches_seen == batches and trainer.strategy.root_device.type == "cuda"
 
 
 @pytest.mark.parametrize(
@@ -74,8 +107,12 @@ def test_train_on_one_gpu(train_config, tmp_path: Path, model_name: str, precisi
     metrics (FID on the GPU for GANs), the best checkpoint tested, sample grids; the checkpoint
     loads on a machine without a GPU and generates there."""
     cfg = train_config(f"model={model_name}", *ON_ONE_GPU, f"trainer.precision={precision}", "trainer.max_epochs=1",
-                       "trainer.limit_train_batches=20", "trainer.limit_val_batches=4", *extra)
+                       "trainer.limit_train_batches=20", "trainer.limit_val_batches=4",
+                       "+callbacks.facts._target_=test_gpu.RunFacts", *extra)
     metrics = train(cfg)
+    # the images live on the GPU (data.on_device=auto); Adam runs fused, under the grad scaler too
+    assert RunFacts.seen == {"fused": [True] * (1 if model_name.startswith("vae") else 2), "batch": "cuda",
+                             "split": "cuda"}
     keys = ("test/elbo", "val/elbo") if model_name.startswith("vae") else ("test/d_fake", "val/fid")
     assert all(key in metrics and math.isfinite(metrics[key]) for key in keys), metrics
     assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))), metrics
@@ -98,6 +135,27 @@ def test_16_bit_vae_learns_as_32_bit(tmp_path: Path) -> None:
         elbo[precision] = train(cfg)["val/elbo"]
     for precision in ("16-mixed", "bf16-mixed"):
         assert elbo[precision] == pytest.approx(elbo["32-true"], rel=0.02), elbo
+
+
+@pytest.mark.parametrize("precision", ["32-true", "16-mixed"])
+@pytest.mark.parametrize(
+    ("model_name", "extra"),
+    [("vae", ()), ("vae_conv", ()), ("dcgan", ()), ("gan", ("model.ema_decay=0.99",))],
+    ids=["vae", "vae_conv", "dcgan", "gan-ema"],
+)
+def test_training_steps_never_wait_for_the_gpu(train_config, model_name: str, extra: tuple, precision: str) -> None:
+    """Between logged steps a training step queues its work and moves on: no read of the loss
+    (genlab's NaN check is queued on a GPU), no copy of the batch from host memory (the images
+    are on the GPU), no read of the grad scaler's inf check (fused Adam takes it as a tensor),
+    no read of the EMA's update count, no read of the progress bar's values after a logged step
+    (they are logged as host values)."""
+    cfg = train_config(f"model={model_name}", "data.source=bundled", *extra)
+    guard = NoHostWaits()
+    trainer = Trainer(accelerator="gpu", devices=1, precision=precision, max_epochs=1, limit_train_batches=16,
+                      limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, log_every_n_steps=5, callbacks=[guard])
+    trainer.fit(instantiate(cfg.model), datamodule=instantiate(cfg.data))
+    assert guard.guarded == 10  # batches 2-13 but 4 and 9, whose values are logged
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")

@@ -96,10 +96,16 @@ trainer.save_checkpoint({str(last)!r})
     load_checkpoint(last)
 
 
-@pytest.mark.parametrize("policy", ["stop", "skip"])
+@pytest.mark.parametrize("policy", ["stop", "skip", "stop-deferred"])
 def test_non_finite_loss_stops_with_a_message_or_is_skipped(train_config, policy: str, monkeypatch) -> None:
+    """``stop-deferred``: the check as it runs on a GPU, queued and read at the epoch's end (or
+    before a checkpoint): the same message, and no checkpoint written after the bad step."""
     from genlab.models.vae import VAE
     from genlab.train import train
+
+    if policy == "stop-deferred":
+        monkeypatch.setattr(VAE, "nonfinite_deferred", True)
+        policy = "stop"
 
     original = VAE._elbo_parts
 
@@ -112,6 +118,7 @@ def test_non_finite_loss_stops_with_a_message_or_is_skipped(train_config, policy
     if policy == "stop":
         with pytest.raises(GenlabError, match=r"non-finite loss at epoch 0, step 2: train/loss=nan"):
             train(cfg)
+        assert not list(Path(cfg.paths.output_dir).glob("checkpoints/*.ckpt"))
     else:
         metrics = train(cfg)
         assert metrics["train/nonfinite_skipped"] == 1.0

@@ -11,13 +11,19 @@ from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
-def batch_indices(indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
-    """A batch's indices as an int64 tensor, for ``index_select``. The DataLoader hands
-    ``__getitems__`` a list of Python ints: ``torch.as_tensor`` takes about 90 us for 512 of
-    them, numpy about 10 us (``scripts/data_gather.py``)."""
+def batch_indices(indices: Sequence[int] | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """A batch's indices as an int64 tensor on ``device`` (default: the host), for
+    ``index_select``. The DataLoader hands ``__getitems__`` a list of Python ints:
+    ``torch.as_tensor`` takes about 90 us for 512 of them, numpy about 10 us
+    (``scripts/data_gather.py``). To a GPU they travel through pinned memory: a copy from
+    ordinary host memory would wait for all the work queued on the GPU."""
     if isinstance(indices, torch.Tensor):
-        return indices.long()
-    return torch.from_numpy(np.fromiter(indices, dtype=np.int64, count=len(indices)))
+        idx = indices.long()
+    else:
+        idx = torch.from_numpy(np.fromiter(indices, dtype=np.int64, count=len(indices)))
+    if device is not None and device.type == "cuda" and idx.device != device:
+        idx = idx.pin_memory().to(device, non_blocking=True)
+    return idx
 
 
 def keep_batch(batch: Any) -> Any:
@@ -69,7 +75,7 @@ class InMemoryDataModule(LightningDataModule):
             drop_last=False,
             collate_fn=keep_batch,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and getattr(dataset, "device", torch.device("cpu")).type == "cpu",
             persistent_workers=self.num_workers > 0,
         )
 

@@ -10,6 +10,8 @@ from pytorch_lightning import LightningModule
 from pytorch_lightning.plugins.precision import MixedPrecision
 from torchmetrics import MeanMetric
 
+from genlab.utils.errors import GenlabError
+
 
 FUSED_OPTIMIZERS = ("Adam", "AdamW")
 
@@ -21,7 +23,7 @@ def make_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Iterab
     CPU or a GPU: the same update, computed in one kernel instead of a Python loop over the
     tensors (MLP VAE on CPU: 1.6-2.3 ms plain, 0.75-0.9 ms fused, ``scripts/vae_step_parts.py``).
     A torch that has no fused kernel for the device gets the plain optimizer, and so does
-    ``fuse=False`` (a 16-bit grad scaler, see ``GenerativeModule.build_optimizer``).
+    ``fuse=False`` (clipped gradients under mixed precision, see ``GenerativeModule.build_optimizer``).
     ``+model.optimizer.fused=false`` turns it off."""
     params = list(params)
     cls, keywords = getattr(factory, "func", None), getattr(factory, "keywords", None) or {}
@@ -39,6 +41,16 @@ def make_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Iterab
     return factory(params=params)
 
 
+CHECKS_QUEUED = 64  # loss checks queued on a GPU before they are read (see loss_is_finite)
+
+
+def nonfinite_error(name: str, value: torch.Tensor, epoch: int, step: int) -> GenlabError:
+    return GenlabError(
+        f"non-finite loss at epoch {epoch}, step {step}: {name}={value.float().item()}. "
+        "Lower model.optimizer.lr, clip gradients, or set nonfinite=skip to skip such steps."
+    )
+
+
 class GenerativeModule(LightningModule):
     """Base class of genlab's objectives (subclasses set ``latent_dim``)."""
 
@@ -46,6 +58,7 @@ class GenerativeModule(LightningModule):
     _perplexity: dict[str, MeanMetric]
     nonfinite: str = "stop"  # what a NaN/inf training loss does: stop | skip (train.py sets it)
     nonfinite_skipped: int = 0
+    nonfinite_deferred: bool | None = None  # None: queue the checks on a GPU, check at once elsewhere
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning names the running hook on the module around every hook call, about 40 times a
@@ -57,17 +70,17 @@ class GenerativeModule(LightningModule):
             super().__setattr__(name, value)
 
     def build_optimizer(self, factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
-        """``make_optimizer(factory, params)``, fused kernels allowed except where Lightning's
-        mixed-precision plugin would refuse them: under a 16-bit grad scaler (``16-mixed``), where
-        a fused step unscales internally and Lightning could not clip the gradients first, and,
-        when gradients are clipped (``trainer.gradient_clip_val``, the GANs' ``grad_clip``), under
-        any ``*-mixed`` precision: its ``clip_gradients`` raises for a fused optimizer, scaler or not."""
+        """``make_optimizer(factory, params)``, with fused kernels except where gradients are
+        clipped (``trainer.gradient_clip_val``, the GANs' ``grad_clip``) under a ``*-mixed``
+        precision: there Lightning's precision plugin refuses to clip for a fused optimizer (which
+        unscales 16-bit gradients inside its step, after any clipping could happen). Under a grad
+        scaler without clipping, the fused step is also the one that does not wait for the GPU:
+        it takes the scaler's inf check as a tensor, where the plain step reads it on the host."""
         trainer = self._trainer
         if trainer is None:
             return make_optimizer(factory, params)
-        plugin = trainer.precision_plugin
         clips = bool(getattr(self, "grad_clip", None) or trainer.gradient_clip_val)
-        fuse = getattr(plugin, "scaler", None) is None and not (clips and isinstance(plugin, MixedPrecision))
+        fuse = not (clips and isinstance(trainer.precision_plugin, MixedPrecision))
         return make_optimizer(factory, params, fuse)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -84,20 +97,53 @@ class GenerativeModule(LightningModule):
 
     def loss_is_finite(self, loss: torch.Tensor, name: str = "train/loss") -> bool:
         """False when ``loss`` is NaN or infinite and the policy is ``skip`` (the caller skips the
-        optimizer step); with ``stop``, raise a clear error before bad weights reach a checkpoint."""
+        optimizer step); with ``stop``, raise a clear error before bad weights reach a checkpoint.
+
+        On a GPU, ``stop`` does not read the loss at every step (reading it makes the host wait
+        for the GPU's queued work): the check is queued and read every ``CHECKS_QUEUED`` steps,
+        at the end of each training epoch, before validation and before a checkpoint is written
+        (``check_queued_losses``); the error names the first bad step all the same.
+        ``nonfinite_deferred`` set on the module chooses for any device."""
         value = loss.detach()
+        deferred = value.is_cuda if self.nonfinite_deferred is None else self.nonfinite_deferred
+        if self.nonfinite == "stop" and deferred and value.numel() == 1:
+            queue = self.__dict__.get("_queued_checks")
+            if queue is None:
+                queue = self._queued_checks = []
+            queue.append((value, name, self.current_epoch, self.global_step))
+            if len(queue) >= CHECKS_QUEUED:
+                self.check_queued_losses()
+            return True
         if math.isfinite(value.item()) if value.numel() == 1 else bool(torch.isfinite(value).all()):
             return True
         if self.nonfinite == "skip":
             self.nonfinite_skipped += 1
             self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False)
             return False
-        from genlab.utils.errors import GenlabError
+        raise nonfinite_error(name, value, self.current_epoch, self.global_step)
 
-        raise GenlabError(
-            f"non-finite loss at epoch {self.current_epoch}, step {self.global_step}: {name}={loss.detach().float().item()}. "
-            "Lower model.optimizer.lr, clip gradients, or set nonfinite=skip to skip such steps."
-        )
+    def check_queued_losses(self) -> None:
+        """Read the queued loss checks (one wait for the device) and raise for the first bad one."""
+        checks = self.__dict__.get("_queued_checks")
+        if not checks:
+            return
+        self._queued_checks = []
+        finite = torch.isfinite(torch.stack([value.float() for value, *_ in checks])).tolist()
+        for ok, (value, name, epoch, step) in zip(finite, checks):
+            if not ok:
+                raise nonfinite_error(name, value, epoch, step)
+
+    def on_train_epoch_end(self) -> None:
+        self.check_queued_losses()
+
+    def on_validation_start(self) -> None:
+        self.check_queued_losses()
+
+    def on_train_end(self) -> None:
+        self.check_queued_losses()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_queued_losses()  # raises before the file is written
 
     def step_logs_due(self) -> bool:
         """Whether Lightning writes this training step's ``on_step`` values to the loggers.
@@ -117,10 +163,20 @@ class GenerativeModule(LightningModule):
             return True
 
     def log_train_step(self, metrics: Mapping[str, torch.Tensor | float], batch_size: int, prog_bar: tuple[str, ...] = ()) -> None:
-        """Log per-step training values (no cross-process sync) on the steps that get written."""
+        """Log per-step training values (no cross-process sync) on the steps that get written.
+
+        The values go to Lightning as host tensors, copied from the device together (one wait
+        for a GPU per logged step): Lightning turns the progress bar's values into Python numbers
+        after every batch until the epoch ends, which for values on a GPU is a wait per batch."""
         if not self.step_logs_due():
             return
+        scalars = [v.detach().reshape(()).float() for v in metrics.values() if torch.is_tensor(v) and v.numel() == 1]
+        host = iter(torch.stack(scalars).cpu().unbind() if scalars else ())
         for name, value in metrics.items():
+            if torch.is_tensor(value) and value.numel() == 1:
+                value = next(host)
+            elif not torch.is_tensor(value):
+                value = torch.tensor(float(value))
             self.log(name, value, on_step=True, on_epoch=False, batch_size=batch_size, prog_bar=name in prog_bar)
 
     # ----------------------------------------------------------------- perplexity

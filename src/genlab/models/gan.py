@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from genlab.models import gan_losses
 from genlab.models.base import GenerativeModule
+from genlab.models.ema import EMA
 from genlab.utils.errors import GenlabError
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -84,9 +84,9 @@ class GAN(GenerativeModule):
         self.latent_dim, self.loss_name = latent_dim, gan_losses.check_loss(loss)
         self.n_critic, self.gp_weight, self.label_smoothing = n_critic, gp_weight, label_smoothing
         self.grad_clip = grad_clip
-        self.ema: AveragedModel | None = None
+        self.ema: EMA | None = None
         if ema_decay is not None:
-            self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            self.ema = EMA(generator, ema_decay)
             self.ema.requires_grad_(False)
         self.batches_seen = 0  # genlab's own counter (global_step counts optimizer steps)
 
@@ -144,8 +144,9 @@ class GAN(GenerativeModule):
         self.log_train_step(metrics, batch_size=real.shape[0], prog_bar=("train/d_loss", "train/g_loss"))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Lightning calls this after the AMP grad scaler has unscaled the gradients, so the
-        # threshold applies to the true gradients under 16-mixed too.
+        # Lightning calls this after the AMP grad scaler has unscaled the gradients (with clipping,
+        # genlab's optimizers are the plain ones, which it unscales), so the threshold applies to
+        # the true gradients under 16-mixed too.
         if self.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
 
@@ -196,6 +197,7 @@ class GAN(GenerativeModule):
         return [opt_g, opt_d], schedulers
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["gan_batches_seen"] = self.batches_seen
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
