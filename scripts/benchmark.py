@@ -339,10 +339,14 @@ def compile_effect(warmup: int, seconds: float, device: str, extra: list[str]) -
         steps = steps_for(model, 128, seconds, device)
         eager = genlab_run(model, 128, warmup, steps, device, extra)
         start = time.perf_counter()
-        compiled = genlab_run(model, 128, warmup, steps, device, [*extra, "compile=true"])
+        try:
+            compiled, error = genlab_run(model, 128, warmup, steps, device, [*extra, "compile=true"]), None
+        except Exception as e:  # a compiler failure is a result too; the other sections still run
+            compiled, error = float("nan"), f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
         rows.append({"model": model, "batch_size": 128, "eager": eager, "compiled": compiled,
-                     "compiled_run_seconds": time.perf_counter() - start})
-        print(f"{model} compile: eager {eager:.0f} img/s, compiled {compiled:.0f} img/s", flush=True)
+                     "compiled_run_seconds": time.perf_counter() - start, "error": error})
+        print(f"{model} compile: eager {eager:.0f} img/s, compiled "
+              + (f"{compiled:.0f} img/s" if error is None else f"failed ({error})"), flush=True)
     return rows
 
 
@@ -603,8 +607,9 @@ def report(results: dict, args: argparse.Namespace) -> str:
                   "genlab with its nets compiled in place (`torch.compile`), batch 128, timed after the warm-up "
                   "batches; the whole compiled run's wall time shows the compilation cost.", "",
                   "| model | eager img/s | compiled img/s | speed-up | compiled run, s |", "|---|---|---|---|---|",
-                  *[f"| {r['model']} | {r['eager']:.0f} | {r['compiled']:.0f} | {r['compiled'] / r['eager']:.2f} | "
-                    f"{r['compiled_run_seconds']:.0f} |" for r in results["compile"]]]
+                  *[f"| {r['model']} | {r['eager']:.0f} | " + (
+                      f"{r['compiled']:.0f} | {r['compiled'] / r['eager']:.2f} | {r['compiled_run_seconds']:.0f} |"
+                      if r.get("error") is None else f"failed: {r['error']} | — | — |") for r in results["compile"]]]
     p = results.get("memory")
     if p is None:
         return "\n".join([*lines, "", "## Memory", "", "Not measured in this run (`--quick` or `--sections`).", ""])
