@@ -33,7 +33,6 @@ from pytorch_lightning import Callback
 
 import benchmark  # scripts/benchmark.py
 
-ROOT = Path(__file__).resolve().parents[1]
 SITES: collections.Counter = collections.Counter()
 COUNTED = {"steps": 0}
 
@@ -91,7 +90,7 @@ def count_syncs(model: str, batch_size: int, warmup: int, steps: int) -> dict:
             "sites": [{"line": line, "via": via, "per_step": n / steps_seen} for (line, via), n in SITES.most_common()]}
 
 
-VARIANTS = {  # name: (NaN check read at every step, extra overrides)
+VARIANTS = {  # name: (GenerativeModule.nonfinite_deferred: False reads the check each step, extra overrides)
     "genlab": (None, []),
     "NaN check read each step": (False, []),
     "batches from the host": (None, ["data.on_device=false"]),
