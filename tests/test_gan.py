@@ -36,6 +36,16 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], pre
     return [not torch.equal(before[n], after[n]) for n in before if n.startswith(prefix)]
 
 
+def step_effects(snapshots: list[tuple[str, dict[str, torch.Tensor]]]):
+    """For each recorded optimizer step: its name ("D" or "G"), whether it changed its own net,
+    whether it changed the other net."""
+    for (step, before), (_, after) in zip(snapshots, snapshots[1:]):
+        if step == "end":
+            continue
+        own, other = ("discriminator.", "generator.") if step == "D" else ("generator.", "discriminator.")
+        yield step, any(changed(before, after, own)), any(changed(before, after, other))
+
+
 def tiny_data(tmp_path: Path, batch_size: int = 16) -> MNISTDataModule:
     return MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=batch_size)
 
@@ -54,10 +64,9 @@ def test_each_step_changes_only_its_net(train_config, tmp_path: Path, loss: str,
     trainer.fit(model, datamodule=tiny_data(tmp_path))
     order = [name for name, _ in recorder.snapshots]
     assert order == ["D"] * n_critic + ["G", "end"]
-    for (step, before), (_, after) in zip(recorder.snapshots, recorder.snapshots[1:]):
-        stepped, frozen = ("discriminator.", "generator.") if step == "D" else ("generator.", "discriminator.")
-        assert any(changed(before, after, stepped)), f"{step} step changed nothing in {stepped}"
-        assert not any(changed(before, after, frozen)), f"{step} step changed {frozen}"
+    for step, own, other in step_effects(recorder.snapshots):
+        assert own, f"{step} step changed nothing in its own net"
+        assert not other, f"{step} step changed the other net"
     assert model.batches_seen == 1 and trainer.global_step == n_critic + 1  # optimizer steps
 
 
