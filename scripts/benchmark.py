@@ -178,9 +178,10 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
                before: bool = False, nonfinite_deferred: bool | None = None) -> float:
     """``train.py``'s code path; ``before``: without the per-step fixes this benchmark led to
     (Adam's plain kernel, ``+model.optimizer.fused=false``; torch's CUDA check as Lightning leaves
-    it; the batch gathered by ``torch.as_tensor`` and indexing; Lightning's default profiler; on a
-    GPU also the batches copied from the host, ``data.on_device=false``, and the NaN check read at
-    every step). ``nonfinite_deferred``: ``GenerativeModule.nonfinite_deferred`` for this run."""
+    it; the batch gathered by ``torch.as_tensor`` and indexing; Lightning's default profiler;
+    Lightning's whole automatic-optimization road, ``direct_step=false``; on a GPU also the
+    batches copied from the host, ``data.on_device=false``, and the NaN check read at every
+    step). ``nonfinite_deferred``: ``GenerativeModule.nonfinite_deferred`` for this run."""
     import contextlib
 
     import genlab.train
@@ -188,7 +189,7 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
 
     if before:
         extra = ["+model.optimizer.fused=false", f"+trainer.profiler._target_={LIGHTNING_PROFILER}",
-                 "data.on_device=false", *extra]
+                 "data.on_device=false", "direct_step=false", *extra]
     genlab.train.cheap_cuda_checks = contextlib.nullcontext if before else cheap_cuda_checks
     InMemoryImages.__getitems__ = images_before if before else GATHER_NOW
     GenerativeModule.nonfinite_deferred = False if before else nonfinite_deferred
@@ -220,7 +221,8 @@ SIDES = {  # name: what it runs
     "genlab": "genlab's train.py code path",
     "genlab_before": "genlab without the per-step fixes: Adam's plain kernel (+model.optimizer.fused=false), "
                      "torch's CUDA check as Lightning leaves it, the batch gathered by indexing, "
-                     "Lightning's default profiler; on a GPU, batches copied from the host (data.on_device=false) "
+                     "Lightning's default profiler, Lightning's whole automatic-optimization road (direct_step=false); "
+                     "on a GPU, batches copied from the host (data.on_device=false) "
                      "and the NaN check read at every step",
 }
 
@@ -489,11 +491,12 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
               "indices converted through numpy (`scripts/data_gather.py`: 11× faster for 512 images than "
               "`torch.as_tensor` and indexing); the Trainer gets a profiler that hands Lightning's ~35 "
               "per-step `profile()` uses one shared null context (`genlab.utils.profiler.NoProfiler`); "
-              "on a GPU, the images stay on the device and batches are cut there (`data.on_device`), and "
+              "where none of them has work, the optimizer step skips Lightning's closure, strategy, "
+              "precision-plugin and hook layers (`genlab.utils.direct_step`, `direct_step=true`); on a GPU, the images stay on the device and batches are cut there (`data.on_device`), and "
               "the NaN check of the loss is queued instead of read at every step (no wait for the GPU). "
               "Before and after all of these, from the same repetitions as the table above (before: "
               "`+model.optimizer.fused=false`, torch's CUDA check as Lightning leaves it, the first "
-              "`__getitems__`, Lightning's `PassThroughProfiler`, `data.on_device=false`, the check read "
+              "`__getitems__`, Lightning's `PassThroughProfiler`, `direct_step=false`, `data.on_device=false`, the check read "
               "at every step):", "",
               "| model | batch | before img/s | after img/s | after / before | before / raw |", "|---|---|---|---|---|---|",
               *[f"| {r['model']} | {r['batch_size']} | {cell(r, 'genlab_before')} | {cell(r, 'genlab')} | "

@@ -10,7 +10,9 @@
    (Lightning's loop, the data loader, the batch transfer and uint8 -> float), before the
    objective runs (hooks, the optimizer's and Lightning's wrappers around the closure), the
    objective, the backward pass and the rest. The parts that are neither forward, backward nor
-   the optimizer's update are the framework's cost (see docs/benchmarks.md).
+   the optimizer's update are the framework's cost (see docs/benchmarks.md). The split needs
+   Lightning's backward and optimizer hooks, so these steps take Lightning's whole road
+   (``genlab.utils.direct_step`` steps aside for callbacks that use those hooks).
 3. Lightning's profiler: how often Lightning enters ``trainer.profiler.profile(name)`` per training
    step in part 2, and what one use costs with Lightning's default (``PassThroughProfiler``) and
    with genlab's ``NoProfiler``, which ``train.py`` passes when the config names no profiler.

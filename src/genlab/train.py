@@ -132,6 +132,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from genlab.callbacks.progress import with_progress_bar
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
+    from genlab.utils.direct_step import use_direct_optimization
     from genlab.utils.validate import check_config
 
     startup.mark("torch, lightning")
@@ -167,6 +168,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         extra["profiler"] = NoProfiler()
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False, **extra)
+    if cfg.get("direct_step", True):
+        use_direct_optimization(trainer)
     for logger in loggers:
         logger.log_hyperparams(config)
     startup.mark("trainer")

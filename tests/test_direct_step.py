@@ -1,0 +1,105 @@
+"""genlab's direct road through Lightning's automatic optimization (``direct_step``): the same
+weights, optimizer state and step count as Lightning's own loop, taken only where none of the
+layers it skips has work to do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_lightning import Callback
+from pytorch_lightning.loops.optimization.automatic import _AutomaticOptimization
+
+from genlab.models import VAE
+from genlab.train import train
+from genlab.utils.direct_step import DirectOptimization, why_not_direct
+
+
+class Record(Callback):
+    """What the run's training loop did (``+callbacks.record._target_=test_direct_step.Record``)."""
+
+    runs: list[dict] = []
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        loop = trainer.fit_loop.epoch_loop.automatic_optimization
+        Record.runs.append({
+            "loop": type(loop), "direct": getattr(loop, "direct", None), "reason": why_not_direct(trainer),
+            "step": trainer.global_step, "skipped": pl_module.nonfinite_skipped, "weights": {k: v.clone() for k, v in pl_module.state_dict().items()},
+            "adam": [s["exp_avg_sq"].clone() for s in trainer.optimizers[0].state.values()],
+        })
+
+
+class GradNorms(Callback):
+    """Reads the gradients in ``on_before_optimizer_step``: a hook the direct road does not call."""
+
+    norms: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        GradNorms.norms.append(float(torch.linalg.vector_norm(torch.cat([
+            p.grad.flatten() for p in pl_module.parameters() if p.grad is not None]))))
+
+
+class HookedVAE(VAE):
+    """A VAE whose ``on_after_backward`` counts its calls."""
+
+    calls = 0
+
+    def on_after_backward(self) -> None:
+        HookedVAE.calls += 1
+
+
+def run(train_config, *overrides: str) -> dict:
+    Record.runs = []
+    train(train_config("debug=fast", "data.source=bundled", "logger=csv", "test=false", "callbacks=none",
+                       "trainer.deterministic=true", "+callbacks.record._target_=test_direct_step.Record", *overrides))
+    return Record.runs[-1]
+
+
+def assert_same_training(a: dict, b: dict) -> None:
+    assert a["step"] == b["step"] > 0 and a["skipped"] == b["skipped"]
+    assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
+    assert len(a["adam"]) == len(b["adam"]) > 0 and all(torch.equal(x, y) for x, y in zip(a["adam"], b["adam"]))
+
+
+@pytest.mark.parametrize("extra", [[], ["trainer.accumulate_grad_batches=2"], ["nonfinite=skip"]],
+                         ids=["plain", "accumulated", "skipped-step"])
+def test_direct_road_trains_exactly_as_lightnings_loop(train_config, extra: list[str], monkeypatch) -> None:
+    """Same seed, with and without ``direct_step``: bit-identical weights, Adam state and
+    ``global_step`` (gradient accumulation goes Lightning's way at every step). ``skipped-step``:
+    a NaN loss at step 2 makes ``training_step`` return None, and that step changes nothing."""
+    if "nonfinite=skip" in extra:
+        original = VAE._elbo_parts
+
+        def poisoned(self, x):
+            log_px, kl, mu = original(self, x)
+            return (log_px * float("nan") if self.training and self.global_step == 2 else log_px), kl, mu
+
+        monkeypatch.setattr(VAE, "_elbo_parts", poisoned)
+    direct = run(train_config, *extra)
+    lightning = run(train_config, "direct_step=false", *extra)
+    assert direct["loop"] is DirectOptimization and direct["direct"] and direct["reason"] is None
+    assert lightning["loop"] is _AutomaticOptimization
+    assert direct["skipped"] == ("nonfinite=skip" in extra)
+    assert_same_training(direct, lightning)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["+trainer.gradient_clip_val=1.0"], "gradient clipping"),
+        (["trainer.precision=bf16-mixed"], "precision plugin MixedPrecision"),
+        (["+trainer.profiler=simple"], "profiler SimpleProfiler"),
+        (["+callbacks.norms._target_=test_direct_step.GradNorms"], "GradNorms.on_before_optimizer_step"),
+        (["model._target_=test_direct_step.HookedVAE"], "HookedVAE.on_after_backward"),
+        (["model=gan"], "manual optimization"),
+    ],
+    ids=["clipping", "bf16", "profiler", "callback-hook", "module-hook", "gan"],
+)
+def test_lightnings_loop_wherever_a_skipped_layer_has_work(train_config, overrides: list[str], reason: str) -> None:
+    GradNorms.norms, HookedVAE.calls = [], 0
+    record = run(train_config, *overrides)
+    assert record["reason"] == reason
+    assert not record["direct"]
+    if "GradNorms" in reason:
+        assert len(GradNorms.norms) == record["step"] and all(n > 0 for n in GradNorms.norms)
+    if "HookedVAE" in reason:
+        assert HookedVAE.calls == record["step"]
