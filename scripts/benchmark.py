@@ -175,13 +175,16 @@ LIGHTNING_PROFILER = "pytorch_lightning.profilers.PassThroughProfiler"  # Lightn
 
 
 def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str],
-               before: bool = False, nonfinite_deferred: bool | None = None) -> float:
+               before: bool = False, nonfinite_deferred: bool | None = None, callbacks: str = "none",
+               progress_bar: bool = False) -> float:
     """``train.py``'s code path; ``before``: without the per-step fixes this benchmark led to
     (Adam's plain kernel, ``+model.optimizer.fused=false``; torch's CUDA check as Lightning leaves
     it; the batch gathered by ``torch.as_tensor`` and indexing; Lightning's default profiler;
     Lightning's whole automatic-optimization road, ``direct_step=false``; on a GPU also the
     batches copied from the host, ``data.on_device=false``, and the NaN check read at every
-    step). ``nonfinite_deferred``: ``GenerativeModule.nonfinite_deferred`` for this run."""
+    step). ``nonfinite_deferred``: ``GenerativeModule.nonfinite_deferred`` for this run.
+    ``callbacks``, ``progress_bar``: the callbacks group and the progress bar (the table's runs have
+    neither; the sample-quality callback, which computes FID each epoch, is always left out)."""
     import contextlib
 
     import genlab.train
@@ -201,8 +204,8 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
         cfg = compose_config("train", [
             f"model={model}", "data.source=bundled", f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
             f"trainer.max_steps={(warmup + steps) * per_batch}", "trainer.limit_val_batches=0",
-            "trainer.num_sanity_val_steps=0", "logger=csv", "callbacks=none", "test=false",
-            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+            "trainer.num_sanity_val_steps=0", "logger=csv", f"callbacks={callbacks}", "test=false",
+            f"trainer.enable_progress_bar={str(progress_bar).lower()}", "trainer.enable_model_summary=false",
             f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", f"+callbacks.timer._target_={BatchTimer.__module__}.BatchTimer",
             f"+callbacks.timer.warmup={warmup}", f"+callbacks.timer.last={warmup + steps}", *extra,
         ], output_dir=out)
@@ -245,12 +248,19 @@ def steps_for(model: str, batch_size: int, seconds: float, device: str) -> int:
     return int(min(1000, max(MIN_STEPS, seconds * rate / batch_size)))
 
 
+FAST_ROW_STEPS = 100  # a row whose runs hold this many batches or more has steps of at most ~20 ms
+
+
 def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: float, reps: int, device: str,
-               extra: list[str]) -> list[dict]:
+               extra: list[str], fast_reps: int | None = None) -> list[dict]:
+    """genlab against the raw loops, per model and batch size. Rows with fast steps (the MLP VAE on
+    a CPU) run ``fast_reps`` repetitions instead of ``reps``: there the framework's fixed cost per
+    step is the largest share, the spread between repetitions the widest, and the runs the cheapest."""
     rows = []
     for model in models:
         for bs in batch_sizes:
             steps = steps_for(model, bs, seconds, device)
+            row_reps = fast_reps if fast_reps and steps >= FAST_ROW_STEPS else reps
             runs: dict[str, list[float]] = {side: [] for side in SIDES}
             # in this order, forwards and backwards, genlab runs right after or before each raw loop
             sides = {
@@ -259,9 +269,9 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
                 "raw_tuned": lambda: raw_loop(model, bs, warmup, steps, device, tuned=True),
                 "genlab_before": lambda: genlab_run(model, bs, warmup, steps, device, extra, before=True),
             }
-            for side in interleaved(sides, reps):
+            for side in interleaved(sides, row_reps):
                 runs[side].append(sides[side]())
-            row = {"model": model, "batch_size": bs, "steps": steps, **runs,
+            row = {"model": model, "batch_size": bs, "steps": steps, "reps": row_reps, **runs,
                    **{f"{side}_median": statistics.median(v) for side, v in runs.items()}}
             row["ratio"] = row["genlab_median"] / row["raw_median"]
             row["ratio_tuned"] = row["genlab_median"] / row["raw_tuned_median"]
@@ -272,7 +282,7 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
             row["paired_tuned"] = [g / r for g, r in zip(runs["genlab"], runs["raw_tuned"])]
             row["ratio_paired"], row["ratio_paired_tuned"] = map(statistics.median, (row["paired"], row["paired_tuned"]))
             rows.append(row)
-            print(f"{model:9s} batch {bs:4d} ({steps} steps): raw {row['raw_median']:8.0f} img/s, tuned raw "
+            print(f"{model:9s} batch {bs:4d} ({steps} steps, {row_reps} reps): raw {row['raw_median']:8.0f} img/s, tuned raw "
                   f"{row['raw_tuned_median']:8.0f}, genlab {row['genlab_median']:8.0f} (before {row['genlab_before_median']:8.0f}); "
                   f"ratio {row['ratio']:.3f} (paired {row['ratio_paired']:.3f}), vs tuned {row['ratio_tuned']:.3f} "
                   f"(paired {row['ratio_paired_tuned']:.3f})", flush=True)
@@ -453,20 +463,23 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
         "## Training throughput: genlab against a hand-written loop", "",
         f"Same nets, batch size and in-memory data (the bundled MNIST images, uint8, the short last batch of "
         f"each epoch included); each run times about {args.seconds:g} s of batches after {args.warmup} warm-up "
-        f"batches; {args.reps} repetitions, interleaved. genlab runs `train.py`'s code path "
+        f"batches; {args.reps} repetitions, interleaved"
+        + (f" ({args.fast_reps} for the rows whose runs hold {FAST_ROW_STEPS} batches or more: there the framework's "
+           "fixed cost per step weighs most and the repetitions spread widest)" if args.fast_reps else "")
+        + ". genlab runs `train.py`'s code path "
         "(`genlab.train.train`) with the CSV logger, no validation, no checkpoints (`callbacks=none`). "
         "The raw loop builds its optimizers from the model's optimizer config as written "
         "(`torch.optim.Adam(params, lr=...)`) and gathers each batch by indexing (`images[idx]`); the tuned raw "
         "loop gathers as genlab does (`index_select`) and uses the very optimizers genlab builds "
         "(Adam's fused kernel, `genlab.models.base.make_optimizer`), so against it genlab does the same "
         "work down to the kernel and the ratio is the cost of the framework alone."
-        + (" On a GPU the raw loops hold the images on the device and gather there; genlab's data module "
-           "gathers on the host and copies each batch (uint8) to the device, as a DataLoader does." if on_gpu else ""),
+        + (" On a GPU the raw loops hold the images on the device and gather there, as genlab's data module "
+           "does (`data.on_device=auto`)." if on_gpu else ""),
         "",
         "Two ratios each: of the medians, and the median of the repetitions' own ratios (genlab's run "
         "against the raw run right before or after it, with the range over the repetitions), in which "
         "the machine's drift over the minutes of a row cancels.", "",
-        "| model | batch | timed batches | raw loop img/s (median, range) | tuned raw loop img/s | "
+        "| model | batch | timed batches × repetitions | raw loop img/s (median, range) | tuned raw loop img/s | "
         "genlab img/s (median, range) | genlab / raw | paired (range) | genlab / tuned raw | paired (range) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -480,7 +493,7 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
         return f"{statistics.median(r[key]):.3f} ({min(r[key]):.2f}-{max(r[key]):.2f})"
 
     for r in results["throughput"]:
-        lines.append(f"| {r['model']} | {r['batch_size']} | {r['steps']} | {cell(r, 'raw')} | {cell(r, 'raw_tuned')} | "
+        lines.append(f"| {r['model']} | {r['batch_size']} | {r['steps']} × {r.get('reps', len(r['raw']))} | {cell(r, 'raw')} | {cell(r, 'raw_tuned')} | "
                      f"{cell(r, 'genlab')} | {r['ratio']:.3f} | {paired(r, 'paired')} | {r['ratio_tuned']:.3f} | "
                      f"{paired(r, 'paired_tuned')} |")
     lines += ["", "### Changed because of these numbers", "",
@@ -634,6 +647,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: 128 512 (--quick: 128)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed run")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of each side")
+    parser.add_argument("--fast-reps", type=int, default=15,
+                        help=f"repetitions of the throughput rows whose runs hold {FAST_ROW_STEPS}+ batches "
+                             "(the MLP VAE on a CPU; 0: --reps)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS,
                         help=f"what to measure; default: all ({' '.join(SECTIONS)}); --device cuda: "
                              f"{' '.join(CUDA_SECTIONS)} (the rest measures the host); --quick: no compile, "
@@ -645,6 +661,8 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="overrides for genlab's side, e.g. trainer.precision=bf16-mixed")
     args = parser.parse_args()
     args.warmup, args.seconds, args.reps = (2, 0.25, 1) if args.quick else (5, args.seconds, args.reps)
+    if args.quick:
+        args.fast_reps = 0
     args.models = args.models or (["vae", "dcgan"] if args.quick else ["vae", "vae_conv", "dcgan"])
     args.batch_sizes = args.batch_sizes or ([128] if args.quick else [128, 512])
     if args.quick:
@@ -671,7 +689,7 @@ def main() -> None:
 
     runs = {
         "throughput": lambda: throughput(args.models, args.batch_sizes, args.warmup, args.seconds, args.reps,
-                                         args.device, args.extra),
+                                         args.device, args.extra, args.fast_reps),
         "compile": lambda: compile_effect(args.warmup, args.seconds, args.device, args.extra),
         "precision": lambda: precision_effect(["dcgan", "vae_conv"], args.warmup, args.seconds, 3, args.device,
                                               args.extra),
