@@ -647,9 +647,10 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: 128 512 (--quick: 128)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed run")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of each side")
-    parser.add_argument("--fast-reps", type=int, default=15,
+    parser.add_argument("--fast-reps", type=int,
                         help=f"repetitions of the throughput rows whose runs hold {FAST_ROW_STEPS}+ batches "
-                             "(the MLP VAE on a CPU; 0: --reps)")
+                             "(the MLP VAE on a CPU); default 15 on the CPU, --reps on a GPU (where every "
+                             "row's steps are fast and device time is short); 0: --reps")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS,
                         help=f"what to measure; default: all ({' '.join(SECTIONS)}); --device cuda: "
                              f"{' '.join(CUDA_SECTIONS)} (the rest measures the host); --quick: no compile, "
@@ -661,8 +662,8 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="overrides for genlab's side, e.g. trainer.precision=bf16-mixed")
     args = parser.parse_args()
     args.warmup, args.seconds, args.reps = (2, 0.25, 1) if args.quick else (5, args.seconds, args.reps)
-    if args.quick:
-        args.fast_reps = 0
+    if args.fast_reps is None:
+        args.fast_reps = 0 if args.quick or args.device == "cuda" else 15
     args.models = args.models or (["vae", "dcgan"] if args.quick else ["vae", "vae_conv", "dcgan"])
     args.batch_sizes = args.batch_sizes or ([128] if args.quick else [128, 512])
     if args.quick:
