@@ -1,5 +1,6 @@
-"""A callback that kills its own process at a given training batch, to test resuming.
-Added from the command line: +callbacks.kill._target_=fault_injection.KillAt (tests/ on PYTHONPATH)."""
+"""Faults for tests: a callback that kills its own process at a given training batch, to test
+resuming (from the command line: +callbacks.kill._target_=fault_injection.KillAt, tests/ on
+PYTHONPATH), and a NaN training loss at a given step."""
 
 from __future__ import annotations
 
@@ -16,3 +17,16 @@ class KillAt(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), self.signal)
+
+
+def poison_vae_loss(monkeypatch, step: int) -> None:
+    """Make the VAE's training loss NaN at optimizer step ``step`` (its reconstruction term)."""
+    from genlab.models.vae import VAE
+
+    original = VAE._elbo_parts
+
+    def poisoned(self, x):
+        log_px, kl, mu = original(self, x)
+        return (log_px * float("nan") if self.training and self.global_step == step else log_px), kl, mu
+
+    monkeypatch.setattr(VAE, "_elbo_parts", poisoned)

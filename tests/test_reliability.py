@@ -15,6 +15,7 @@ import torch
 
 from genlab.checkpoint import load_checkpoint
 from genlab.utils.errors import GenlabError
+from fault_injection import poison_vae_loss
 from test_cli import run
 
 TESTS = str(Path(__file__).parent)
@@ -107,13 +108,7 @@ def test_non_finite_loss_stops_with_a_message_or_is_skipped(train_config, policy
         monkeypatch.setattr(VAE, "nonfinite_deferred", True)
         policy = "stop"
 
-    original = VAE._elbo_parts
-
-    def poisoned(self, x):
-        log_px, kl, mu = original(self, x)
-        return (log_px * float("nan") if self.training and self.global_step == 2 else log_px), kl, mu
-
-    monkeypatch.setattr(VAE, "_elbo_parts", poisoned)
+    poison_vae_loss(monkeypatch, step=2)
     cfg = train_config("debug=fast", "data.source=bundled", "test=false", "logger=csv", f"nonfinite={policy}")
     if policy == "stop":
         with pytest.raises(GenlabError, match=r"non-finite loss at epoch 0, step 2: train/loss=nan"):

@@ -63,13 +63,12 @@ class DirectOptimization(_AutomaticOptimization):
 
     def __init__(self, trainer: Trainer) -> None:
         super().__init__(trainer)
-        self.direct, self.reason, self._decided_for = False, "not decided yet", None
+        self.direct, self._decided_for = False, None
 
     def run(self, optimizer: torch.optim.Optimizer, batch_idx: int, kwargs: OrderedDict) -> dict[str, Any]:
         trainer = self.trainer
         if optimizer is not self._decided_for:
-            self.reason = why_not_direct(trainer)
-            self.direct, self._decided_for = self.reason is None, optimizer
+            self.direct, self._decided_for = why_not_direct(trainer) is None, optimizer
         if not self.direct or trainer.accumulate_grad_batches != 1 or self._skip_backward:
             return super().run(optimizer, batch_idx, kwargs)
 
