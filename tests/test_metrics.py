@@ -29,6 +29,16 @@ def test_shipped_feature_nets_load_and_are_small(dataset: str) -> None:
     assert net.features(torch.rand(2, 1, 28, 28)).shape == (2, 128)
 
 
+def test_loading_a_feature_net_leaves_the_random_state_alone() -> None:
+    """The sample-quality callback loads the net at the start of a fit, once per process: drawing
+    from the global generator there would give the first run of a sweep other noise than a rerun."""
+    load_feature_net.cache_clear()
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    load_feature_net("mnist")
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 def test_feature_net_accuracy_on_bundled_mnist(mnist_halves) -> None:
     images, labels = load_bundled()
     net = load_feature_net("mnist")

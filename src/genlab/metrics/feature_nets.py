@@ -97,6 +97,9 @@ def load_feature_net(dataset: str, path: str | None = None) -> FeatureCNN:
             f"{entry['sha256'][:16]}...): the file was changed or damaged. Reinstall genlab or rerun "
             "scripts/train_feature_nets.py, which records the new checksum."
         )
-    net = FeatureCNN()
+    # built without drawing from the global random state: the first run in a process (the first
+    # job of a sweep) would otherwise train with other noise than the same config run later
+    with torch.random.fork_rng(devices=[]):
+        net = FeatureCNN()
     net.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
     return net.eval()
