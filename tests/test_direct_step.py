@@ -1,6 +1,6 @@
-"""genlab's direct road through Lightning's automatic optimization (``direct_step``): the same
-weights, optimizer state and step count as Lightning's own loop, taken only where none of the
-layers it skips has work to do."""
+"""genlab's direct road through Lightning's automatic optimization and training-epoch loop
+(``direct_step``): the same weights, optimizer state, step count and hook calls as Lightning's
+own loop, taken only where none of the layers it skips has work to do."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ class Record(Callback):
         loop = trainer.fit_loop.epoch_loop.automatic_optimization
         Record.runs.append({
             "loop": type(loop), "direct": getattr(loop, "direct", None), "reason": why_not_direct(trainer),
+            "batch_plan": trainer.fit_loop.epoch_loop.__dict__.get("_genlab_plan", (None, None))[1] is not None,
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
             "step": trainer.global_step, "skipped": pl_module.nonfinite_skipped, "weights": {k: v.clone() for k, v in pl_module.state_dict().items()},
             "adam": [s["exp_avg_sq"].clone() for s in trainer.optimizers[0].state.values()],
         })
@@ -46,6 +48,31 @@ class HookedVAE(VAE):
 
     def on_after_backward(self) -> None:
         HookedVAE.calls += 1
+
+
+class BatchLog(Callback):
+    """Records every training-batch hook call with its arguments, and logs from one."""
+
+    calls: list[tuple] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        BatchLog.calls.append(("start", trainer.current_epoch, batch_idx, batch[0].dtype, float(batch[0].sum())))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        BatchLog.calls.append(("end", trainer.current_epoch, batch_idx, float(outputs["loss"]), float(batch[0].sum())))
+        pl_module.log("hook/batch_idx", float(batch_idx), on_step=True, on_epoch=True)
+
+
+class ShortEpochVAE(VAE):
+    """A VAE with batch hooks of its own: it flips the images before the transfer (so the
+    weights show whether the hook ran) and ends each epoch at its third batch (``-1``)."""
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        x, y = batch
+        return x.flip(-1), y
+
+    def on_train_batch_start(self, batch, batch_idx):
+        return -1 if batch_idx == 2 else None
 
 
 def run(train_config, *overrides: str) -> dict:
@@ -79,6 +106,31 @@ def test_direct_road_trains_exactly_as_lightnings_loop(train_config, extra: list
     assert_same_training(direct, lightning)
 
 
+@pytest.mark.parametrize("extra", [["+callbacks.log._target_=test_direct_step.BatchLog"],
+                                   ["model._target_=test_direct_step.ShortEpochVAE"],
+                                   ["model=gan"]],
+                         ids=["callback-hooks", "module-hooks", "gan"])
+def test_direct_batch_loop_calls_the_hooks_as_lightnings_loop(train_config, extra: list[str]) -> None:
+    """The training-epoch loop's direct road: the batch hooks of callbacks, the module and the data
+    module run with the same arguments at the same batches, ``-1`` from ``on_train_batch_start``
+    ends the epoch, ``self.log`` works from a callback's hook, and the GANs' manual optimization
+    takes it too; weights and Adam state end bit-identical."""
+    BatchLog.calls = []
+    direct = run(train_config, *extra)
+    direct_calls, BatchLog.calls = BatchLog.calls, []
+    lightning = run(train_config, "direct_step=false", *extra)
+    assert direct["batch_plan"] and not lightning["batch_plan"]
+    assert_same_training(direct, lightning)
+    assert direct_calls == BatchLog.calls
+    assert direct["metrics"] == lightning["metrics"]
+    if "BatchLog" in extra[0]:
+        assert len(direct_calls) == 2 * direct["step"]
+        assert {c[3] for c in direct_calls if c[0] == "start"} == {torch.float32}  # after the data module's hook
+        assert "hook/batch_idx_epoch" in direct["metrics"]
+    if "ShortEpochVAE" in extra[0]:
+        assert direct["step"] == 2  # debug=fast: one epoch of 5 batches, ended at the third
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
@@ -95,6 +147,8 @@ def test_lightnings_loop_wherever_a_skipped_layer_has_work(train_config, overrid
     record = run(train_config, *overrides)
     assert record["reason"] == reason
     assert not record["direct"]
+    # the batch loop's direct road needs neither the step's nor Lightning's layers around the step
+    assert record["batch_plan"] == (reason.startswith(("precision", "profiler")) is False)
     if "GradNorms" in reason:
         assert len(GradNorms.norms) == record["step"] and all(n > 0 for n in GradNorms.norms)
     if "HookedVAE" in reason:

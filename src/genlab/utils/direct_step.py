@@ -11,25 +11,54 @@ step, no profiler recording), :class:`DirectOptimization` makes the same calls d
 gradient clipping when ``trainer.gradient_clip_val`` asks for it, ``optimizer.step(closure)``,
 with Lightning's progress counters (``global_step``, checkpoints and resuming read them) and step
 outputs as before. Anything else goes through Lightning's own loop.
+
+Around the step, Lightning's training-epoch loop looks up at every batch which object provides
+each of the three batch-transfer hooks, walks the batch to move it to the device it is already
+on, calls ``on_train_batch_start``/``on_train_batch_end`` on every callback (most of them empty)
+inside a profiler context each, and reads ``training_step``'s signature. :func:`direct_advance`
+does that batch's work with these looked up once per epoch (:class:`BatchPlan`), for automatic
+and manual optimization (the GANs) alike, on one device in 32-bit precision without a recording
+profiler; a run resumed mid-epoch, a ``dataloader_iter`` step and anything else take Lightning's
+``advance``.
 """
 
 from __future__ import annotations
 
+import types
 from collections import OrderedDict
 from typing import Any
 
 import torch
-from pytorch_lightning import Callback, LightningModule, Trainer
+from lightning_fabric.utilities.apply_func import move_data_to_device
+from pytorch_lightning import Callback, LightningDataModule, LightningModule, Trainer
+from pytorch_lightning.loops.fetchers import _DataLoaderIterDataFetcher
 from pytorch_lightning.loops.optimization.automatic import Closure, ClosureResult, _AutomaticOptimization
 from pytorch_lightning.plugins.precision import Precision
 from pytorch_lightning.profilers import PassThroughProfiler
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.utilities.model_helpers import is_overridden
+from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
 
 # what Lightning calls between ``training_step`` and the end of the optimizer step
 STEP_HOOKS = ("on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step")
 MODULE_HOOKS = (*STEP_HOOKS, "optimizer_zero_grad", "backward", "optimizer_step", "configure_gradient_clipping",
                 "clip_gradients")
+
+
+def why_not_direct_loop(trainer: Trainer) -> str | None:
+    """The reason a batch must take Lightning's whole road around the step (fetch, transfer, hooks),
+    or None where the direct one is the same."""
+    module = trainer.lightning_module
+    strategy = trainer.strategy
+    if module is None:
+        return "no module"
+    if type(strategy) is not SingleDeviceStrategy or strategy.model is not module:
+        return f"strategy {type(strategy).__name__}"
+    if type(trainer.precision_plugin) is not Precision:
+        return f"precision plugin {type(trainer.precision_plugin).__name__}"
+    if not isinstance(trainer.profiler, PassThroughProfiler):
+        return f"profiler {type(trainer.profiler).__name__}"
+    return None
 
 
 def why_not_direct(trainer: Trainer) -> str | None:
@@ -103,11 +132,155 @@ class DirectOptimization(_AutomaticOptimization):
         return result.asdict()
 
 
+class BatchPlan:
+    """What a training batch needs besides the step, looked up once per epoch instead of at every
+    batch: the batch-transfer hooks of the module or data module that override them (Lightning's
+    defaults pass the batch through or move it to the device), the callbacks and module hooks
+    overriding ``on_train_batch_start``/``on_train_batch_end`` (the others are empty), and whether
+    ``training_step`` takes ``batch_idx``."""
+
+    TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+
+    def __init__(self, trainer: Trainer) -> None:
+        module = trainer.lightning_module
+        self.device = trainer.strategy.root_device
+        selector = trainer._data_connector._datahook_selector
+        self.transfer = {}
+        for name in self.TRANSFER_HOOKS:
+            owner = selector.get_instance(name) if selector is not None else module
+            if is_overridden(name, owner, LightningDataModule if isinstance(owner, LightningDataModule)
+                             else LightningModule):
+                self.transfer[name] = owner
+        self.start_callbacks = [c for c in trainer.callbacks if is_overridden("on_train_batch_start", c, Callback)]
+        self.end_callbacks = [c for c in trainer.callbacks if is_overridden("on_train_batch_end", c, Callback)]
+        self.module_start = is_overridden("on_train_batch_start", module, LightningModule)
+        self.module_end = is_overridden("on_train_batch_end", module, LightningModule)
+        self.takes_batch_idx = is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
+
+    def to_device(self, batch: Any, module: LightningModule) -> Any:
+        """What ``on_before_batch_transfer``, the strategy's ``batch_to_device`` and
+        ``on_after_batch_transfer`` do to the batch."""
+        hooks = self.transfer
+        if "on_before_batch_transfer" in hooks:
+            batch = self._call(hooks["on_before_batch_transfer"], module, "on_before_batch_transfer", batch, 0)
+        if "transfer_batch_to_device" in hooks:
+            batch = self._call(hooks["transfer_batch_to_device"], module, "transfer_batch_to_device", batch,
+                               self.device, 0)
+        elif not (type(batch) in (tuple, list) and all(isinstance(t, torch.Tensor) and t.device == self.device
+                                                        for t in batch)):
+            batch = move_data_to_device(batch, self.device)
+        if "on_after_batch_transfer" in hooks:
+            batch = self._call(hooks["on_after_batch_transfer"], module, "on_after_batch_transfer", batch, 0)
+        return batch
+
+    @staticmethod
+    def _call(owner: Any, module: LightningModule, name: str, *args: Any) -> Any:
+        if owner is not module:
+            return getattr(owner, name)(*args)
+        return call_module_hook(module, name, *args)
+
+    def batch_start(self, trainer: Trainer, module: LightningModule, batch: Any, batch_idx: int) -> Any:
+        if self.start_callbacks:
+            call_callbacks(self.start_callbacks, trainer, module, "on_train_batch_start", batch, batch_idx)
+        if self.module_start:
+            return call_module_hook(module, "on_train_batch_start", batch, batch_idx)
+        return None
+
+    def batch_end(self, trainer: Trainer, module: LightningModule, *args: Any) -> None:
+        if self.end_callbacks:
+            call_callbacks(self.end_callbacks, trainer, module, "on_train_batch_end", *args)
+        if self.module_end:
+            call_module_hook(module, "on_train_batch_end", *args)
+
+
+def call_module_hook(module: LightningModule, name: str, *args: Any) -> Any:
+    previous, module._current_fx_name = module._current_fx_name, name  # what self.log checks
+    try:
+        return getattr(module, name)(*args)
+    finally:
+        module._current_fx_name = previous
+
+
+def call_callbacks(callbacks: list[Callback], trainer: Trainer, module: LightningModule, name: str, *args: Any) -> None:
+    previous, module._current_fx_name = module._current_fx_name, name
+    try:
+        for callback in callbacks:
+            getattr(callback, name)(trainer, module, *args)
+    finally:
+        module._current_fx_name = previous
+
+
+# what direct_advance uses of Lightning's training-epoch loop (a Lightning without one of them
+# keeps its own ``advance``)
+EPOCH_LOOP_PARTS = ("val_loop", "batch_idx", "batch_progress", "restarting", "automatic_optimization",
+                    "manual_optimization", "update_lr_schedulers", "_num_ready_batches_reached", "_warning_cache")
+
+
+def direct_advance(loop: Any, data_fetcher: Any) -> None:
+    """Lightning's ``_TrainingEpochLoop.advance`` (one training batch) with its per-batch lookups
+    done once per epoch (:class:`BatchPlan`); Lightning's own where :func:`why_not_direct_loop`
+    finds a reason, when resuming mid-epoch, or with a ``dataloader_iter`` step."""
+    trainer = loop.trainer
+    if (loop.restarting or isinstance(data_fetcher, _DataLoaderIterDataFetcher)
+            or (torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1)):
+        return type(loop).advance(loop, data_fetcher)
+    module = trainer.lightning_module
+    key = (trainer.current_epoch, module, trainer.datamodule, tuple(trainer.callbacks))
+    known, plan = loop.__dict__.get("_genlab_plan", (None, None))
+    if known != key:
+        plan = BatchPlan(trainer) if why_not_direct_loop(trainer) is None else None
+        loop._genlab_plan = (key, plan)
+    if plan is None:
+        return type(loop).advance(loop, data_fetcher)
+
+    loop.val_loop.restarting = False
+    batch, _, __ = next(data_fetcher)
+    batch_idx = loop.batch_idx + 1
+    progress = loop.batch_progress
+    progress.is_last_batch = data_fetcher.done
+    batch = plan.to_device(batch, module)
+    progress.increment_ready()
+    trainer._logger_connector.on_batch_start(batch)
+
+    batch_output = None
+    should_skip_rest_of_epoch = False
+    if batch is None:
+        loop._warning_cache.warn("train_dataloader yielded None. If this was on purpose, ignore this warning...")
+    else:
+        should_skip_rest_of_epoch = plan.batch_start(trainer, module, batch, batch_idx) == -1
+        if should_skip_rest_of_epoch:
+            progress.increment_by(0, is_last_batch=True)
+        else:
+            progress.increment_started()
+            kwargs = OrderedDict(batch=batch)
+            if plan.takes_batch_idx:
+                kwargs["batch_idx"] = batch_idx
+            if module.automatic_optimization:
+                batch_output = loop.automatic_optimization.run(trainer.optimizers[0], batch_idx, kwargs)
+            else:
+                batch_output = loop.manual_optimization.run(kwargs)
+
+    progress.increment_processed()
+    loop.update_lr_schedulers("step", update_plateau_schedulers=False)
+    if loop._num_ready_batches_reached():
+        loop.update_lr_schedulers("epoch", update_plateau_schedulers=False)
+    if should_skip_rest_of_epoch:
+        raise StopIteration
+
+    plan.batch_end(trainer, module, batch_output, batch, batch_idx)
+    trainer._logger_connector.on_batch_end()
+    progress.increment_completed()
+    trainer._logger_connector.update_train_step_metrics()
+
+
 def use_direct_optimization(trainer: Trainer) -> bool:
-    """Give ``trainer``'s training loop :class:`DirectOptimization`; False where this Lightning's
-    loop has no automatic-optimization loop to replace (it then runs as it is)."""
+    """Give ``trainer``'s training loop :class:`DirectOptimization` and :func:`direct_advance`;
+    False where this Lightning's loop has no automatic-optimization loop to replace (it then runs
+    as it is)."""
     epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
     if not isinstance(getattr(epoch_loop, "automatic_optimization", None), _AutomaticOptimization):
         return False
     epoch_loop.automatic_optimization = DirectOptimization(trainer)
+    if all(hasattr(epoch_loop, name) for name in EPOCH_LOOP_PARTS):
+        epoch_loop.advance = types.MethodType(direct_advance, epoch_loop)
     return True
