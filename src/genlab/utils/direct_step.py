@@ -18,8 +18,8 @@ on, calls ``on_train_batch_start``/``on_train_batch_end`` on every callback (mos
 inside a profiler context each, and reads ``training_step``'s signature. :func:`direct_advance`
 does that batch's work with these looked up once per epoch (:class:`BatchPlan`), for automatic
 and manual optimization (the GANs) alike, on one device in 32-bit precision without a recording
-profiler; a run resumed mid-epoch, a ``dataloader_iter`` step and anything else take Lightning's
-``advance``.
+profiler; the first batch after a resume, a ``dataloader_iter`` step and anything else take
+Lightning's ``advance``.
 """
 
 from __future__ import annotations
@@ -219,7 +219,8 @@ EPOCH_LOOP_PARTS = ("val_loop", "batch_idx", "batch_progress", "restarting", "au
 def direct_advance(loop: Any, data_fetcher: Any) -> None:
     """Lightning's ``_TrainingEpochLoop.advance`` (one training batch) with its per-batch lookups
     done once per epoch (:class:`BatchPlan`); Lightning's own where :func:`why_not_direct_loop`
-    finds a reason, when resuming mid-epoch, or with a ``dataloader_iter`` step."""
+    finds a reason, for the first batch after a resume (Lightning's restart bookkeeping), and with
+    a ``dataloader_iter`` step."""
     trainer = loop.trainer
     if (loop.restarting or isinstance(data_fetcher, _DataLoaderIterDataFetcher)
             or (torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1)):
