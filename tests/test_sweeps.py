@@ -57,6 +57,21 @@ def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None
     assert proc.returncode != 0 and (tmp_path / "stop" / "0" / "failure.json").is_file()
 
 
+def test_a_sweeps_jobs_train_alike_wherever_they_run(tmp_path: Path) -> None:
+    """Hydra's default launcher runs a sweep's jobs one after the other in one process: whatever
+    the first job loads once per process (the sample-quality callback's feature net, ...) must not
+    draw from the seeded random state, or the first job trains with other noise than the same
+    config run later. Two identical GAN jobs end with identical weights."""
+    import torch
+
+    sweep = tmp_path / "sweep"
+    proc = run("train.py", "-m", *FAST, "model=gan", "logger=csv", "seed=7,7", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = (torch.load(sweep / str(i) / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+                     for i in (0, 1))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_optuna_sweep_reports_its_best_trial(tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
     proc = run("train.py", "hparams_search=vae_optuna", *FAST, "logger=csv", "hydra.sweeper.n_trials=3",
