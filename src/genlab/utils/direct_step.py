@@ -64,17 +64,13 @@ def why_not_direct_loop(trainer: Trainer) -> str | None:
 def why_not_direct(trainer: Trainer) -> str | None:
     """The reason the step must take Lightning's whole road, or None where the direct one is the same."""
     module = trainer.lightning_module
-    strategy = trainer.strategy
     if module is None or not module.automatic_optimization:
         return "manual optimization"
-    if type(strategy) is not SingleDeviceStrategy or strategy.model is not module:
-        return f"strategy {type(strategy).__name__}"
-    if type(trainer.precision_plugin) is not Precision:
-        return f"precision plugin {type(trainer.precision_plugin).__name__}"
+    reason = why_not_direct_loop(trainer)  # one device, 32-true, no recording profiler
+    if reason is not None:
+        return reason
     if len(trainer.optimizers) != 1:
         return "several optimizers"
-    if not isinstance(trainer.profiler, PassThroughProfiler):
-        return f"profiler {type(trainer.profiler).__name__}"
     for name in MODULE_HOOKS:
         if is_overridden(name, module, LightningModule):
             return f"{type(module).__name__}.{name}"
