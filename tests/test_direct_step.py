@@ -12,7 +12,7 @@ from pytorch_lightning.loops.optimization.automatic import _AutomaticOptimizatio
 from fault_injection import poison_vae_loss
 from genlab.models import VAE
 from genlab.train import train
-from genlab.utils.direct_step import DirectOptimization, why_not_direct
+from genlab.utils.direct_step import DirectOptimization, batch_plan, why_not_direct
 
 
 class Record(Callback):
@@ -24,7 +24,7 @@ class Record(Callback):
         loop = trainer.fit_loop.epoch_loop.automatic_optimization
         Record.runs.append({
             "loop": type(loop), "direct": getattr(loop, "direct", None), "reason": why_not_direct(trainer),
-            "batch_plan": trainer.fit_loop.epoch_loop.__dict__.get("_genlab_plan", (None, None))[1] is not None,
+            "batch_plan": batch_plan(trainer) is not None,
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
             "step": trainer.global_step, "skipped": pl_module.nonfinite_skipped, "weights": {k: v.clone() for k, v in pl_module.state_dict().items()},
             "adam": [s["exp_avg_sq"].clone() for s in trainer.optimizers[0].state.values()],

@@ -20,7 +20,7 @@ from pytorch_lightning import Callback, Trainer
 from genlab.models.gan_losses import LOSSES
 from genlab.train import train
 from genlab.utils.config import PROJECT_ROOT, compose_config
-from genlab.utils.direct_step import use_direct_optimization
+from genlab.utils.direct_step import batch_plan, use_direct_optimization
 from test_direct_step import Record, assert_same_training
 from test_gan import StepRecorder, step_effects, tiny_data  # tests/ is on sys.path (conftest)
 
@@ -160,8 +160,7 @@ def test_training_steps_never_wait_for_the_gpu(train_config, model_name: str, ex
         assert use_direct_optimization(trainer)
     trainer.fit(instantiate(cfg.model), datamodule=instantiate(cfg.data))
     assert guard.guarded == 10  # batches 2-13 but 4 and 9, whose values are logged
-    plan = (trainer.fit_loop.epoch_loop.__dict__.get("_genlab_plan") or (None, None))[1]
-    assert (plan is not None) == (direct and precision == "32-true")
+    assert (batch_plan(trainer) is not None) == (direct and precision == "32-true")
     if direct and precision == "32-true" and model_name.startswith("vae"):
         assert trainer.fit_loop.epoch_loop.automatic_optimization.direct
 

@@ -104,10 +104,7 @@ class DirectOptimization(_AutomaticOptimization):
         @torch.enable_grad()
         def closure() -> torch.Tensor | None:
             nonlocal result
-            previous, module._current_fx_name = module._current_fx_name, "training_step"
-            output = module.training_step(*kwargs.values())
-            module._current_fx_name = previous
-            result = ClosureResult.from_training_step_output(output)
+            result = ClosureResult.from_training_step_output(call_module_hook(module, "training_step", *kwargs.values()))
             if result.closure_loss is None:
                 Closure.warning_cache.warn("`training_step` returned `None`. If this was on purpose, ignore this warning...")
             progress.zero_grad.increment_ready()
@@ -136,6 +133,7 @@ class BatchPlan:
     ``training_step`` takes ``batch_idx``."""
 
     TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+    BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
 
     def __init__(self, trainer: Trainer) -> None:
         module = trainer.lightning_module
@@ -147,10 +145,9 @@ class BatchPlan:
             if is_overridden(name, owner, LightningDataModule if isinstance(owner, LightningDataModule)
                              else LightningModule):
                 self.transfer[name] = owner
-        self.start_callbacks = [c for c in trainer.callbacks if is_overridden("on_train_batch_start", c, Callback)]
-        self.end_callbacks = [c for c in trainer.callbacks if is_overridden("on_train_batch_end", c, Callback)]
-        self.module_start = is_overridden("on_train_batch_start", module, LightningModule)
-        self.module_end = is_overridden("on_train_batch_end", module, LightningModule)
+        # per batch hook: the callbacks that override it, and whether the module does
+        self.batch_hooks = {name: ([c for c in trainer.callbacks if is_overridden(name, c, Callback)],
+                                   is_overridden(name, module, LightningModule)) for name in self.BATCH_HOOKS}
         self.takes_batch_idx = is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
 
     def to_device(self, batch: Any, module: LightningModule) -> Any:
@@ -175,18 +172,12 @@ class BatchPlan:
             return getattr(owner, name)(*args)
         return call_module_hook(module, name, *args)
 
-    def batch_start(self, trainer: Trainer, module: LightningModule, batch: Any, batch_idx: int) -> Any:
-        if self.start_callbacks:
-            call_callbacks(self.start_callbacks, trainer, module, "on_train_batch_start", batch, batch_idx)
-        if self.module_start:
-            return call_module_hook(module, "on_train_batch_start", batch, batch_idx)
-        return None
-
-    def batch_end(self, trainer: Trainer, module: LightningModule, *args: Any) -> None:
-        if self.end_callbacks:
-            call_callbacks(self.end_callbacks, trainer, module, "on_train_batch_end", *args)
-        if self.module_end:
-            call_module_hook(module, "on_train_batch_end", *args)
+    def call_batch_hook(self, name: str, trainer: Trainer, module: LightningModule, *args: Any) -> Any:
+        """The callbacks' and then the module's ``name`` where they override it; the module's result."""
+        callbacks, module_overrides = self.batch_hooks[name]
+        if callbacks:
+            call_callbacks(callbacks, trainer, module, name, *args)
+        return call_module_hook(module, name, *args) if module_overrides else None
 
 
 def call_module_hook(module: LightningModule, name: str, *args: Any) -> Any:
@@ -218,13 +209,12 @@ def direct_advance(loop: Any, data_fetcher: Any) -> None:
     finds a reason, for the first batch after a resume (Lightning's restart bookkeeping), and with
     a ``dataloader_iter`` step."""
     trainer = loop.trainer
-    if (loop.restarting or isinstance(data_fetcher, _DataLoaderIterDataFetcher)
-            or (torch.distributed.is_available() and torch.distributed.is_initialized() and trainer.world_size > 1)):
+    if loop.restarting or isinstance(data_fetcher, _DataLoaderIterDataFetcher):
         return type(loop).advance(loop, data_fetcher)
     module = trainer.lightning_module
     key = (trainer.current_epoch, module, trainer.datamodule, tuple(trainer.callbacks))
     known, plan = loop.__dict__.get("_genlab_plan", (None, None))
-    if known != key:
+    if known != key:  # DDP and the rest: why_not_direct_loop gives a reason, Lightning's advance runs
         plan = BatchPlan(trainer) if why_not_direct_loop(trainer) is None else None
         loop._genlab_plan = (key, plan)
     if plan is None:
@@ -244,7 +234,7 @@ def direct_advance(loop: Any, data_fetcher: Any) -> None:
     if batch is None:
         loop._warning_cache.warn("train_dataloader yielded None. If this was on purpose, ignore this warning...")
     else:
-        should_skip_rest_of_epoch = plan.batch_start(trainer, module, batch, batch_idx) == -1
+        should_skip_rest_of_epoch = plan.call_batch_hook("on_train_batch_start", trainer, module, batch, batch_idx) == -1
         if should_skip_rest_of_epoch:
             progress.increment_by(0, is_last_batch=True)
         else:
@@ -264,10 +254,16 @@ def direct_advance(loop: Any, data_fetcher: Any) -> None:
     if should_skip_rest_of_epoch:
         raise StopIteration
 
-    plan.batch_end(trainer, module, batch_output, batch, batch_idx)
+    plan.call_batch_hook("on_train_batch_end", trainer, module, batch_output, batch, batch_idx)
     trainer._logger_connector.on_batch_end()
     progress.increment_completed()
     trainer._logger_connector.update_train_step_metrics()
+
+
+def batch_plan(trainer: Trainer) -> BatchPlan | None:
+    """The :class:`BatchPlan` the training loop last took the direct road with (None: Lightning's)."""
+    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    return getattr(epoch_loop, "__dict__", {}).get("_genlab_plan", (None, None))[1]
 
 
 def use_direct_optimization(trainer: Trainer) -> bool:
