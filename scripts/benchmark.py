@@ -2,8 +2,8 @@
 
     python scripts/benchmark.py            # writes BENCHMARKS.md and benchmarks.json
     python scripts/benchmark.py --quick    # a smoke run in under a minute: vae and dcgan at batch 128,
-                                           # one short repetition, no compile, precision, memory or
-                                           # csv start-up
+                                           # one short repetition, no host cost, compile, precision,
+                                           # memory or csv start-up
 
 Measured, on this machine's CPU (or GPU with --device cuda):
 
@@ -11,6 +11,9 @@ Measured, on this machine's CPU (or GPU with --device cuda):
   with the same nets, optimizer(s), batch size and in-memory data (the bundled MNIST images as a
   uint8 tensor), for ``vae`` (MLP), ``vae_conv`` and ``dcgan``, at batch 128 and 512; repetitions
   interleave the two sides; median, range and the ratio genlab/raw;
+- the framework's host cost per batch: the MLP VAE and GAN with nets 16 units wide at batch 16,
+  where the step is the host's work (as for small nets on a GPU): genlab, and genlab on
+  Lightning's own loop (``direct_step=false``), minus the tuned raw loop, in milliseconds;
 - ``trainer.precision``: genlab's DCGAN and conv VAE in each precision the device takes (CPU:
   ``bf16-mixed``; GPU: ``16-mixed`` and ``bf16-mixed``) against ``32-true``;
 - ``compile=true`` against eager;
@@ -90,26 +93,29 @@ def bundled_images() -> torch.Tensor:
 
 
 # ----------------------------------------------------------------- the hand-written loops
-def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False) -> float:
+def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False,
+             overrides: list[str] = ()) -> float:
     """:func:`plain_loop` as it runs in a process that never imported Lightning: without the
     ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` that importing Lightning sets (see
     ``genlab.utils.trainer_setup.cheap_cuda_checks``, which costs a plain loop ~50 us per
     optimizer step on a machine without a GPU)."""
     saved = os.environ.pop(NVML_CHECK, None)
     try:
-        return plain_loop(model, batch_size, warmup, steps, device, tuned)
+        return plain_loop(model, batch_size, warmup, steps, device, tuned, overrides)
     finally:
         if saved is not None:
             os.environ[NVML_CHECK] = saved
 
 
-def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False) -> float:
+def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False,
+               overrides: list[str] = ()) -> float:
     """The loop a researcher writes: shuffle indices, slice the uint8 tensor, to float, step.
 
     Its optimizers come from genlab's optimizer config as written (``torch.optim.Adam(params,
     lr=...)``) and it gathers a batch by indexing (``images[idx]``); ``tuned``: genlab's gather
     (``index_select``) and the very optimizers genlab builds from it (``make_optimizer``: Adam's
-    fused kernel), so the two sides do the same work down to the kernel."""
+    fused kernel), so the two sides do the same work down to the kernel. ``overrides``: config
+    overrides for the nets (e.g. their sizes), as genlab's side gets them."""
     from hydra.utils import instantiate
 
     from genlab.models.base import make_optimizer
@@ -118,7 +124,7 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
         factory = instantiate(m.optimizer)
         return make_optimizer(factory, params) if tuned else factory(params=params)
 
-    cfg = compose(model, [])
+    cfg = compose(model, list(overrides))
     images = bundled_images().to(device)
     n = len(images)
     m = cfg.model
@@ -287,6 +293,64 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
                   f"ratio {row['ratio']:.3f} (paired {row['ratio_paired']:.3f}), vs tuned {row['ratio_tuned']:.3f} "
                   f"(paired {row['ratio_paired_tuned']:.3f})", flush=True)
     return rows
+
+
+TINY_NETS = {  # nets 16 units wide, latent 4: the step is almost all host work (Python, dispatch, launches)
+    "vae": ["model.encoder.hidden_dims=[16]", "model.decoder.hidden_dims=[16]", "model.latent_dim=4"],
+    "gan": ["model.generator.hidden_dims=[16]", "model.discriminator.hidden_dims=[16]", "model.latent_dim=4"],
+}
+HOST_SIDES = ("raw_tuned", "genlab", "lightning_loop")
+
+
+def host_cost(models: list[str], batch_size: int, warmup: int, steps: int, reps: int, device: str,
+              extra: list[str]) -> list[dict]:
+    """Milliseconds per batch of the MLP models with nets too small to matter (``TINY_NETS``):
+    the tuned raw loop, genlab, and genlab on Lightning's own loop (``direct_step=false``). Each
+    repetition's genlab run minus the raw run next to it is the framework's host cost per batch:
+    what it adds where the host, not the arithmetic, sets the pace (small nets on a GPU)."""
+    rows = []
+    for model in models:
+        nets = TINY_NETS[model]
+        sides = {
+            "raw_tuned": lambda: raw_loop(model, batch_size, warmup, steps, device, tuned=True, overrides=nets),
+            "genlab": lambda: genlab_run(model, batch_size, warmup, steps, device, [*nets, *extra]),
+            "lightning_loop": lambda: genlab_run(model, batch_size, warmup, steps, device,
+                                                 [*nets, "direct_step=false", *extra]),
+        }
+        ms: dict[str, list[float]] = {side: [] for side in HOST_SIDES}
+        for side in interleaved(HOST_SIDES, reps):
+            ms[side].append(1e3 * batch_size / sides[side]())
+        row = {"model": model, "batch_size": batch_size, "steps": steps, "reps": reps, "ms": ms,
+               **{f"{side}_median": statistics.median(v) for side, v in ms.items()}}
+        for side in ("genlab", "lightning_loop"):
+            row[f"{side}_over_raw"] = [g - r for g, r in zip(ms[side], ms["raw_tuned"])]
+            row[f"{side}_over_raw_median"] = statistics.median(row[f"{side}_over_raw"])
+        rows.append(row)
+        print(f"{model} tiny nets, batch {batch_size}: raw {row['raw_tuned_median']:.3f} ms, genlab "
+              f"{row['genlab_median']:.3f} ms (+{row['genlab_over_raw_median']:.3f}), Lightning's loop "
+              f"{row['lightning_loop_median']:.3f} ms (+{row['lightning_loop_over_raw_median']:.3f})", flush=True)
+    return rows
+
+
+def host_cost_report(rows: list[dict]) -> list[str]:
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.3f} ({min(values):.3f} to {max(values):.3f})"
+
+    return ["", "## The framework's host cost per batch", "",
+            f"The MLP models with nets 16 units wide and a latent of 4 (`TINY_NETS` in the script), batch "
+            f"{rows[0]['batch_size']}: a step with so little arithmetic that its time is the host's (Python, "
+            "operator dispatch, kernel launches). That is where small nets on a GPU are, and where each "
+            "microsecond the framework adds is lost throughput. The tuned raw loop, genlab, and genlab on "
+            "Lightning's own training loop (`direct_step=false`) run interleaved; each repetition's genlab run "
+            "minus the raw run beside it is the framework's cost per batch (median, range). A GAN batch is two "
+            "optimizer steps. Besides the framework, genlab's side also computes its models' objectives as "
+            "written (e.g. the VAE's separate reconstruction and KL means).", "",
+            "| model | timed batches × repetitions | tuned raw ms/batch | genlab ms/batch | Lightning's loop "
+            "ms/batch | genlab − raw, ms (paired, range) | Lightning's loop − raw, ms (paired, range) |",
+            "|---|---|---|---|---|---|---|",
+            *[f"| {r['model']} | {r['steps']} × {r['reps']} | {r['raw_tuned_median']:.3f} | {r['genlab_median']:.3f} | "
+              f"{r['lightning_loop_median']:.3f} | {spread(r['genlab_over_raw'])} | {spread(r['lightning_loop_over_raw'])} |"
+              for r in rows]]
 
 
 BARS = {  # progress-bar variant: overrides for genlab's side
@@ -584,6 +648,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     ]
     if results.get("throughput"):
         lines += throughput_report(results, args)
+    if results.get("host_cost"):
+        lines += host_cost_report(results["host_cost"])
     b = results.get("progress_bar")
 
     if b:
@@ -637,8 +703,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("throughput", "compile", "precision", "progress_bar", "data", "startup", "memory")
-CUDA_SECTIONS = ("throughput", "precision", "compile")
+SECTIONS = ("throughput", "host_cost", "compile", "precision", "progress_bar", "data", "startup", "memory")
+CUDA_SECTIONS = ("throughput", "host_cost", "precision", "compile")
 
 
 def main() -> None:
@@ -655,8 +721,8 @@ def main() -> None:
                              "row's steps are fast and device time is short); 0: --reps")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS,
                         help=f"what to measure; default: all ({' '.join(SECTIONS)}); --device cuda: "
-                             f"{' '.join(CUDA_SECTIONS)} (the rest measures the host); --quick: no compile, "
-                             "precision or memory")
+                             f"{' '.join(CUDA_SECTIONS)} (the rest measures the host); --quick: no host_cost, "
+                             "compile, precision or memory")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
     parser.add_argument("--no-precision", action="store_true", help="skip the mixed-precision comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -675,7 +741,7 @@ def main() -> None:
     if args.sections is None:
         args.sections = list(CUDA_SECTIONS if args.device == "cuda" else SECTIONS)
         if args.quick:
-            args.sections = [n for n in args.sections if n not in ("compile", "precision", "memory")]
+            args.sections = [n for n in args.sections if n not in ("host_cost", "compile", "precision", "memory")]
     args.sections = [n for n in args.sections if not (n == "compile" and args.no_compile)
                      and not (n == "precision" and args.no_precision)]
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -693,6 +759,8 @@ def main() -> None:
     runs = {
         "throughput": lambda: throughput(args.models, args.batch_sizes, args.warmup, args.seconds, args.reps,
                                          args.device, args.extra, args.fast_reps),
+        "host_cost": lambda: host_cost(["vae", "gan"], 16, 20, 40 if args.quick else 300,
+                                       1 if args.quick else max(args.reps, 9), args.device, args.extra),
         "compile": lambda: compile_effect(args.warmup, args.seconds, args.device, args.extra),
         "precision": lambda: precision_effect(["dcgan", "vae_conv"], args.warmup, args.seconds, 3, args.device,
                                               args.extra),
