@@ -1,6 +1,6 @@
-"""genlab's direct road through Lightning's automatic optimization and training-epoch loop
-(``direct_step``): the same weights, optimizer state, step count and hook calls as Lightning's
-own loop, taken only where none of the layers it skips has work to do."""
+"""genlab's direct road through Lightning's automatic and manual optimization and training-epoch
+loop (``direct_step``): the same weights, optimizer state, step count and hook calls as
+Lightning's own loop, taken only where none of the layers it skips has work to do."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pytorch_lightning import Callback
 from pytorch_lightning.loops.optimization.automatic import _AutomaticOptimization
 
 from fault_injection import poison_vae_loss
-from genlab.models import VAE
+from genlab.models import GAN, VAE
 from genlab.train import train
-from genlab.utils.direct_step import DirectOptimization, batch_plan, why_not_direct
+from genlab.utils.direct_step import DirectOptimization, batch_plan, direct_manual, why_not_direct, why_not_direct_manual
 
 
 class Record(Callback):
@@ -24,7 +24,8 @@ class Record(Callback):
         loop = trainer.fit_loop.epoch_loop.automatic_optimization
         Record.runs.append({
             "loop": type(loop), "direct": getattr(loop, "direct", None), "reason": why_not_direct(trainer),
-            "batch_plan": batch_plan(trainer) is not None,
+            "batch_plan": batch_plan(trainer) is not None, "manual_direct": direct_manual(trainer),
+            "manual_reason": why_not_direct_manual(trainer),
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
             "step": trainer.global_step, "skipped": pl_module.nonfinite_skipped, "weights": {k: v.clone() for k, v in pl_module.state_dict().items()},
             "adam": [s["exp_avg_sq"].clone() for s in trainer.optimizers[0].state.values()],
@@ -75,6 +76,46 @@ class ShortEpochVAE(VAE):
         return -1 if batch_idx == 2 else None
 
 
+class ManualHookLog(Callback):
+    """Records the hooks around the GANs' backward passes and optimizer steps: which, in which
+    order, with what (the loss, the gradient norm the step will apply), under which hook name."""
+
+    calls: list[tuple] = []
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        ManualHookLog.calls.append(("before_backward", pl_module._current_fx_name, float(loss), trainer.global_step))
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        ManualHookLog.calls.append(("after_backward", pl_module._current_fx_name, grad_norm(pl_module)))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        index = [o.optimizer for o in pl_module.optimizers()].index(optimizer)
+        ManualHookLog.calls.append(("before_step", pl_module._current_fx_name, index, grad_norm(pl_module)))
+        pl_module.log("hook/grad_norm", grad_norm(pl_module), on_step=True, on_epoch=True)
+
+
+def grad_norm(module) -> float:
+    return float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in module.parameters() if p.grad is not None])))
+
+
+class OwnBackwardGAN(GAN):
+    """A GAN with its own ``backward`` (scales the loss) and ``on_after_backward``."""
+
+    calls: list[str] = []
+
+    def backward(self, loss, *args, **kwargs) -> None:
+        OwnBackwardGAN.calls.append(f"backward in {self._current_fx_name}")
+        (0.5 * loss).backward(*args, **kwargs)
+
+    def on_after_backward(self) -> None:
+        OwnBackwardGAN.calls.append(f"{self._current_fx_name}")
+
+
+class OwnManualBackwardGAN(GAN):
+    def manual_backward(self, loss, *args, **kwargs) -> None:
+        super().manual_backward(loss, *args, **kwargs)
+
+
 def run(train_config, *overrides: str) -> dict:
     Record.runs = []
     train(train_config("debug=fast", "data.source=bundled", "logger=csv", "test=false", "callbacks=none",
@@ -120,6 +161,7 @@ def test_direct_batch_loop_calls_the_hooks_as_lightnings_loop(train_config, extr
     direct_calls, BatchLog.calls = BatchLog.calls, []
     lightning = run(train_config, "direct_step=false", *extra)
     assert direct["batch_plan"] and not lightning["batch_plan"]
+    assert direct["manual_direct"] == ("model=gan" in extra) and not lightning["manual_direct"]
     assert_same_training(direct, lightning)
     assert direct_calls == BatchLog.calls
     assert direct["metrics"] == lightning["metrics"]
@@ -153,3 +195,32 @@ def test_lightnings_loop_wherever_a_skipped_layer_has_work(train_config, overrid
         assert len(GradNorms.norms) == record["step"] and all(n > 0 for n in GradNorms.norms)
     if "HookedVAE" in reason:
         assert HookedVAE.calls == record["step"]
+
+
+@pytest.mark.parametrize("extra", [["+callbacks.hooks._target_=test_direct_step.ManualHookLog"],
+                                   ["model._target_=test_direct_step.OwnBackwardGAN"]],
+                         ids=["callback-hooks", "module-backward"])
+def test_direct_manual_road_calls_the_hooks_as_lightnings(train_config, extra: list[str]) -> None:
+    """The GANs' ``manual_backward`` and optimizer steps on the direct road: the hooks around them
+    run with the same arguments, in the same order, under the same hook names, the module's own
+    ``backward`` replaces ``loss.backward()``, ``self.log`` works from the hooks, and the weights,
+    Adam state and ``global_step`` end bit-identical."""
+    ManualHookLog.calls, OwnBackwardGAN.calls = [], []
+    direct = run(train_config, "model=gan", *extra)
+    calls, ManualHookLog.calls, OwnBackwardGAN.calls = (ManualHookLog.calls, OwnBackwardGAN.calls), [], []
+    lightning = run(train_config, "model=gan", "direct_step=false", *extra)
+    assert direct["manual_direct"] and direct["manual_reason"] is None and not lightning["manual_direct"]
+    assert_same_training(direct, lightning)
+    assert calls == (ManualHookLog.calls, OwnBackwardGAN.calls)
+    assert direct["metrics"] == lightning["metrics"]
+    if "ManualHookLog" in extra[0]:  # two optimizer steps per batch, each: before, after backward, before step
+        assert len(calls[0]) == 3 * direct["step"] and "hook/grad_norm_epoch" in direct["metrics"]
+        assert {c[1] for c in calls[0]} == {"on_before_backward", "on_after_backward", "on_before_optimizer_step"}
+    else:
+        assert calls[1][:2] == ["backward in training_step", "on_after_backward"] and len(calls[1]) == 2 * direct["step"]
+
+
+def test_manual_optimization_takes_lightnings_road_for_a_module_with_its_own_manual_backward(train_config) -> None:
+    record = run(train_config, "model=gan", "model._target_=test_direct_step.OwnManualBackwardGAN")
+    assert record["manual_reason"] == "OwnManualBackwardGAN.manual_backward" and not record["manual_direct"]
+    assert record["step"] > 0
