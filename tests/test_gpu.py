@@ -20,7 +20,7 @@ from pytorch_lightning import Callback, Trainer
 from genlab.models.gan_losses import LOSSES
 from genlab.train import train
 from genlab.utils.config import PROJECT_ROOT, compose_config
-from genlab.utils.direct_step import batch_plan, use_direct_optimization
+from genlab.utils.direct_step import batch_plan, direct_manual, use_direct_optimization
 from test_direct_step import Record, assert_same_training
 from test_gan import StepRecorder, step_effects, tiny_data  # tests/ is on sys.path (conftest)
 
@@ -163,21 +163,25 @@ def test_training_steps_never_wait_for_the_gpu(train_config, model_name: str, ex
     assert (batch_plan(trainer) is not None) == (direct and precision == "32-true")
     if direct and precision == "32-true" and model_name.startswith("vae"):
         assert trainer.fit_loop.epoch_loop.automatic_optimization.direct
+    assert direct_manual(trainer) == (direct and precision == "32-true" and "gan" in model_name)
 
 
-def test_direct_step_trains_as_lightnings_loop_on_a_gpu(train_config) -> None:
+@pytest.mark.parametrize("model_name", ["vae", "dcgan"])
+def test_direct_step_trains_as_lightnings_loop_on_a_gpu(train_config, model_name: str) -> None:
     """``train.py``'s path on one GPU in ``32-true``, with ``direct_step`` (the default) and without:
-    the direct road is taken, and the same seed ends with the same weights and Adam state."""
+    the direct road is taken (the VAE's automatic optimization, the DCGAN's manual one), and the
+    same seed ends with the same weights and Adam state."""
     runs = []
     for direct in ("true", "false"):
-        cfg = train_config("model=vae", *ON_ONE_GPU, "trainer.max_epochs=1", "trainer.limit_train_batches=20",
+        cfg = train_config(f"model={model_name}", *ON_ONE_GPU, "trainer.max_epochs=1", "trainer.limit_train_batches=20",
                            "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "test=false",
                            "callbacks=none", "trainer.deterministic=true", f"direct_step={direct}",
                            "+callbacks.record._target_=test_direct_step.Record")
         train(cfg)
         runs.append(Record.runs[-1])
     direct, lightning = runs
-    assert direct["direct"] and direct["batch_plan"] and not lightning["batch_plan"]
+    assert direct["batch_plan"] and not lightning["batch_plan"]
+    assert (direct["direct"] if model_name == "vae" else direct["manual_direct"]) and not lightning["manual_direct"]
     assert_same_training(direct, lightning)
 
 
