@@ -714,7 +714,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", help="default: vae vae_conv dcgan (--quick: vae dcgan)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: 128 512 (--quick: 128)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed run")
-    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of each side")
+    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of each side (host_cost on a CPU: at least 9)")
     parser.add_argument("--fast-reps", type=int,
                         help=f"repetitions of the throughput rows whose runs hold {FAST_ROW_STEPS}+ batches "
                              "(the MLP VAE on a CPU); default 15 on the CPU, --reps on a GPU (where every "
@@ -759,8 +759,10 @@ def main() -> None:
     runs = {
         "throughput": lambda: throughput(args.models, args.batch_sizes, args.warmup, args.seconds, args.reps,
                                          args.device, args.extra, args.fast_reps),
+        # a 1-2 ms step spreads widely on a shared CPU: at least nine repetitions there; --reps on a GPU
         "host_cost": lambda: host_cost(["vae", "gan"], 16, 20, 40 if args.quick else 300,
-                                       1 if args.quick else max(args.reps, 9), args.device, args.extra),
+                                       args.reps if args.quick or args.device == "cuda" else max(args.reps, 9),
+                                       args.device, args.extra),
         "compile": lambda: compile_effect(args.warmup, args.seconds, args.device, args.extra),
         "precision": lambda: precision_effect(["dcgan", "vae_conv"], args.warmup, args.seconds, 3, args.device,
                                               args.extra),
