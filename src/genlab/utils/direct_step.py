@@ -24,9 +24,9 @@ Lightning's ``advance``.
 In manual optimization (the GANs: two optimizer steps per batch), each ``manual_backward`` and
 each optimizer ``step`` go through the strategy, the precision plugin and Lightning's optimizer
 wrapper, which call the three hooks around them on every callback, each in a profiler context:
-about 0.12 ms per GAN batch with the default callbacks (``scripts/benchmark.py``'s host-cost
-section; 2-core CPU). :class:`DirectManualOptimization` calls only the hooks that a callback or
-the module overrides, under the same conditions as the batch loop.
+about 0.12 ms per GAN batch with the default callbacks on a 2-core CPU (see docs/benchmarks.md).
+:class:`DirectManualOptimization` calls only the hooks that a callback or the module overrides,
+under the same conditions as the batch loop.
 """
 
 from __future__ import annotations
