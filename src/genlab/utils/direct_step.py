@@ -147,9 +147,14 @@ def why_not_direct_manual(trainer: Trainer) -> str | None:
     return None
 
 
+def epoch_loop_of(trainer: Trainer) -> Any:
+    """``trainer``'s training-epoch loop (None in a Lightning without one where genlab looks)."""
+    return getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+
+
 def direct_manual(trainer: Trainer) -> bool:
     """Whether the last manual-optimization batch took :class:`DirectManualOptimization`'s road."""
-    loop = getattr(getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None), "manual_optimization", None)
+    loop = getattr(epoch_loop_of(trainer), "manual_optimization", None)
     return isinstance(loop, DirectManualOptimization) and loop._hooks is not None
 
 
@@ -179,8 +184,8 @@ class DirectManualOptimization(_ManualOptimization):
         if key != self._decided_for:
             self._decided_for = key
             self._hooks = None if why_not_direct_manual(trainer) is not None else {
-                name: ([c for c in trainer.callbacks if is_overridden(name, c, Callback)] if name in MANUAL_CALLBACK_HOOKS
-                       else [], is_overridden(name, module, LightningModule)) for name in MANUAL_MODULE_HOOKS}
+                name: overriding(name, trainer, module, callbacks=name in MANUAL_CALLBACK_HOOKS)
+                for name in MANUAL_MODULE_HOOKS}
         if self._hooks is None:
             return super().run(kwargs)
         optimizers = trainer.strategy._lightning_optimizers
@@ -240,9 +245,7 @@ class BatchPlan:
             if is_overridden(name, owner, LightningDataModule if isinstance(owner, LightningDataModule)
                              else LightningModule):
                 self.transfer[name] = owner
-        # per batch hook: the callbacks that override it, and whether the module does
-        self.batch_hooks = {name: ([c for c in trainer.callbacks if is_overridden(name, c, Callback)],
-                                   is_overridden(name, module, LightningModule)) for name in self.BATCH_HOOKS}
+        self.batch_hooks = {name: overriding(name, trainer, module) for name in self.BATCH_HOOKS}
         self.takes_batch_idx = is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2)
 
     def to_device(self, batch: Any, module: LightningModule) -> Any:
@@ -269,6 +272,13 @@ class BatchPlan:
 
     def call_batch_hook(self, name: str, trainer: Trainer, module: LightningModule, *args: Any) -> Any:
         return call_overriding(self.batch_hooks[name], trainer, module, name, *args)
+
+
+def overriding(name: str, trainer: Trainer, module: LightningModule, callbacks: bool = True) -> tuple[list[Callback], bool]:
+    """Who overrides hook ``name``: the callbacks that do (none looked up with ``callbacks=False``,
+    for a module-only hook), and whether the module does; what :func:`call_overriding` takes."""
+    return ([c for c in trainer.callbacks if is_overridden(name, c, Callback)] if callbacks else [],
+            is_overridden(name, module, LightningModule))
 
 
 def call_overriding(hooks: tuple[list[Callback], bool], trainer: Trainer, module: LightningModule, name: str,
@@ -363,15 +373,14 @@ def direct_advance(loop: Any, data_fetcher: Any) -> None:
 
 def batch_plan(trainer: Trainer) -> BatchPlan | None:
     """The :class:`BatchPlan` the training loop last took the direct road with (None: Lightning's)."""
-    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-    return getattr(epoch_loop, "__dict__", {}).get("_genlab_plan", (None, None))[1]
+    return getattr(epoch_loop_of(trainer), "__dict__", {}).get("_genlab_plan", (None, None))[1]
 
 
 def use_direct_optimization(trainer: Trainer) -> bool:
     """Give ``trainer``'s training loop :class:`DirectOptimization` and :func:`direct_advance`;
     False where this Lightning's loop has no automatic-optimization loop to replace (it then runs
     as it is)."""
-    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    epoch_loop = epoch_loop_of(trainer)
     if not isinstance(getattr(epoch_loop, "automatic_optimization", None), _AutomaticOptimization):
         return False
     epoch_loop.automatic_optimization = DirectOptimization(trainer)
