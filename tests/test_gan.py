@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,16 @@ def test_ema_matches_torchs_averaged_model_across_a_reload() -> None:
     assert ours.keys() == theirs.keys() and int(ours["n_averaged"]) == 6
     for key in theirs:
         assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_sample_quality_every_few_epochs_keeps_the_best_checkpoint_by_fid(train_config, tmp_path: Path) -> None:
+    """``callbacks.sample_quality.every_n_epochs=2`` with validation every epoch: ``val/fid``
+    exists on every second epoch only, and the best checkpoint is looked for on those epochs
+    (not on the others, where Lightning would stop the run for the missing metric)."""
+    metrics = train(train_config("model=gan", "data.source=bundled", "trainer.max_epochs=4", "trainer.limit_train_batches=2",
+                                 "trainer.limit_val_batches=2", "trainer.num_sanity_val_steps=0", "logger=csv", "test=false",
+                                 "trainer.enable_progress_bar=false", "callbacks.sample_quality.every_n_epochs=2",
+                                 "callbacks.sample_quality.num_samples=200"))
+    assert math.isfinite(metrics["val/fid"])
+    best = sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch_*.ckpt"))
+    assert len(best) == 1 and best[0] in ("epoch_001.ckpt", "epoch_003.ckpt")
