@@ -23,12 +23,23 @@ def run(script: str, *args: str, env: dict[str, str] | None = None, timeout: int
 
 
 @pytest.fixture(scope="module")
-def fast_run(tmp_path_factory) -> Path:
+def fast_run_process(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """One `python train.py debug=fast` with W&B offline; several tests read what it wrote."""
     out = tmp_path_factory.mktemp("run")
     proc = run("train.py", "debug=fast", "data.source=bundled", f"hydra.run.dir={out}", env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    return out, proc
+
+
+@pytest.fixture(scope="module")
+def fast_run(fast_run_process) -> Path:
+    return fast_run_process[0]
+
+
+def test_train_prints_no_warning_about_settings_the_user_did_not_make(fast_run_process) -> None:
+    console = fast_run_process[1].stdout + fast_run_process[1].stderr
+    assert "anonymous" not in console  # Lightning's unset W&B argument, which W&B warns about
+    assert "wandb: WARNING" not in console, console[-3000:]
 
 
 def test_train_writes_the_run_folder(fast_run: Path) -> None:

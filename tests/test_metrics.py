@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,15 @@ def test_fid_behaves(mnist_halves) -> None:
     assert abs(same) < 1e-3
     assert real["fid"] < noisy[0]["fid"] < noisy[1]["fid"]
     assert real["kid"] < noisy[0]["kid"] < noisy[1]["kid"]
+
+
+def test_fid_kid_warns_about_nothing_the_run_can_change() -> None:
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(200, 16, generator=gen), torch.randn(200, 16, generator=gen) + 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchmetrics' note that KID keeps its features is hidden
+        scores = fid_kid(real, fake, kid_subsets=5, kid_subset_size=100)
+    assert scores["fid"] > 0 and set(scores) == {"fid", "kid", "kid_std"}
 
 
 def test_precision_recall_separate_quality_from_diversity(mnist_halves) -> None:

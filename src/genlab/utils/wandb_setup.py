@@ -77,10 +77,24 @@ def skip_launch_inputs_when_none_staged() -> None:
     Run._detect_and_apply_job_inputs = detect_and_apply_job_inputs
 
 
+def drop_unset_anonymous(logger: Any) -> Any:
+    """Leave ``anonymous`` out of the logger's ``wandb.init`` arguments where it is unset.
+
+    Lightning's ``WandbLogger`` always passes ``anonymous`` (``None`` unless asked), and W&B
+    0.19 and newer warn on every run that the setting "has no effect and will be removed" for
+    any value but an absent one: a warning about nothing the user wrote. An ``anonymous`` the
+    user does set is passed on as before."""
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and init.get("anonymous", True) is None:
+        del init["anonymous"]
+    return logger
+
+
 def start_or_fall_back(logger: Any, kwargs: dict[str, Any]) -> Any:
     """Start the W&B run now; if W&B cannot be reached or fails in online mode, say so and log
     offline instead (training never stops for W&B). Returns the logger to use."""
     skip_launch_inputs_when_none_staged()
+    drop_unset_anonymous(logger)
     try:
         logger.experiment  # noqa: B018 - creates the run
         return logger
@@ -92,7 +106,7 @@ def start_or_fall_back(logger: Any, kwargs: dict[str, Any]) -> Any:
         finish(exit_code=1)
         from hydra.utils import instantiate
 
-        fallback = instantiate({**kwargs, "mode": "offline"})
+        fallback = drop_unset_anonymous(instantiate({**kwargs, "mode": "offline"}))
         fallback.experiment  # noqa: B018
         return fallback
 
