@@ -40,6 +40,8 @@ def test_train_prints_no_warning_about_settings_the_user_did_not_make(fast_run_p
     console = fast_run_process[1].stdout + fast_run_process[1].stderr
     assert "anonymous" not in console  # Lightning's unset W&B argument, which W&B warns about
     assert "wandb: WARNING" not in console, console[-3000:]
+    for text in (console, next(fast_run_process[0].glob("*.log")).read_text()):
+        assert "GPU available" in text and "💡 Tip" not in text  # Lightning's notes, less its product tips
 
 
 def test_train_writes_the_run_folder(fast_run: Path) -> None:

@@ -32,11 +32,26 @@ def find_user_error(exc: BaseException | None) -> GenlabError | None:
     return None
 
 
+class _NoProductTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing litlogger/litmodels" lines: advertisements
+    for Lightning's cloud services, logged on every run, about nothing in the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+LIGHTNING_INFO_LOGGER = "pytorch_lightning.utilities.rank_zero"
+
+
 def quiet_known_warnings() -> None:
-    """Hide warnings that say nothing about the user's run: the CSV logger shares the run
-    folder with Hydra's files on purpose, and Lightning itself uses a deprecated pytree API."""
+    """Hide warnings and notes that say nothing about the user's run: the CSV logger shares the
+    run folder with Hydra's files on purpose, Lightning itself uses a deprecated pytree API, and
+    Lightning's product tips."""
     warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    lightning_info = logging.getLogger(LIGHTNING_INFO_LOGGER)
+    if not any(isinstance(f, _NoProductTips) for f in lightning_info.filters):
+        lightning_info.addFilter(_NoProductTips())
 
 
 _QUICK_EXIT = False
