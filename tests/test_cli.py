@@ -90,10 +90,13 @@ def test_generate_from_the_checkpoint_alone(fast_run: Path, tmp_path: Path) -> N
     images = torch.load(fast_run / "generated" / "samples_16.pt", weights_only=True)
     assert images.shape == (16, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
     assert (fast_run / "generated" / "samples_16.png").stat().st_size > 500
-    proc = run("generate.py", f"ckpt_path={ckpt}", "mode=interpolate", "num_samples=3", "steps=7",
+    proc = run("generate.py", f"ckpt_path={ckpt}", "mode=interpolate", "steps=7", "save_tensor=true",
                f"out={tmp_path}/interp.png", f"hydra.run.dir={tmp_path}/gen2", env=empty_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "interp.png").is_file()
+    rows = torch.load(tmp_path / "interp.pt", weights_only=True).view(-1, 7, 1, 28, 28)
+    assert len(rows) == 8  # interpolate mode's default: 8 rows, not a 64-row strip
+    assert not torch.allclose(rows[0, 0], rows[0, -1])  # a row goes from one draw to another
 
 
 def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:

@@ -26,6 +26,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
+DEFAULT_COUNT = {"samples": 64, "interpolate": 8}  # a grid of 8 x 8; 8 rows of interpolations
+
+
 def _latents(model, cfg: DictConfig, tokenizer=None) -> tuple[torch.Tensor, int]:
     """The latent batch to decode and the number per row: prior draws, or rows of interpolations
     between two prior draws or between two given sentences (``sentences=[a, b]``, text VAEs)."""
@@ -54,8 +57,10 @@ def _latents(model, cfg: DictConfig, tokenizer=None) -> tuple[torch.Tensor, int]
 
 
 def generate(cfg: DictConfig) -> dict[str, float]:
-    if cfg.mode not in ("samples", "interpolate"):
+    if cfg.mode not in DEFAULT_COUNT:
         raise GenlabError(f"mode={cfg.mode!r} is unknown; choose samples or interpolate.")
+    if cfg.num_samples is None:
+        cfg.num_samples = DEFAULT_COUNT[cfg.mode]
     if cfg.num_samples < 1 or cfg.steps < 2:
         raise GenlabError("num_samples must be at least 1 and steps at least 2.")
     model, _, ckpt = model_from_checkpoint(cfg.ckpt_path)
