@@ -140,3 +140,14 @@ def test_ddp_on_two_cpu_processes_writes_one_run(tmp_path: Path, overrides: list
     assert len(runs) == 1
     assert len(list((runs[0] / "wandb").glob("offline-run-*"))) == 1
     assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="the process start comes from /proc on Linux")
+def test_the_start_up_clock_starts_when_the_process_does() -> None:
+    """A process's start, as genlab's start-up phases count from it, is the interpreter's own
+    start (tens of ms before its first line runs), not up to a second earlier."""
+    code = "import time; t = time.time(); from genlab.utils import startup; print(t - startup.process_start())"
+    ahead = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+             for _ in range(3)]
+    assert all(-0.02 < a < 0.6 for a in ahead), ahead  # ticks of 10 ms; a loaded machine starts Python slower
+    assert min(ahead) < 0.3, ahead

@@ -13,14 +13,18 @@ _DONE = False
 
 def process_start() -> float:
     """Wall-clock time this process started (Linux: from /proc, 10 ms resolution); elsewhere the
-    moment genlab's start-up clock was imported."""
+    moment genlab's start-up clock was imported.
+
+    /proc gives the start in clock ticks after boot. The wall-clock time of the boot is taken as
+    now minus ``CLOCK_BOOTTIME`` (the clock those ticks count on), not as ``/proc/stat``'s
+    ``btime``: that one is cut to whole seconds, which put up to a second (0.79 s on one machine)
+    into the first phase of every start-up."""
     try:
         with open(f"/proc/{os.getpid()}/stat") as f:
             ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start time, clock ticks after boot
-        with open("/proc/stat") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
         return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+    except (OSError, ValueError, IndexError, AttributeError):
         return _IMPORTED
 
 
