@@ -36,7 +36,9 @@ def test_multirun_runs_are_grouped_and_compared(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(sweep / "compare.csv") as f:
         rows = list(csv.DictReader(f))
-    assert sorted(r["overrides"].split()[-1] for r in rows) == ["model.latent_dim=16", "model.latent_dim=8"]
+    # each row names what differs; what all runs share is said once, above the table
+    assert sorted(r["overrides"] for r in rows) == ["model.latent_dim=16", "model.latent_dim=8"]
+    assert "Shared by all 2 runs: `debug=fast data.source=bundled test=" in proc.stdout  # (Hydra writes False)
     best = [float(r["best val/elbo"]) for r in rows]
     assert best == sorted(best) and all(r["status"] == "ok" for r in rows)
     assert "model.latent_dim=16" in proc.stdout and (sweep / "compare.png").stat().st_size > 1000

@@ -52,7 +52,8 @@ def read_run(run: Path, metric: str, mode: str) -> dict[str, Any]:
     overrides_file = run / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     curves = read_curves(run / "metrics.csv")
-    row: dict[str, Any] = {"run": str(run), "overrides": " ".join(overrides or []), "status": "ok"}
+    row: dict[str, Any] = {"run": str(run), "overrides": " ".join(overrides or []), "status": "ok",
+                           "override_list": list(overrides or [])}
     row.update({k: v[-1][1] for k, v in curves.items()})
     info_file = run / "run_info.json"
     if info_file.is_file():
@@ -107,7 +108,7 @@ def table_columns(rows: list[dict[str, Any]], metric: str, columns: list[str] | 
     if columns:
         wanted = columns
     else:  # the sort metric first, then what most runs report (train/ per-step values left out)
-        keys = {k for r in rows for k in r if k not in ("run", "overrides", "status", "git_commit")}
+        keys = {k for r in rows for k in r if k not in ("run", "overrides", "override_list", "status", "git_commit")}
         wanted = sorted(k for k in keys if not k.startswith("train/") and not k.startswith("eval:"))
         wanted = [k for k in (f"best {metric}", metric) if k in keys] + [k for k in wanted if k not in (metric, f"best {metric}")]
     return ["overrides", *wanted, "status"]
@@ -119,7 +120,20 @@ def fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_outputs(rows: list[dict[str, Any]], columns: list[str], out: Path) -> str:
+def shared_overrides(rows: list[dict[str, Any]]) -> list[str]:
+    """The overrides every run of two or more has (a sweep's fixed settings): taken out of each
+    row's ``overrides`` and the plot's labels, which then name what differs; returned in the
+    first run's order, for the line above the table."""
+    lists = [r.get("override_list") for r in rows]
+    if len(rows) < 2 or any(o is None for o in lists):
+        return []
+    shared = [o for o in lists[0] if all(o in other for other in lists[1:])]
+    for row in rows:
+        row["overrides"] = " ".join(o for o in row["override_list"] if o not in shared)
+    return shared
+
+
+def write_outputs(rows: list[dict[str, Any]], columns: list[str], out: Path, shared: list[str] = ()) -> str:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "compare.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["run", *columns], extrasaction="ignore")
@@ -127,6 +141,8 @@ def write_outputs(rows: list[dict[str, Any]], columns: list[str], out: Path) -> 
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)).replace("|", "/") for c in columns) + " |" for r in rows]
+    if shared:
+        lines = [f"Shared by all {len(rows)} runs: `{' '.join(shared)}`", "", *lines]
     markdown = "\n".join(lines) + "\n"
     (out / "compare.md").write_text(markdown)
     return markdown
@@ -184,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genlab-compare: error: no runs found under {args.folder or args.wandb}", file=sys.stderr)
         return 2
     rows = sort_rows(rows, args.metric, args.mode)
+    shared = shared_overrides(rows)
     columns = table_columns(rows, args.metric, args.columns)
-    print(write_outputs(rows, columns, out))
+    print(write_outputs(rows, columns, out, shared))
     png = plot(runs, rows, args.metric, out) if runs else None
     print(f"{len(rows)} runs; wrote {out / 'compare.md'}, {out / 'compare.csv'}" + (f", {png}" if png else ""))
     return 0
