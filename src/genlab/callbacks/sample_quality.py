@@ -36,5 +36,5 @@ class SampleQuality(Callback):
             return
         fake = extract(self._net, (pl_module.generate(z) for z in self._latents.split(self.batch_size)))
         metrics = {**fid_kid(self._real, fake), **precision_recall_density_coverage(self._real, fake, k=self.k)}
-        for name, value in metrics.items():
-            pl_module.log(f"val/{name}", value, prog_bar=name == "fid")
+        for name, value in metrics.items():  # the same on every process; reduced, they stay so
+            pl_module.log(f"val/{name}", value, prog_bar=name == "fid", sync_dist=True)

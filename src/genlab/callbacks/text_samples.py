@@ -39,8 +39,8 @@ class TextSamples(Callback):
         if self._references is None or not due(trainer, self.every_n_epochs):
             return
         samples = draw_sentences(pl_module, self.num_samples, seed=self.seed)
-        for name, value in quality_diversity(samples, self._references).items():
-            pl_module.log(f"val/{name}", value, prog_bar=name == "bleu4")
+        for name, value in quality_diversity(samples, self._references).items():  # the same on every process
+            pl_module.log(f"val/{name}", value, prog_bar=name == "bleu4", sync_dist=True)
         self._write(trainer, pl_module, samples[: self.num_shown])
 
     @rank_zero_only

@@ -197,7 +197,8 @@ class GenerativeModule(LightningModule):
     def log_perplexities(self, stage: str) -> None:
         for name, metric in getattr(self, "_perplexity", {}).items():
             if name.startswith(f"{stage}/") and metric.update_count:
-                self.log(name, math.exp(min(float(metric.compute()), 700.0)))
+                # compute() has already reduced the metric across processes: the same value on each
+                self.log(name, math.exp(min(float(metric.compute()), 700.0)), sync_dist=True)
                 metric.reset()
 
     def on_validation_epoch_end(self) -> None:

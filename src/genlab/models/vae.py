@@ -146,8 +146,13 @@ class VAE(GenerativeModule):
         return elbo
 
     def _log_active_units(self, stage: str) -> None:
+        """Counted over the whole split: under DDP each process holds its share of the posterior
+        means, gathered here, so every process logs the same count."""
         if self._means:
-            self.log(f"{stage}/active_units", float(active_units(torch.cat(self._means))))
+            means = torch.cat(self._means)
+            if self.trainer.world_size > 1:
+                means = self.all_gather(means).flatten(0, 1)
+            self.log(f"{stage}/active_units", float(active_units(means)), sync_dist=True)
         self._means = []
 
     def on_validation_epoch_start(self) -> None:
