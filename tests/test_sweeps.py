@@ -83,6 +83,8 @@ def test_optuna_sweep_reports_its_best_trial(tmp_path: Path) -> None:
     assert set(result["best_params"]) == {"model.optimizer.lr", "model.latent_dim", "data.batch_size"}
     elbos = [json.loads((sweep / str(i) / "run_info.json").read_text())["final_metrics"]["val/elbo"] for i in range(3)]
     assert result["best_value"] == pytest.approx(min(elbos), rel=1e-5)
+    assert "Best value" in proc.stdout + proc.stderr  # Hydra's console says what the search found ...
+    assert "setup plugin alembic" not in proc.stdout + proc.stderr  # ... without Optuna's storage notes
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
