@@ -63,6 +63,19 @@ def test_wandb_run_is_finished_when_training_fails(train_config, monkeypatch: py
     assert wandb.run is None
 
 
+def test_a_single_run_without_its_optimized_metric_says_nothing_of_a_sweeper(train_config, caplog) -> None:
+    """``optimized_metric`` is for sweepers; a single run that ends before validating (here after
+    one step) must not warn that it returns NaN to one."""
+    import math
+
+    cfg = train_config("debug=fast", "data.source=bundled", "logger=csv", "trainer.max_steps=1",
+                       "trainer.limit_val_batches=0", "test=false")
+    assert cfg.optimized_metric == "val/elbo"
+    with caplog.at_level("WARNING"):
+        assert math.isnan(run_task(train, cfg))
+    assert "optimized_metric" not in caplog.text
+
+
 def test_wandb_init_looks_for_launch_inputs_only_where_some_can_be_staged(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
     import types

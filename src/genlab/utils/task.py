@@ -104,6 +104,8 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
     if not name:
         return None
     if name not in metrics:  # e.g. a run stopped by max_steps before its first validation
+        if _multirun_job(cfg) is None:  # a single run: no sweeper waits for the value
+            return math.nan
         log.warning("optimized_metric=%r was not logged (logged: %s); returning NaN to the sweeper.",
                     name, ", ".join(sorted(metrics)))
         return math.nan
