@@ -81,8 +81,9 @@ def drop_unset_anonymous(logger: Any) -> Any:
     """Leave ``anonymous`` out of the logger's ``wandb.init`` arguments where it is unset.
 
     Lightning's ``WandbLogger`` always passes ``anonymous`` (``None`` unless asked), and W&B
-    0.19 and newer warn on every run that the setting "has no effect and will be removed" for
-    any value but an absent one: a warning about nothing the user wrote. An ``anonymous`` the
+    releases that deprecate the setting (0.31 among them) warn on every run that it "has no
+    effect and will be removed" for any value but an absent one: a warning about nothing the
+    user wrote. An ``anonymous`` the
     user does set is passed on as before."""
     init = getattr(logger, "_wandb_init", None)
     if isinstance(init, dict) and init.get("anonymous", True) is None:
