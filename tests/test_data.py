@@ -232,3 +232,71 @@ def test_a_batch_is_the_examples_it_indexes() -> None:
         assert t.shape == (5, int(lengths[order].max())) and torch.equal(n, lengths[order])
         for row, i in zip(t, order):
             assert torch.equal(row[: lengths[i]], tokens[i][0]) and not row[lengths[i]:].any()  # padding beyond
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_index_batches_are_the_batches_of_the_loaders_sampler(drop_last: bool) -> None:
+    """``IndexBatches`` gives, for genlab's shuffle of each epoch and for the in-order sampler,
+    the very batches ``BatchSampler`` makes of the same sampler (as index tensors); any other
+    sampler it batches as ``BatchSampler`` does (lists of ints)."""
+    from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+    from genlab.data.in_memory import EpochShuffle, IndexBatches
+
+    for sampler in (EpochShuffle(50, seed=3), SequentialSampler(range(50))):
+        ours, plain = IndexBatches(sampler, 16, drop_last), BatchSampler(sampler, 16, drop_last)
+        assert len(ours) == len(plain) == (3 if drop_last else 4)
+        for epoch in (0, 1):
+            if isinstance(sampler, EpochShuffle):
+                sampler.set_epoch(epoch)
+            got = list(ours)
+            assert all(isinstance(b, torch.Tensor) and b.dtype == torch.int64 for b in got)
+            assert [b.tolist() for b in got] == list(plain)
+    other = RandomSampler(range(50), generator=torch.Generator().manual_seed(0))
+    assert all(isinstance(b, list) for b in IndexBatches(other, 16, drop_last))
+
+
+def test_training_batches_come_as_index_slices_in_one_process_and_by_sampler_under_ddp(tmp_path: Path) -> None:
+    """One process: the loader's batch sampler hands ``__getitems__`` slices of one index tensor per
+    epoch, and the batches are those of the plain sampler. Under DDP (world size 2) the loader
+    carries genlab's sampler itself, which Lightning wraps to give each process its share."""
+    from genlab.data.in_memory import EpochShuffle, IndexBatches
+
+    dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=100, seed=5)
+    dm.setup()
+    loader = dm.train_dataloader()
+    assert isinstance(loader.batch_sampler, IndexBatches)
+    order = EpochShuffle(len(dm._splits["train"]), seed=5).order()
+    x, y = next(iter(loader))
+    train = dm._splits["train"]
+    assert torch.equal(x, train.images[order[:100]]) and torch.equal(y, train.labels[order[:100]])
+    val = dm.val_dataloader()
+    assert torch.equal(next(iter(val))[0], dm._splits["val"].images[:dm.eval_batch_size])
+
+    class TwoProcesses:
+        world_size = 2
+
+    dm.trainer = TwoProcesses()
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, EpochShuffle) and loader.batch_size == 100
+
+
+def test_overfit_batches_trains_on_one_batch_every_epoch() -> None:
+    """``debug=overfit`` (``trainer.overfit_batches=1``): Lightning replaces the loader's shuffled
+    sampler with one in order, so each epoch trains on the same batch."""
+    from hydra.utils import instantiate
+    from pytorch_lightning import Callback, Trainer
+
+    from genlab.utils.config import compose_config
+
+    seen = []
+
+    class Labels(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            seen.append(batch[1].tolist())
+
+    cfg = compose_config("train", ["data.source=bundled", "data.batch_size=32"])
+    trainer = Trainer(overfit_batches=1, max_epochs=3, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[Labels()])
+    trainer.fit(instantiate(cfg.model), datamodule=instantiate(cfg.data))
+    assert len(seen) == 3 and seen[0] == seen[1] == seen[2]

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 
 def batch_indices(indices: Sequence[int] | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
@@ -45,11 +45,44 @@ class EpochShuffle(Sampler[int]):
     def __len__(self) -> int:
         return self.n
 
+    def order(self) -> torch.Tensor:
+        """This epoch's order of the indices, int64 on the host."""
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.n, generator=gen)
+
     def __iter__(self) -> Iterator[int]:
         # a generator: the order is drawn at the first batch, after Lightning's set_epoch (a resumed
         # run creates its iterator before it knows the epoch)
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        yield from torch.randperm(self.n, generator=gen).tolist()
+        yield from self.order().tolist()
+
+
+class IndexBatches(BatchSampler):
+    """``BatchSampler`` whose batches are slices of one index tensor per pass over the data,
+    held where the dataset is (``device``), when the order is genlab's own (``EpochShuffle``, or
+    in order): the DataLoader hands them to ``__getitems__`` as they are. A pass then costs one
+    ``randperm`` and one copy to the device instead of, per batch, a list of Python ints, its
+    conversion to a tensor and, on a GPU, a copy through pinned memory (``batch_indices``).
+    The batches are the same as ``BatchSampler``'s over the same sampler. Any other sampler (one
+    Lightning puts in its place) is batched as ``BatchSampler`` does."""
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool,
+                 device: torch.device | str | None = None) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.device = device
+
+    def __iter__(self) -> Iterator[Any]:
+        if isinstance(self.sampler, EpochShuffle):
+            order = self.sampler.order()
+        elif type(self.sampler) is SequentialSampler:
+            order = torch.arange(len(self.sampler))
+        else:
+            yield from super().__iter__()
+            return
+        if self.device is not None:
+            order = batch_indices(order, torch.device(self.device))
+        end = len(order) - (len(order) % self.batch_size if self.drop_last else 0)
+        for start in range(0, end, self.batch_size):
+            yield order[start : start + self.batch_size]
 
 
 class InMemoryDataModule(LightningDataModule):
@@ -65,19 +98,26 @@ class InMemoryDataModule(LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self._splits[split]
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
+        device = getattr(dataset, "device", torch.device("cpu"))
+        batch_size = self.batch_size if split == "train" else self.eval_batch_size
+        sampler = EpochShuffle(len(dataset), self.seed) if shuffle else SequentialSampler(dataset)
+        common = dict(
             # the loader's own generator: creating an iterator each epoch would otherwise draw from
             # the global random state and shift the model's noise after a resume
             generator=torch.Generator().manual_seed(self.seed),
-            drop_last=False,
             collate_fn=keep_batch,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory and getattr(dataset, "device", torch.device("cpu")).type == "cpu",
+            pin_memory=self.pin_memory and device.type == "cpu",
             persistent_workers=self.num_workers > 0,
         )
+        if getattr(self.trainer, "world_size", 1) > 1 or getattr(self.trainer, "overfit_batches", 0):
+            # Lightning puts a sampler of its own in the loader's: under DDP one that gives each
+            # process its share of genlab's order, with overfit_batches one in order. It looks for
+            # the loader's sampler, not a batch sampler's
+            return DataLoader(dataset, batch_size=batch_size, sampler=sampler if shuffle else None, drop_last=False,
+                              **common)
+        return DataLoader(dataset, batch_sampler=IndexBatches(sampler, batch_size, drop_last=False, device=device),
+                          **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
