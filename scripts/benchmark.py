@@ -66,18 +66,29 @@ class BatchTimer(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.seen == self.warmup:
-            if pl_module.device.type == "cuda":
-                torch.cuda.synchronize()
-            TIMES["start"] = time.perf_counter()
+            TIMES["start"] = window_opens(pl_module.device.type)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.seen >= self.warmup:
             TIMES["images"] += len(batch[0])
         self.seen += 1
         if self.seen == self.last:
-            if pl_module.device.type == "cuda":
-                torch.cuda.synchronize()
-            TIMES["end"] = time.perf_counter()
+            TIMES["end"] = window_closes(pl_module.device.type)
+
+
+def window_opens(device: str) -> float:
+    """The timed window of a run (genlab's or a raw loop's) opens: the device's queue drained,
+    the clock read. ``scripts/step_ops.py`` wraps this and :func:`window_closes` to profile the
+    same window."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def window_closes(device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def compose(model: str, overrides: list[str]):
@@ -140,9 +151,7 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
         order = torch.randperm(n, device=device)
         for i in range(0, n, batch_size):  # the short last batch too, as genlab's loaders do
             if done == warmup:
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
+                start = window_opens(device)
             idx = order[i : i + batch_size]
             x = (images.index_select(0, idx) if tuned else images[idx]).float() / 255
             if model.startswith("vae"):
@@ -172,9 +181,7 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
             done += 1
             if done == warmup + steps:
                 break
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return timed_images / (time.perf_counter() - start)
+    return timed_images / (window_closes(device) - start)
 
 
 GATHER_NOW = InMemoryImages.__getitems__
