@@ -40,6 +40,23 @@ def test_kl_warmup_weight(train_config) -> None:
     assert model.kl_weight() == 0.0  # global_step is 0 outside a trainer
 
 
+@pytest.mark.parametrize(("overrides", "weight", "free_bits"), [
+    ((), 1.0, 0.0), (("model.beta=0.5",), 0.5, 0.0), (("+model.free_bits=0.5",), 1.0, 0.5),
+    (("model.beta=2.0", "+model.free_bits=0.5"), 2.0, 0.5)], ids=["elbo", "beta", "free_bits", "beta-free_bits"])
+def test_training_loss_is_the_weighted_negative_elbo(train_config, overrides: tuple, weight: float,
+                                                     free_bits: float) -> None:
+    """The training step's loss, from the same z sample: −E[log p(x|z)] + weight · KL, the KL
+    floored per latent dimension at ``free_bits`` (over the batch mean) when that is set."""
+    model = instantiate(train_config("model=vae", "model.latent_dim=4", *overrides).model)
+    x = torch.rand(6, 1, 28, 28)
+    torch.manual_seed(0)
+    log_px, kl_dims, _ = model._elbo_parts(x)
+    kl = kl_dims.mean(0).clamp(min=free_bits).sum() if free_bits > 0 else kl_dims.sum(1).mean()
+    torch.manual_seed(0)
+    loss = model._step((x, None), "train")
+    assert torch.allclose(loss, -log_px.mean() + weight * kl, rtol=1e-6)
+
+
 @pytest.mark.parametrize("model_name", ["vae", "vae_conv"])
 def test_short_run_learns(train_config, tmp_path: Path, model_name: str) -> None:
     """A few epochs on the bundled MNIST images lower val/elbo well below where it started and

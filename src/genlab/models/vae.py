@@ -119,20 +119,25 @@ class VAE(GenerativeModule):
     def _step(self, batch: Any, stage: str) -> torch.Tensor | None:
         x = batch[0]
         log_px, kl_dims, mu = self._elbo_parts(x)
-        recon, kl = -log_px.mean(), kl_dims.sum(1).mean()
+        kl_each = kl_dims.sum(1)
         if stage == "train":
             weight = self.kl_weight()
-            kl_term = kl_dims.mean(0).clamp(min=self.free_bits).sum() if self.free_bits > 0 else kl
-            loss = recon + (kl_term if weight == 1.0 else weight * kl_term)
+            if self.free_bits > 0:
+                kl_term = kl_dims.mean(0).clamp(min=self.free_bits).sum()
+                loss = (kl_term if weight == 1.0 else weight * kl_term) - log_px.mean()
+            else:  # one mean over the batch: fewer operators (and kernels on a GPU) than two
+                loss = ((kl_each if weight == 1.0 else weight * kl_each) - log_px).mean()
             if not self.loss_is_finite(loss):
                 return None
             if self.step_logs_due():  # the logged values are computed only on the steps that are written
+                recon, kl = -log_px.detach().mean(), kl_each.detach().mean()
                 metrics = {"train/loss": loss, "train/elbo": recon + kl, "train/recon": recon, "train/kl": kl}
                 if self.kl_warmup_steps > 0 and self.kl_schedule != "constant":
                     metrics["train/kl_weight"] = weight
                 self.log_train_step({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()},
                                     batch_size=x.shape[0], prog_bar=("train/elbo",))
             return loss
+        recon, kl = -log_px.mean(), kl_each.mean()
         elbo = recon + kl
         # val/* and test/* are averaged over all examples of the epoch (batch_size weights the
         # batches) and reduced across DDP processes once at its end
@@ -141,7 +146,7 @@ class VAE(GenerativeModule):
             self.log(name, value, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True,
                      prog_bar=name == f"{stage}/elbo")
         if self.per_token:
-            self.accumulate_perplexity(f"{stage}/ppl", -log_px + kl_dims.sum(1), self.decoder.units(x))
+            self.accumulate_perplexity(f"{stage}/ppl", kl_each - log_px, self.decoder.units(x))
         self._means.append(mu.detach())
         return elbo
 
