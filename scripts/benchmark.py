@@ -45,7 +45,10 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning import Callback
 
+from torch.utils.data import BatchSampler
+
 from data_gather import images_before  # scripts/data_gather.py
+from genlab.data.in_memory import IndexBatches
 from genlab.data.mnist import InMemoryImages
 from genlab.models.base import GenerativeModule
 from genlab.utils.trainer_setup import NVML_CHECK, cheap_cuda_checks
@@ -185,6 +188,7 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
 
 
 GATHER_NOW = InMemoryImages.__getitems__
+INDEX_BATCHES_NOW = IndexBatches.__iter__
 LIGHTNING_PROFILER = "pytorch_lightning.profilers.PassThroughProfiler"  # Lightning's default; genlab passes its own
 
 
@@ -193,7 +197,8 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
                progress_bar: bool = False) -> float:
     """``train.py``'s code path; ``before``: without the per-step fixes this benchmark led to
     (Adam's plain kernel, ``+model.optimizer.fused=false``; torch's CUDA check as Lightning leaves
-    it; the batch gathered by ``torch.as_tensor`` and indexing; Lightning's default profiler;
+    it; the DataLoader's list of indices per batch, gathered by ``torch.as_tensor`` and indexing;
+    Lightning's default profiler;
     Lightning's whole automatic-optimization road, ``direct_step=false``; on a GPU also the
     batches copied from the host, ``data.on_device=false``, and the NaN check read at every
     step). ``nonfinite_deferred``: ``GenerativeModule.nonfinite_deferred`` for this run.
@@ -209,6 +214,7 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
                  "data.on_device=false", "direct_step=false", *extra]
     genlab.train.cheap_cuda_checks = contextlib.nullcontext if before else cheap_cuda_checks
     InMemoryImages.__getitems__ = images_before if before else GATHER_NOW
+    IndexBatches.__iter__ = BatchSampler.__iter__ if before else INDEX_BATCHES_NOW
     GenerativeModule.nonfinite_deferred = False if before else nonfinite_deferred
 
     per_batch = 2 if "gan" in model else 1  # Lightning counts optimizer steps
@@ -237,7 +243,7 @@ SIDES = {  # name: what it runs
                  "(Adam's fused kernel)",
     "genlab": "genlab's train.py code path",
     "genlab_before": "genlab without the per-step fixes: Adam's plain kernel (+model.optimizer.fused=false), "
-                     "torch's CUDA check as Lightning leaves it, the batch gathered by indexing, "
+                     "torch's CUDA check as Lightning leaves it, a list of indices per batch gathered by indexing, "
                      "Lightning's default profiler, Lightning's whole automatic-optimization road (direct_step=false); "
                      "on a GPU, batches copied from the host (data.on_device=false) "
                      "and the NaN check read at every step",
@@ -580,7 +586,9 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
               "library at every optimizer step (`genlab.utils.trainer_setup.cheap_cuda_checks`; importing "
               "Lightning turns that on); its in-memory datasets gather a batch with `index_select` from "
               "indices converted through numpy (`scripts/data_gather.py`: 11× faster for 512 images than "
-              "`torch.as_tensor` and indexing); the Trainer gets a profiler that hands Lightning's ~35 "
+              "`torch.as_tensor` and indexing), and in one process from slices of one index tensor per epoch "
+              "instead of the DataLoader's list of indices per batch (`genlab.data.in_memory.IndexBatches`); "
+              "the Trainer gets a profiler that hands Lightning's ~35 "
               "per-step `profile()` uses one shared null context (`genlab.utils.profiler.NoProfiler`); "
               "where none of them has work, the optimizer step skips Lightning's closure, strategy, "
               "precision-plugin and hook layers, and each batch the per-batch lookups of hook owners, "
@@ -588,8 +596,8 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
               "`direct_step=true`); on a GPU, the images stay on the device and batches are cut there (`data.on_device`), and "
               "the NaN check of the loss is queued instead of read at every step (no wait for the GPU). "
               "Before and after all of these, from the same repetitions as the table above (before: "
-              "`+model.optimizer.fused=false`, torch's CUDA check as Lightning leaves it, the first "
-              "`__getitems__`, Lightning's `PassThroughProfiler`, `direct_step=false`, `data.on_device=false`, the check read "
+              "`+model.optimizer.fused=false`, torch's CUDA check as Lightning leaves it, a list of "
+              "indices per batch and the first `__getitems__`, Lightning's `PassThroughProfiler`, `direct_step=false`, `data.on_device=false`, the check read "
               "at every step):", "",
               "| model | batch | before img/s | after img/s | after / before | before / raw |", "|---|---|---|---|---|---|",
               *[f"| {r['model']} | {r['batch_size']} | {cell(r, 'genlab_before')} | {cell(r, 'genlab')} | "
