@@ -44,7 +44,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from pytorch_lightning import Callback
-
 from torch.utils.data import BatchSampler
 
 from data_gather import images_before  # scripts/data_gather.py
@@ -79,19 +78,16 @@ class BatchTimer(Callback):
             TIMES["end"] = window_closes(pl_module.device.type)
 
 
-def window_opens(device: str) -> float:
-    """The timed window of a run (genlab's or a raw loop's) opens: the device's queue drained,
-    the clock read. ``scripts/step_ops.py`` wraps this and :func:`window_closes` to profile the
-    same window."""
+def drained_clock(device: str) -> float:
+    """An edge of a run's timed window (genlab's or a raw loop's): the device's queue drained,
+    the clock read."""
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter()
 
 
-def window_closes(device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()
+# the two edges by name, so that ``scripts/step_ops.py`` can wrap each to profile the same window
+window_opens = window_closes = drained_clock
 
 
 def compose(model: str, overrides: list[str]):

@@ -90,8 +90,7 @@ def run_side(side: str, model: str, batch_size: int, warmup: int, steps: int, de
     if side == "raw_tuned":
         ips = benchmark.raw_loop(model, batch_size, warmup, steps, device, tuned=True)
     else:
-        ips = benchmark.genlab_run(model, batch_size, warmup, steps, device,
-                                   VARIANTS.get(side, []))
+        ips = benchmark.genlab_run(model, batch_size, warmup, steps, device, VARIANTS.get(side, []))
     facts = count(PROFILE["prof"], steps)
     facts["wall_us"] = 1e6 * batch_size / ips  # an epoch's short last batch aside
     return facts

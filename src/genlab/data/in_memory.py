@@ -114,8 +114,7 @@ class InMemoryDataModule(LightningDataModule):
             # Lightning puts a sampler of its own in the loader's: under DDP one that gives each
             # process its share of genlab's order, with overfit_batches one in order. It looks for
             # the loader's sampler, not a batch sampler's
-            return DataLoader(dataset, batch_size=batch_size, sampler=sampler if shuffle else None, drop_last=False,
-                              **common)
+            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
         return DataLoader(dataset, batch_sampler=IndexBatches(sampler, batch_size, drop_last=False, device=device),
                           **common)
 

@@ -83,8 +83,7 @@ def drop_unset_anonymous(logger: Any) -> Any:
     Lightning's ``WandbLogger`` always passes ``anonymous`` (``None`` unless asked), and W&B
     releases that deprecate the setting (0.31 among them) warn on every run that it "has no
     effect and will be removed" for any value but an absent one: a warning about nothing the
-    user wrote. An ``anonymous`` the
-    user does set is passed on as before."""
+    user wrote. An ``anonymous`` the user does set is passed on as before."""
     init = getattr(logger, "_wandb_init", None)
     if isinstance(init, dict) and init.get("anonymous", True) is None:
         del init["anonymous"]
