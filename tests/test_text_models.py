@@ -35,8 +35,12 @@ def test_language_model_learns_beyond_unigrams(train_config, tmp_path: Path, mon
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = train_config("model=text_lm", *SMALL, *NETS, "logger=default")  # W&B offline + CSV
     metrics = train(cfg)
-    val = epoch_values(read_csv(tmp_path / "metrics.csv"), "val/nll")
+    rows = read_csv(tmp_path / "metrics.csv")
+    val = epoch_values(rows, "val/nll")
     assert len(val) == 3 and val[-1] < val[0]
+    # the per-step values, computed only on the steps that are written: a token's nll, in nats
+    loss, token_nll = epoch_values(rows, "train/loss"), epoch_values(rows, "train/nll_token")
+    assert len(token_nll) == len(loss) >= 2 and all(0 < t < 12 for t in token_nll)
     dm = instantiate(cfg.data)
     assert metrics["val/ppl"] < unigram_ppl(dm)
     assert 0 <= metrics["val/self_bleu4"] <= 1 and metrics["val/bleu2"] > 0
@@ -74,8 +78,12 @@ def test_text_vae_with_free_bits_learns_and_keeps_kl(train_config, tmp_path: Pat
 def test_text_gan_trains_its_autoencoder_and_samples(train_config, tmp_path: Path) -> None:
     cfg = train_config("model=text_gan", *SMALL, *NETS, "model.encoder.hidden_dim=128", "model.n_critic=2")
     metrics = train(cfg)
-    val = epoch_values(read_csv(tmp_path / "metrics.csv"), "val/recon")
+    rows = read_csv(tmp_path / "metrics.csv")
+    val = epoch_values(rows, "val/recon")
     assert len(val) == 3 and val[-1] < val[0]
+    logged = {key: epoch_values(rows, f"train/{key}") for key in ("d_loss", "d_real", "e_loss", "recon", "recon_token")}
+    assert len({len(v) for v in logged.values()}) == 1 and len(logged["recon"]) >= 2  # all on the same steps
+    assert all(math.isfinite(v) for v in logged["d_real"]) and all(0 < t < 12 for t in logged["recon_token"])
     assert {"val/d_real", "val/d_fake", "val/bleu4", "val/self_bleu4", "test/recon_ppl"} <= set(metrics)
     model = instantiate(cfg.model)
     ids = model.generate(model.sample_latents(5), temperature=0.7, top_k=10)

@@ -183,14 +183,21 @@ class GenerativeModule(LightningModule):
         except Exception:  # a Lightning version without it: log every step, as plain Lightning
             return True
 
-    def log_train_step(self, metrics: Mapping[str, torch.Tensor | float], batch_size: int, prog_bar: tuple[str, ...] = ()) -> None:
+    def log_train_step(self, metrics: Mapping[str, torch.Tensor | float] | Callable[[], Mapping[str, torch.Tensor | float]],
+                       batch_size: int, prog_bar: tuple[str, ...] = ()) -> None:
         """Log per-step training values (no cross-process sync) on the steps that get written.
+
+        ``metrics`` may be a function that returns them: it is called only on those steps, so
+        values computed for the log alone (means, probabilities) cost no operators, and on a GPU
+        no kernels, on the other steps.
 
         The values go to Lightning as host tensors, copied from the device together (one wait
         for a GPU per logged step): Lightning turns the progress bar's values into Python numbers
         after every batch until the epoch ends, which for values on a GPU is a wait per batch."""
         if not self.step_logs_due():
             return
+        if callable(metrics):
+            metrics = metrics()
         scalars = [v.detach().reshape(()).float() for v in metrics.values() if torch.is_tensor(v) and v.numel() == 1]
         host = iter(torch.stack(scalars).cpu().unbind() if scalars else ())
         for name, value in metrics.items():

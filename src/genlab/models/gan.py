@@ -105,8 +105,9 @@ class GAN(GenerativeModule):
         """What the discriminator sees as real: images scaled from [0, 1] to the generator's tanh range."""
         return batch[0] * 2.0 - 1.0
 
-    def adversarial_step(self, real: torch.Tensor, opt_g: Any, opt_d: Any) -> dict[str, torch.Tensor]:
-        """``n_critic`` discriminator steps, then one generator step; returns the values to log."""
+    def adversarial_step(self, real: torch.Tensor, opt_g: Any, opt_d: Any) -> Callable[[], dict[str, torch.Tensor]]:
+        """``n_critic`` discriminator steps, then one generator step; returns a function that
+        computes the values to log (``log_train_step`` calls it on the steps that are written)."""
         n = real.shape[0]
         # One generator forward serves the first discriminator step (detached) and the generator
         # step: the generator's weights do not change in between.
@@ -127,13 +128,17 @@ class GAN(GenerativeModule):
             self._step(opt_g, g_loss, "train/g_loss")
         if self.ema is not None:
             self.ema.update_parameters(self.generator)
-        metrics = {
-            "train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach(),
-            "train/d_real": gan_losses.mean_output(self.loss_name, d_real),
-            "train/d_fake": gan_losses.mean_output(self.loss_name, d_fake),
-        }
-        if self.loss_name == "wgan-gp":
-            metrics["train/gp"] = gp.detach()
+
+        def metrics() -> dict[str, torch.Tensor]:
+            values = {
+                "train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach(),
+                "train/d_real": gan_losses.mean_output(self.loss_name, d_real),
+                "train/d_fake": gan_losses.mean_output(self.loss_name, d_fake),
+            }
+            if self.loss_name == "wgan-gp":
+                values["train/gp"] = gp.detach()
+            return values
+
         return metrics
 
     def training_step(self, batch: Any, batch_idx: int) -> None:

@@ -78,15 +78,22 @@ class LatentGAN(GAN):
             log_px = self.decoder.log_prob(x, code + noise * torch.randn_like(code) if noise > 0 else code)
             recon = -log_px.mean()
             self._step(opt_ae, recon, "train/recon")
-        metrics = self.adversarial_step(code.detach(), opt_g, opt_d)
+        adversarial = self.adversarial_step(code.detach(), opt_g, opt_d)
+        e_loss = None
         if self.adv_weight > 0:
             with self.toggled_optimizer(opt_ae):  # only the encoder gets gradients here
                 e_loss = self.adv_weight * gan_losses.e_loss(self.loss_name, self.discriminator(self.encode(x)))
                 self._step(opt_ae, e_loss, "train/e_loss")
-            metrics["train/e_loss"] = e_loss.detach()
         self.batches_seen += 1
-        metrics["train/recon"] = recon.detach()
-        metrics["train/recon_token"] = -log_px.detach().sum() / self.decoder.units(x).sum()
+
+        def metrics() -> dict[str, torch.Tensor]:
+            values = adversarial()
+            if e_loss is not None:
+                values["train/e_loss"] = e_loss.detach()
+            values["train/recon"] = recon.detach()
+            values["train/recon_token"] = -log_px.detach().sum() / self.decoder.units(x).sum()
+            return values
+
         self.log_train_step(metrics, batch_size=x.shape[0], prog_bar=("train/recon", "train/d_loss"))
 
     def _eval_step(self, batch: Any, stage: str) -> None:

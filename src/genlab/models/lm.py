@@ -45,9 +45,9 @@ class LanguageModel(GenerativeModule):
         loss = nll.mean()
         if not self.loss_is_finite(loss):
             return None
-        token_nll = nll.sum().detach() / self.decoder.units(x).sum()
-        self.log_train_step({"train/loss": loss.detach(), "train/nll_token": token_nll}, batch_size=x.shape[0],
-                            prog_bar=("train/loss",))
+        self.log_train_step(lambda: {"train/loss": loss.detach(),
+                                     "train/nll_token": nll.sum().detach() / self.decoder.units(x).sum()},
+                            batch_size=x.shape[0], prog_bar=("train/loss",))
         return loss
 
     def _eval_step(self, batch: Any, stage: str) -> None:
