@@ -10,7 +10,8 @@ step, no profiler recording), :class:`DirectOptimization` makes the same calls d
 ``training_step`` inside the optimizer's closure, ``zero_grad``, ``backward``, the module's
 gradient clipping when ``trainer.gradient_clip_val`` asks for it, ``optimizer.step(closure)``,
 with Lightning's progress counters (``global_step``, checkpoints and resuming read them) and step
-outputs as before. Anything else goes through Lightning's own loop.
+outputs as before (:class:`DirectResult`: the detached loss, not a copy of it divided by one).
+Anything else goes through Lightning's own loop.
 
 Around the step, Lightning's training-epoch loop looks up at every batch which object provides
 each of the three batch-transfer hooks, walks the batch to move it to the device it is already
@@ -34,6 +35,7 @@ from __future__ import annotations
 import functools
 import types
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -91,6 +93,25 @@ def why_not_direct(trainer: Trainer) -> str | None:
     return None
 
 
+@dataclass
+class DirectResult(ClosureResult):
+    """Lightning's :class:`ClosureResult` for a ``training_step`` that returns the loss tensor, as
+    the direct road takes it: Lightning divides the loss by the accumulated batches (1 here) and
+    keeps a copy of it as the step's output, so that the precision plugin's scaling cannot change
+    it (there is none here). Both cost an operator, and on a GPU a kernel, at every step; the
+    output here is the detached loss itself."""
+
+    def _clone_loss(self) -> None:
+        if self.closure_loss is not None:
+            self.loss = self.closure_loss.detach()
+
+    @classmethod
+    def from_output(cls, output: Any) -> ClosureResult:
+        if isinstance(output, torch.Tensor):
+            return cls(output)
+        return ClosureResult.from_training_step_output(output)  # a dict, None or a mistake, as Lightning
+
+
 class DirectOptimization(_AutomaticOptimization):
     """Lightning's automatic optimization, with the direct road where :func:`why_not_direct` finds
     no reason against it (decided at the first step with each new optimizer, so once per fit;
@@ -114,7 +135,7 @@ class DirectOptimization(_AutomaticOptimization):
         @torch.enable_grad()
         def closure() -> torch.Tensor | None:
             nonlocal result
-            result = ClosureResult.from_training_step_output(call_module_hook(module, "training_step", *kwargs.values()))
+            result = DirectResult.from_output(call_module_hook(module, "training_step", *kwargs.values()))
             if result.closure_loss is None:
                 Closure.warning_cache.warn("`training_step` returned `None`. If this was on purpose, ignore this warning...")
             progress.zero_grad.increment_ready()
