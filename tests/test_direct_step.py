@@ -4,6 +4,8 @@ Lightning's own loop, taken only where none of the layers it skips has work to d
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 import torch
 from pytorch_lightning import Callback
@@ -74,6 +76,30 @@ class ShortEpochVAE(VAE):
 
     def on_train_batch_start(self, batch, batch_idx):
         return -1 if batch_idx == 2 else None
+
+
+class MetricsTrail(Callback):
+    """The logger connector's metric dicts as every batch and epoch starts (read from its own
+    dicts: ``trainer.callback_metrics`` would work them out anew), and a value logged from
+    ``on_train_batch_end`` at the second of every three batches, per step and per epoch."""
+
+    trail: list[tuple] = []
+
+    def _record(self, trainer, at: str) -> None:
+        connector = trainer._logger_connector
+        MetricsTrail.trail.append((at, trainer.global_step, *(
+            {k: float(v) for k, v in d.items()}
+            for d in (connector._callback_metrics, connector._progress_bar_metrics, connector._logged_metrics))))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._record(trainer, f"batch {batch_idx}")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._record(trainer, "epoch start")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx % 3 == 1:
+            pl_module.log("hook/third", float(batch_idx), on_step=True, on_epoch=True, prog_bar=True)
 
 
 class ManualHookLog(Callback):
@@ -171,6 +197,29 @@ def test_direct_batch_loop_calls_the_hooks_as_lightnings_loop(train_config, extr
         assert "hook/batch_idx_epoch" in direct["metrics"]
     if "ShortEpochVAE" in extra[0]:
         assert direct["step"] == 2  # debug=fast: one epoch of 5 batches, ended at the third
+
+
+@pytest.mark.parametrize("model", ["vae", "gan"])
+def test_direct_batch_loop_keeps_the_step_metrics_of_lightnings_loop(train_config, model: str, tmp_path) -> None:
+    """The direct road works the step's metrics out again only when a value was logged or reset:
+    the progress bar's, the callbacks' and the loggers' metrics are Lightning's before every batch
+    of two epochs of five batches, with values logged at every fourth step and from a callback at
+    the second of every three batches, and validation in between; the first batch of the second
+    epoch logs nothing (the epoch's values must stay). The CSV logs are the same."""
+    trails, logs = [], []
+    for road in ("direct_step=true", "direct_step=false"):
+        MetricsTrail.trail = []
+        run(train_config, f"model={model}", road, "trainer.max_epochs=2", "trainer.log_every_n_steps=4",
+            "+callbacks.trail._target_=test_direct_step.MetricsTrail")
+        trails.append(MetricsTrail.trail)
+        with open(tmp_path / "metrics.csv") as f:  # all but the times
+            logs.append([{k: v for k, v in row.items() if v and not k.startswith("time/")} for row in csv.DictReader(f)])
+        (tmp_path / "metrics.csv").unlink()
+    assert trails[0] == trails[1] and len(trails[0]) == 12
+    assert any("hook/third_step" in pbar for _, _, _, pbar, _ in trails[0])
+    assert any("hook/third_epoch" in callback for _, _, callback, _, _ in trails[0])
+    assert any("train/loss" in logged or "train/d_loss" in logged for *_, logged in trails[0])
+    assert logs[0] == logs[1] and any("hook/third_epoch" in row for row in logs[0])
 
 
 @pytest.mark.parametrize(
