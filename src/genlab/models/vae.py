@@ -19,6 +19,7 @@ from torch import nn
 from genlab.metrics.latent import active_units
 from genlab.models.base import GenerativeModule
 from genlab.models.kl_schedules import check_schedule, kl_weight
+from genlab.nets.likelihoods import as_float32
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -78,7 +79,7 @@ class VAE(GenerativeModule):
     def _elbo_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log p(x|z) [B], KL per latent dimension [B, L], posterior mean [B, L])``."""
         mu, logvar = self.encoder(x)
-        mu, logvar = mu.float(), logvar.float()
+        mu, logvar = as_float32(mu), as_float32(logvar)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         log_px = self.decoder.log_prob(x, z)
         kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
@@ -98,7 +99,7 @@ class VAE(GenerativeModule):
         stays at ``chunk`` decoder passes over the batch.
         """
         mu, logvar = self.encoder(x)
-        mu, logvar = mu.float(), logvar.float()
+        mu, logvar = as_float32(mu), as_float32(logvar)
         std = torch.exp(0.5 * logvar)
         log_w = []
         for start in range(0, k, chunk):

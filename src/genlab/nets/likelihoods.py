@@ -7,6 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def as_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t.float()``, which returns ``t`` itself when it is float32 already, without dispatching an
+    operator in that case: the losses take their inputs in float32 for mixed precision, and in
+    32-bit training every one of these calls is a no-op that costs the host an operator."""
+    return t if t.dtype == torch.float32 else t.float()
+
+
 class BernoulliDecoder(nn.Module):
     """Base for decoders whose ``forward(z)`` returns Bernoulli logits shaped like the data.
 
@@ -18,7 +25,7 @@ class BernoulliDecoder(nn.Module):
         """log p(x | z) summed over all pixels: one value per example, in nats."""
         logits = self(z)
         # BCE-with-logits is autocast-safe and runs in float32 under mixed precision.
-        nll = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
+        nll = F.binary_cross_entropy_with_logits(as_float32(logits), as_float32(x), reduction="none")
         return -nll.flatten(1).sum(1)
 
     def mean(self, z: torch.Tensor) -> torch.Tensor:
