@@ -281,6 +281,33 @@ def test_training_batches_come_as_index_slices_in_one_process_and_by_sampler_und
     assert isinstance(loader.sampler, EpochShuffle) and loader.batch_size == 100
 
 
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_in_memory_loader_gives_the_dataloaders_batches(tmp_path: Path, split: str) -> None:
+    """``InMemoryLoader`` without workers or pinned memory: a loop over the batch sampler that
+    gives the DataLoader's own batches, epoch after epoch; with pinned memory it is the
+    DataLoader's iterator."""
+    from torch.utils.data import DataLoader
+    from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+    from genlab.data.in_memory import InMemoryLoader
+
+    dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=300, seed=5)
+    dm.setup()
+    loader = getattr(dm, f"{split}_dataloader")()
+    assert type(loader) is InMemoryLoader and not isinstance(iter(loader), _BaseDataLoaderIter)
+    plain = DataLoader(loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=loader.collate_fn)
+    for epoch in (0, 1):
+        sampler = loader.batch_sampler.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        ours, theirs = list(loader), list(plain)
+        assert len(ours) == len(theirs) == len(loader) > 1
+        assert all(torch.equal(a, b) for x, y in zip(ours, theirs) for a, b in zip(x, y))
+    pinned = InMemoryLoader(loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=loader.collate_fn,
+                            pin_memory=True)
+    assert isinstance(iter(pinned), _BaseDataLoaderIter)
+
+
 def test_overfit_batches_trains_on_one_batch_every_epoch() -> None:
     """``debug=overfit`` (``trainer.overfit_batches=1``): Lightning replaces the loader's shuffled
     sampler with one in order, so each epoch trains on the same batch."""
