@@ -18,7 +18,7 @@ def batch_indices(indices: Sequence[int] | torch.Tensor, device: torch.device | 
     (``scripts/data_gather.py``). To a GPU they travel through pinned memory: a copy from
     ordinary host memory would wait for all the work queued on the GPU."""
     if isinstance(indices, torch.Tensor):
-        idx = indices.long()
+        idx = indices if indices.dtype == torch.int64 else indices.long()  # no operator when it is already
     else:
         idx = torch.from_numpy(np.fromiter(indices, dtype=np.int64, count=len(indices)))
     if device is not None and device.type == "cuda" and idx.device != device:
