@@ -113,7 +113,11 @@ class GAN(GenerativeModule):
         # step: the generator's weights do not change in between.
         fake = self._fake(n)
         for i in range(self.n_critic):
-            fake_d = fake.detach() if i == 0 else self._fake(n).detach()
+            if i == 0:
+                fake_d = fake.detach()
+            else:  # the further critic steps' fakes need no graph through the generator
+                with torch.no_grad():
+                    fake_d = self._fake(n)
             # toggled: only the discriminator's parameters require gradients in this step
             with self.toggled_optimizer(opt_d):
                 d_real, d_fake = self.discriminator(real), self.discriminator(fake_d)
