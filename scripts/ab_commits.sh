@@ -8,7 +8,7 @@
 # scripts/benchmark.py runs there with that commit's src/ first on PYTHONPATH, in the current
 # Python environment. The machine's drift over minutes hits both commits alike when their runs
 # alternate; compare the rows of the same round, then the rounds. Every row is also in
-# ${AB_DIR}/<commit>-<round>.json. Default arguments: --sections host_cost.
+# ${AB_DIR}/<commit>-<round>.json (and its output in .log). Default arguments: --sections host_cost.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -33,9 +33,13 @@ done
 for round in $(seq 1 "${ROUNDS:-3}"); do
     for commit in "$a" "$b"; do
         echo "== $commit, round $round"
-        (cd "$dir/$commit" && PYTHONPATH="$dir/$commit/src" python scripts/benchmark.py "${args[@]}" \
-            --out "$dir/$commit-$round.md" --json "$dir/$commit-$round.json" 2>/dev/null \
-            | grep -E "tiny nets|batch +[0-9]+ \(|batches/s|img/s" || true)
+        log="$dir/$commit-$round.log"
+        if ! (cd "$dir/$commit" && PYTHONPATH="$dir/$commit/src" python scripts/benchmark.py "${args[@]}" \
+                --out "$dir/$commit-$round.md" --json "$dir/$commit-$round.json" >"$log" 2>&1); then
+            tail -n 20 "$log"
+            exit 1
+        fi
+        grep -E "tiny nets|batch +[0-9]+ \(|batches/s|img/s" "$log" || true
     done
 done
 echo "Worktrees are left in $dir; remove them with: git worktree remove --force $dir/<commit>"

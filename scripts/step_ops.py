@@ -2,6 +2,7 @@
 
     python scripts/step_ops.py                                  # CPU: MLP VAE and DCGAN, batch 128
     python scripts/step_ops.py --device cuda --batch-sizes 128 512 --json ops.json
+    python scripts/step_ops.py --tiny --models vae gan --batch-sizes 16   # the host-cost section's nets
 
 Runs ``scripts/benchmark.py``'s sides (the tuned raw loop, genlab's ``train.py`` code path, and
 genlab on Lightning's own loop, ``direct_step=false``) under ``torch.profiler`` over the same
@@ -86,11 +87,12 @@ def count(prof, steps: int) -> dict:
             "kernel_time": per(kernel_time), "longest_kernel_us": max((e.device_time for e in kernels), default=0.0)}
 
 
-def run_side(side: str, model: str, batch_size: int, warmup: int, steps: int, device: str) -> dict:
+def run_side(side: str, model: str, batch_size: int, warmup: int, steps: int, device: str,
+             nets: list[str] = ()) -> dict:
     if side == "raw_tuned":
-        ips = benchmark.raw_loop(model, batch_size, warmup, steps, device, tuned=True)
+        ips = benchmark.raw_loop(model, batch_size, warmup, steps, device, tuned=True, overrides=list(nets))
     else:
-        ips = benchmark.genlab_run(model, batch_size, warmup, steps, device, VARIANTS.get(side, []))
+        ips = benchmark.genlab_run(model, batch_size, warmup, steps, device, [*nets, *VARIANTS.get(side, [])])
     facts = count(PROFILE["prof"], steps)
     facts["wall_us"] = 1e6 * batch_size / ips  # an epoch's short last batch aside
     return facts
@@ -100,7 +102,8 @@ def report(rows: list[dict], top: int) -> str:
     lines = []
     for row in rows:
         sides = row["sides"]
-        lines += [f"## {row['model']}, batch {row['batch_size']} ({row['steps']} profiled batches, {row['device']})", "",
+        nets = ", nets 16 units wide" if row.get("nets") else ""
+        lines += [f"## {row['model']}{nets}, batch {row['batch_size']} ({row['steps']} profiled batches, {row['device']})", "",
                   "| side | wall per batch, us (profiled) | aten ops | their own host time, us | kernels | "
                   "kernel time, us | CUDA runtime calls |", "|---|---|---|---|---|---|---|"]
         for side, s in sides.items():
@@ -143,6 +146,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--also", nargs="*", default=[], choices=["genlab_host_data"],
                         help="more sides: genlab_host_data, genlab with data.on_device=false")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the host-cost section's nets, 16 units wide (models vae and gan), where "
+                             "a step is almost all host work")
     parser.add_argument("--json")
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -151,10 +157,11 @@ def main() -> None:
     rows = []
     for model in args.models:
         for batch_size in args.batch_sizes:
-            sides = {side: run_side(side, model, batch_size, args.warmup, args.steps, args.device)
+            nets = benchmark.TINY_NETS[model] if args.tiny else []
+            sides = {side: run_side(side, model, batch_size, args.warmup, args.steps, args.device, nets)
                      for side in (*SIDES, *args.also)}
             rows.append({"model": model, "batch_size": batch_size, "steps": args.steps, "device": args.device,
-                         "sides": sides})
+                         "nets": nets, "sides": sides})
             print(report(rows[-1:], args.top), flush=True)
     if args.json:
         with open(args.json, "w") as f:
