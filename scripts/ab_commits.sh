@@ -39,7 +39,7 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
             tail -n 20 "$log"
             exit 1
         fi
-        grep -E "tiny nets|batch +[0-9]+ \(|batches/s|img/s" "$log" || true
+        grep -E "tiny nets|batch +[0-9]+ \(|^\| (mnist|text) \||img/s" "$log" || true
     done
 done
 echo "Worktrees are left in $dir; remove them with: git worktree remove --force $dir/<commit>"
