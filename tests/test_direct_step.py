@@ -101,6 +101,9 @@ class MetricsTrail(Callback):
         if batch_idx % 3 == 1:
             pl_module.log("hook/third", float(batch_idx), on_step=True, on_epoch=True, prog_bar=True)
 
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        pl_module.log("hook/third", 100.0 + batch_idx)  # the training value's name, from validation
+
 
 class ManualHookLog(Callback):
     """Records the hooks around the GANs' backward passes and optimizer steps: which, in which
@@ -199,18 +202,22 @@ def test_direct_batch_loop_calls_the_hooks_as_lightnings_loop(train_config, extr
         assert direct["step"] == 2  # debug=fast: one epoch of 5 batches, ended at the third
 
 
+@pytest.mark.parametrize("validation", ["per epoch", "every 2 batches"])
 @pytest.mark.parametrize("model", ["vae", "gan"])
-def test_direct_batch_loop_keeps_the_step_metrics_of_lightnings_loop(train_config, model: str, tmp_path) -> None:
+def test_direct_batch_loop_keeps_the_step_metrics_of_lightnings_loop(train_config, model: str, validation: str,
+                                                                      tmp_path) -> None:
     """The direct road works the step's metrics out again only when a value was logged or reset:
     the progress bar's, the callbacks' and the loggers' metrics are Lightning's before every batch
     of two epochs of five batches, with values logged at every fourth step and from a callback at
-    the second of every three batches, and validation in between; the first batch of the second
-    epoch logs nothing (the epoch's values must stay). The CSV logs are the same."""
+    the second of every three batches, and validation at each epoch's end or every two batches,
+    which logs a value under the name of a training one; the first batch of the second epoch logs
+    nothing (the epoch's values must stay). The CSV logs are the same."""
     trails, logs = [], []
+    every = ["trainer.val_check_interval=2"] if validation == "every 2 batches" else []
     for road in ("direct_step=true", "direct_step=false"):
         MetricsTrail.trail = []
         run(train_config, f"model={model}", road, "trainer.max_epochs=2", "trainer.log_every_n_steps=4",
-            "+callbacks.trail._target_=test_direct_step.MetricsTrail")
+            "+callbacks.trail._target_=test_direct_step.MetricsTrail", *every)
         trails.append(MetricsTrail.trail)
         with open(tmp_path / "metrics.csv") as f:  # all but the times
             logs.append([{k: v for k, v in row.items() if v and not k.startswith("time/")} for row in csv.DictReader(f)])
@@ -218,6 +225,8 @@ def test_direct_batch_loop_keeps_the_step_metrics_of_lightnings_loop(train_confi
     assert trails[0] == trails[1] and len(trails[0]) == 12
     assert any("hook/third_step" in pbar for _, _, _, pbar, _ in trails[0])
     assert any("hook/third_epoch" in callback for _, _, callback, _, _ in trails[0])
+    if every:  # within the epoch, validation's value shows until the next training batch ends
+        assert any(callback.get("hook/third", 0) >= 100 for _, _, callback, _, _ in trails[0])
     assert any("train/loss" in logged or "train/d_loss" in logged for *_, logged in trails[0])
     assert logs[0] == logs[1] and any("hook/third_epoch" in row for row in logs[0])
 

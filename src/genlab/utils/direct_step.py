@@ -306,7 +306,9 @@ class StepMetrics:
     they are a function of the collection's items, whether each was reset, and each one's
     step value, which Lightning replaces by a new tensor of its own whenever the value is logged:
     this keeps the last metrics with those objects (held, so that their ids stay theirs) and
-    works them out again only when one of them changed."""
+    works them out again only when one of them changed. It copies them into the three dicts after
+    every batch, as Lightning does: a value validation wrote there under the same name is
+    overwritten as before."""
 
     def __init__(self) -> None:
         self.key: tuple | None = None
