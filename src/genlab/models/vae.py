@@ -130,13 +130,15 @@ class VAE(GenerativeModule):
                 loss = ((kl_each if weight == 1.0 else weight * kl_each) - log_px).mean()
             if not self.loss_is_finite(loss):
                 return None
-            if self.step_logs_due():  # the logged values are computed only on the steps that are written
+
+            def metrics() -> dict[str, torch.Tensor | float]:  # called only on the steps that are written
                 recon, kl = -log_px.detach().mean(), kl_each.detach().mean()
-                metrics = {"train/loss": loss, "train/elbo": recon + kl, "train/recon": recon, "train/kl": kl}
+                values = {"train/loss": loss, "train/elbo": recon + kl, "train/recon": recon, "train/kl": kl}
                 if self.kl_warmup_steps > 0 and self.kl_schedule != "constant":
-                    metrics["train/kl_weight"] = weight
-                self.log_train_step({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()},
-                                    batch_size=x.shape[0], prog_bar=("train/elbo",))
+                    values["train/kl_weight"] = weight
+                return values
+
+            self.log_train_step(metrics, batch_size=x.shape[0], prog_bar=("train/elbo",))
             return loss
         recon, kl = -log_px.mean(), kl_each.mean()
         elbo = recon + kl
