@@ -354,7 +354,7 @@ def host_cost_report(rows: list[dict]) -> list[str]:
             "Lightning's own training loop (`direct_step=false`) run interleaved; each repetition's genlab run "
             "minus the raw run beside it is the framework's cost per batch (median, range). A GAN batch is two "
             "optimizer steps. Besides the framework, genlab's side also computes its models' objectives as "
-            "written (e.g. the VAE's log-likelihood and its negation, a NaN check of each loss). Where this cost "
+            "written (e.g. a NaN check of each loss). Where this cost "
             "comes from and what was done about it: docs/benchmarks.md; `bash scripts/ab_commits.sh A B` times "
             "it at two commits in alternating rounds.", "",
             "| model | timed batches × repetitions | tuned raw ms/batch | genlab ms/batch | Lightning's loop "

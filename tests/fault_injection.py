@@ -26,7 +26,7 @@ def poison_vae_loss(monkeypatch, step: int) -> None:
     original = VAE._elbo_parts
 
     def poisoned(self, x):
-        log_px, kl, mu = original(self, x)
-        return (log_px * float("nan") if self.training and self.global_step == step else log_px), kl, mu
+        nll, kl, mu = original(self, x)
+        return (nll * float("nan") if self.training and self.global_step == step else nll), kl, mu
 
     monkeypatch.setattr(VAE, "_elbo_parts", poisoned)

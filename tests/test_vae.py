@@ -40,6 +40,49 @@ def test_kl_warmup_weight(train_config) -> None:
     assert model.kl_weight() == 0.0  # global_step is 0 outside a trainer
 
 
+@pytest.mark.parametrize("model_name", ["vae", "vae_conv", "text_vae"])
+def test_decoder_nll_is_the_negated_log_likelihood(train_config, model_name: str) -> None:
+    """The decoders' ``nll``, which the losses use, is exactly ``-log_prob``; a decoder of one's own
+    with only ``log_prob`` gives the VAE the same loss through ``decoder_nll``."""
+    from genlab.data.tokenizers import PAD
+    from genlab.nets.likelihoods import decoder_nll
+
+    text = model_name == "text_vae"
+    model = instantiate(train_config(f"model={model_name}", "model.latent_dim=4",
+                                     *(["data=text", "vocab_size=30"] if text else [])).model)
+    if text:
+        x = torch.randint(4, model.decoder.vocab_size, (3, 7))
+        x[1, 4:] = PAD  # a shorter sentence
+    else:
+        x = torch.rand(3, 1, 28, 28)
+    z = torch.randn(3, 4)
+    def seeded(f, *args):  # the text decoder's dropouts draw at random in training mode
+        torch.manual_seed(1)
+        return f(*args)
+
+    nll = seeded(model.decoder.nll, x, z)
+    assert nll.shape == (3,) and (nll > 0).all()
+    assert torch.equal(nll, -seeded(model.decoder.log_prob, x, z))
+
+    class LogProbOnly(torch.nn.Module):  # a decoder of one's own: the likelihood, no nll
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            return self.inner.log_prob(x, z)
+
+        def units(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner.units(x)
+
+    assert torch.equal(seeded(decoder_nll, LogProbOnly(model.decoder), x, z), nll)
+    torch.manual_seed(0)
+    loss = model._step((x, None), "train")
+    model.decoder = LogProbOnly(model.decoder)
+    torch.manual_seed(0)
+    assert torch.equal(model._step((x, None), "train"), loss)
+
+
 @pytest.mark.parametrize(("overrides", "weight", "free_bits"), [
     ((), 1.0, 0.0), (("model.beta=0.5",), 0.5, 0.0), (("+model.free_bits=0.5",), 1.0, 0.5),
     (("model.beta=2.0", "+model.free_bits=0.5"), 2.0, 0.5)], ids=["elbo", "beta", "free_bits", "beta-free_bits"])
@@ -50,11 +93,11 @@ def test_training_loss_is_the_weighted_negative_elbo(train_config, overrides: tu
     model = instantiate(train_config("model=vae", "model.latent_dim=4", *overrides).model)
     x = torch.rand(6, 1, 28, 28)
     torch.manual_seed(0)
-    log_px, kl_dims, _ = model._elbo_parts(x)
+    nll, kl_dims, _ = model._elbo_parts(x)
     kl = kl_dims.mean(0).clamp(min=free_bits).sum() if free_bits > 0 else kl_dims.sum(1).mean()
     torch.manual_seed(0)
     loss = model._step((x, None), "train")
-    assert torch.allclose(loss, -log_px.mean() + weight * kl, rtol=1e-6)
+    assert torch.allclose(loss, nll.mean() + weight * kl, rtol=1e-6)
 
 
 @pytest.mark.parametrize("model_name", ["vae", "vae_conv"])

@@ -23,6 +23,7 @@ from torch import nn
 
 from genlab.models import gan_losses
 from genlab.models.gan import GAN, OptimizerFactory
+from genlab.nets.likelihoods import decoder_nll
 from genlab.utils.errors import GenlabError
 
 
@@ -75,8 +76,8 @@ class LatentGAN(GAN):
         with self.toggled_optimizer(opt_ae):
             code = self.encode(x)
             noise = self.code_noise * self.code_noise_decay ** (self.batches_seen // 100)
-            log_px = self.decoder.log_prob(x, code + noise * torch.randn_like(code) if noise > 0 else code)
-            recon = -log_px.mean()
+            nll = decoder_nll(self.decoder, x, code + noise * torch.randn_like(code) if noise > 0 else code)
+            recon = nll.mean()
             self._step(opt_ae, recon, "train/recon")
         adversarial = self.adversarial_step(code.detach(), opt_g, opt_d)
         e_loss = None
@@ -91,7 +92,7 @@ class LatentGAN(GAN):
             if e_loss is not None:
                 values["train/e_loss"] = e_loss.detach()
             values["train/recon"] = recon.detach()
-            values["train/recon_token"] = -log_px.detach().sum() / self.decoder.units(x).sum()
+            values["train/recon_token"] = nll.detach().sum() / self.decoder.units(x).sum()
             return values
 
         self.log_train_step(metrics, batch_size=x.shape[0], prog_bar=("train/recon", "train/d_loss"))
@@ -100,7 +101,7 @@ class LatentGAN(GAN):
         x = batch[0]
         code = self.encode(x)  # once: the critic's real input and the code reconstructed from
         self._log_discriminator(code, stage)
-        nll = -self.decoder.log_prob(x, code)
+        nll = decoder_nll(self.decoder, x, code)
         self.log(f"{stage}/recon", nll.mean(), on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         self.accumulate_perplexity(f"{stage}/recon_ppl", nll, self.decoder.units(x))
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from genlab.models.base import GenerativeModule
+from genlab.nets.likelihoods import decoder_nll
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -37,7 +38,7 @@ class LanguageModel(GenerativeModule):
         self.sample = dict(sample or {})
 
     def _nll(self, x: torch.Tensor) -> torch.Tensor:
-        return -self.decoder.log_prob(x, x.new_zeros(x.shape[0], 0, dtype=torch.float))
+        return decoder_nll(self.decoder, x, x.new_zeros(x.shape[0], 0, dtype=torch.float))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0]

@@ -19,7 +19,7 @@ from torch import nn
 from genlab.metrics.latent import active_units
 from genlab.models.base import GenerativeModule
 from genlab.models.kl_schedules import check_schedule, kl_weight
-from genlab.nets.likelihoods import as_float32
+from genlab.nets.likelihoods import as_float32, decoder_nll
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -29,7 +29,8 @@ class VAE(GenerativeModule):
 
     Args:
         encoder: module mapping x to ``(mu, logvar)`` of q(z|x).
-        decoder: module with ``log_prob(x, z)`` and ``mean(z)`` (it owns the likelihood).
+        decoder: module with ``log_prob(x, z)`` and ``mean(z)`` (it owns the likelihood); its
+            ``nll(x, z)``, where it has one, gives the loss's reconstruction term.
         optimizer: partially applied optimizer, called with the parameters.
         latent_dim: size of z; must match the nets.
         beta: weight of the KL term (beta-VAE, Higgins et al. 2017); 1 gives the ELBO.
@@ -77,18 +78,19 @@ class VAE(GenerativeModule):
 
     # ----------------------------------------------------------------- the objective
     def _elbo_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(log p(x|z) [B], KL per latent dimension [B, L], posterior mean [B, L])``."""
+        """``(-log p(x|z) [B], KL per latent dimension [B, L], posterior mean [B, L])``: the
+        reconstruction term as the decoder's ``nll``, which the loss adds without a negation."""
         mu, logvar = self.encoder(x)
         mu, logvar = as_float32(mu), as_float32(logvar)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        log_px = self.decoder.log_prob(x, z)
+        nll = decoder_nll(self.decoder, x, z)
         kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-        return log_px, kl_dims, mu
+        return nll, kl_dims, mu
 
     def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example ``(log p(x|z), KL(q(z|x) || p(z)))`` with one reparameterised sample."""
-        log_px, kl_dims, _ = self._elbo_parts(x)
-        return log_px, kl_dims.sum(dim=1)
+        nll, kl_dims, _ = self._elbo_parts(x)
+        return -nll, kl_dims.sum(dim=1)
 
     @torch.no_grad()
     def iwae_nll(self, x: torch.Tensor, k: int, chunk: int = 256) -> torch.Tensor:
@@ -119,20 +121,20 @@ class VAE(GenerativeModule):
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor | None:
         x = batch[0]
-        log_px, kl_dims, mu = self._elbo_parts(x)
+        nll, kl_dims, mu = self._elbo_parts(x)
         kl_each = kl_dims.sum(1)
         if stage == "train":
             weight = self.kl_weight()
             if self.free_bits > 0:
                 kl_term = kl_dims.mean(0).clamp(min=self.free_bits).sum()
-                loss = (kl_term if weight == 1.0 else weight * kl_term) - log_px.mean()
+                loss = (kl_term if weight == 1.0 else weight * kl_term) + nll.mean()
             else:  # one mean over the batch: fewer operators (and kernels on a GPU) than two
-                loss = ((kl_each if weight == 1.0 else weight * kl_each) - log_px).mean()
+                loss = ((kl_each if weight == 1.0 else weight * kl_each) + nll).mean()
             if not self.loss_is_finite(loss):
                 return None
 
             def metrics() -> dict[str, torch.Tensor | float]:  # called only on the steps that are written
-                recon, kl = -log_px.detach().mean(), kl_each.detach().mean()
+                recon, kl = nll.detach().mean(), kl_each.detach().mean()
                 values = {"train/loss": loss, "train/elbo": recon + kl, "train/recon": recon, "train/kl": kl}
                 if self.kl_warmup_steps > 0 and self.kl_schedule != "constant":
                     values["train/kl_weight"] = weight
@@ -140,7 +142,7 @@ class VAE(GenerativeModule):
 
             self.log_train_step(metrics, batch_size=x.shape[0], prog_bar=("train/elbo",))
             return loss
-        recon, kl = -log_px.mean(), kl_each.mean()
+        recon, kl = nll.mean(), kl_each.mean()
         elbo = recon + kl
         # val/* and test/* are averaged over all examples of the epoch (batch_size weights the
         # batches) and reduced across DDP processes once at its end
@@ -149,7 +151,7 @@ class VAE(GenerativeModule):
             self.log(name, value, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True,
                      prog_bar=name == f"{stage}/elbo")
         if self.per_token:
-            self.accumulate_perplexity(f"{stage}/ppl", kl_each - log_px, self.decoder.units(x))
+            self.accumulate_perplexity(f"{stage}/ppl", kl_each + nll, self.decoder.units(x))
         self._means.append(mu.detach())
         return elbo
 

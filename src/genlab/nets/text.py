@@ -98,11 +98,14 @@ class RNNDecoder(nn.Module):
         return self.out(self.dropout(out))
 
     # ----------------------------------------------------------------- the likelihood
+    def nll(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z) summed over the tokens of each sentence (``<eos>`` included), in nats."""
+        logits = self(x, z).float()
+        return F.cross_entropy(logits.transpose(1, 2), x, ignore_index=PAD, reduction="none").sum(1)
+
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x | z) summed over the tokens of each sentence (``<eos>`` included), in nats."""
-        logits = self(x, z).float()
-        nll = F.cross_entropy(logits.transpose(1, 2), x, ignore_index=PAD, reduction="none")
-        return -nll.sum(1)
+        return -self.nll(x, z)
 
     @staticmethod
     def units(x: torch.Tensor) -> torch.Tensor:
