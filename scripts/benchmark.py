@@ -190,7 +190,7 @@ LIGHTNING_PROFILER = "pytorch_lightning.profilers.PassThroughProfiler"  # Lightn
 
 def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str],
                before: bool = False, nonfinite_deferred: bool | None = None, callbacks: str = "none",
-               progress_bar: bool = False) -> float:
+               progress_bar: bool = False, data: tuple[str, ...] = ("data.source=bundled",)) -> float:
     """``train.py``'s code path; ``before``: without the per-step fixes this benchmark led to
     (Adam's plain kernel, ``+model.optimizer.fused=false``; torch's CUDA check as Lightning leaves
     it; the DataLoader's list of indices per batch, gathered by ``torch.as_tensor`` and indexing;
@@ -199,7 +199,8 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
     batches copied from the host, ``data.on_device=false``, and the NaN check read at every
     step). ``nonfinite_deferred``: ``GenerativeModule.nonfinite_deferred`` for this run.
     ``callbacks``, ``progress_bar``: the callbacks group and the progress bar (the table's runs have
-    neither; the sample-quality callback, which computes FID each epoch, is always left out)."""
+    neither; the sample-quality callback, which computes FID each epoch, is always left out).
+    ``data``: the data overrides (default: the bundled MNIST images)."""
     import contextlib
 
     import genlab.train
@@ -218,7 +219,7 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
         from genlab.utils.config import compose_config
 
         cfg = compose_config("train", [
-            f"model={model}", "data.source=bundled", f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
+            f"model={model}", *data, f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
             f"trainer.max_steps={(warmup + steps) * per_batch}", "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "logger=csv", f"callbacks={callbacks}", "test=false",
             f"trainer.enable_progress_bar={str(progress_bar).lower()}", "trainer.enable_model_summary=false",
@@ -555,6 +556,9 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
         "loop gathers as genlab does (`index_select`) and uses the very optimizers genlab builds "
         "(Adam's fused kernel, `genlab.models.base.make_optimizer`), so against it genlab does the same "
         "work down to the kernel and the ratio is the cost of the framework alone."
+        + ("" if on_gpu else " All sides run with malloc keeping freed host memory for reuse, which `train.py` "
+           "switches on for CPU training (`keep_host_memory`) and which lasts for the rest of a process; its "
+           "own effect is measured by `scripts/host_memory.py`.")
         + (" On a GPU the raw loops hold the images on the device and gather there, as genlab's data module "
            "does (`data.on_device=auto`)." if on_gpu else ""),
         "",
@@ -768,6 +772,12 @@ def main() -> None:
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
+    if args.device == "cpu":
+        # what genlab's first run would switch on for the rest of this process: from the start, so
+        # that every side of every row runs with it (its own effect: scripts/host_memory.py)
+        from genlab.utils.trainer_setup import keep_freed_host_memory
+
+        keep_freed_host_memory()
 
     def section(name, fn):
         start = time.perf_counter()

@@ -130,6 +130,51 @@ def test_cheap_cuda_checks_only_where_no_device_exists(monkeypatch: pytest.Monke
         assert not changed and os.environ[NVML_CHECK] == "0"
 
 
+FAULTS_AFTER_REUSE = """
+import resource, sys
+from genlab.utils.trainer_setup import keep_freed_host_memory
+applied = keep_freed_host_memory() if sys.argv[1] == "on" else None
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+block = bytearray(64 << 20)  # malloc'd and written: 16,384 pages of 4 KiB
+del block
+before = faults()
+block = bytearray(64 << 20)  # the same size again
+print(applied, faults() - before)
+"""
+
+
+def test_keep_freed_host_memory_reuses_freed_blocks() -> None:
+    """A freed 64 MiB block is faulted in anew by glibc's default malloc (it unmaps blocks over
+    its mmap threshold) and reused once ``keep_freed_host_memory`` took effect; in processes of
+    their own, as the setting lasts for the rest of a process."""
+    import subprocess
+    import sys
+
+    def run(side: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", FAULTS_AFTER_REUSE, side], capture_output=True, text=True,
+                             check=True)
+        applied, faults = out.stdout.split()
+        return applied, int(faults)
+
+    applied, kept = run("on")
+    if applied != "True":
+        pytest.skip("no glibc mallopt here")
+    _, default = run("off")
+    assert default > 10_000 and kept < 1_000, (default, kept)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_train_keeps_host_memory_on_cpu_as_configured(train_config, monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:
+    import genlab.train
+
+    calls = []
+    monkeypatch.setattr(genlab.train, "keep_freed_host_memory", lambda: calls.append(1) or True)
+    genlab.train.train(train_config("debug=fast", "data.source=bundled", "logger=csv", "test=false", "callbacks=none",
+                                    "trainer.max_steps=1", f"keep_host_memory={str(keep).lower()}"))
+    assert calls == ([1] if keep else [])
+
+
 def test_explicit_strategy_is_kept() -> None:
     kw = resolve_trainer_kwargs({**base(), "gpus": 2, "strategy": "ddp_spawn"}, count_gpus=lambda: 2)
     assert kw["strategy"] == "ddp_spawn"
