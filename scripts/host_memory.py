@@ -6,9 +6,10 @@
 Each run is ``train.py``'s code path in a process of its own (``scripts/benchmark.py``'s
 ``genlab_run``: the CSV logger, no validation; the bundled MNIST images, or the bundled
 Shakespeare for the ``text_*`` models), because the setting holds for the rest of a process. The
-two sides alternate (off, on, on, off, ...). Over the timed batches, per training step: the
-throughput, the minor page faults (pages the kernel maps in and zeroes for the process), the
-kernel (system) CPU time and the user CPU time; and the process's peak resident memory.
+two sides alternate (off, on, on, off, ...: ``benchmark.interleaved``). Over the timed batches,
+per training step: the throughput, the minor page faults (pages the kernel maps in and zeroes for
+the process), the kernel (system) CPU time and the user CPU time; and the process's peak resident
+memory.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def main() -> None:
         print(json.dumps(child(model, int(batch), side, args.warmup, args.steps)))
         return
 
+    import benchmark  # scripts/benchmark.py
+
     env = {**os.environ, "WANDB_MODE": "disabled"}
     results = []
     print("| model | batch | side | per second (median, range) | page faults / step | kernel ms / step | user ms / "
@@ -74,14 +77,13 @@ def main() -> None:
         model, batch = case.split(":")
         steps = args.steps or {"vae": 200, "text_lm": 30, "text_vae": 30}.get(model, 10)
         runs: dict[str, list[dict]] = {side: [] for side in SIDES}
-        for rep in range(args.reps):
-            for side in (SIDES if rep % 2 == 0 else reversed(SIDES)):
-                cmd = [sys.executable, __file__, "--child", model, batch, side, "--warmup", str(args.warmup),
-                       "--steps", str(steps)]
-                out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).parent)
-                if out.returncode:
-                    sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
-                runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for side in benchmark.interleaved(SIDES, args.reps):
+            cmd = [sys.executable, __file__, "--child", model, batch, side, "--warmup", str(args.warmup),
+                   "--steps", str(steps)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).parent)
+            if out.returncode:
+                sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+            runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
         for side, rs in runs.items():
             med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
             rates = [r["items_per_s"] for r in rs]

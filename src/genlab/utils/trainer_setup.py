@@ -113,9 +113,9 @@ def keep_freed_host_memory() -> bool:
     on a 2-core CPU (``python scripts/host_memory.py``; they train 1.2-1.34x as fast without).
     With mmap off (``M_MMAP_MAX=0``) and trimming only past 1 GiB free, freed blocks are reused
     from the heap. The process keeps the memory it freed instead of returning it between steps
-    (the default experiment's peak RSS: about +15%). It lasts for the
-    rest of the process, as the ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...`` environment
-    variables would; the GPU's memory has its own caching allocator and is not concerned."""
+    (the default experiment's peak RSS: about +15%). It lasts for the rest of the process, as the
+    ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...`` environment variables would; the GPU's
+    memory has its own caching allocator and is not concerned."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not a C library with mallopt (e.g. Windows)
