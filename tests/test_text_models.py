@@ -49,12 +49,12 @@ def test_language_model_learns_beyond_unigrams(train_config, tmp_path: Path, mon
     # the W&B run holds the vocabulary size in its config, BLEU curves and a table of samples per epoch
     finish()  # as train.py's task wrapper does
     run_file = next((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
-    for _ in range(60):  # W&B's service writes the file in the background: wait for the config
+    for _ in range(60):  # W&B's service writes the file in the background: wait for its last record
         try:
             summary = summarize(run_file)
         except Exception:  # a record caught half-written
-            summary = {"config": {}}
-        if "vocab_size" in summary["config"]:
+            summary = {"config": {}, "exited": False}
+        if summary["exited"]:
             break
         time.sleep(1)
     assert summary["config"]["vocab_size"] == len(dm.tokenizer) and summary["config"]["data_info"]["tokenizer"] == "word"

@@ -43,12 +43,15 @@ def records(path: Path) -> Iterator[pb.Record]:
 
 
 def summarize(path: Path) -> dict[str, Any]:
-    """Config, metric history keys, run info and media count of an offline run file."""
+    """Config, metric history keys, run info and media count of an offline run file, and whether
+    it holds the run's exit record (the last one W&B writes: the file is complete)."""
     config: dict[str, Any] = {}
     history: dict[str, list[Any]] = {}
     run: dict[str, Any] = {}
+    exited = False
     for r in records(path):
         kind = r.WhichOneof("record_type")
+        exited = exited or kind == "exit"
         if kind == "config":
             for item in r.config.update:
                 config[item.key] = json.loads(item.value_json)
@@ -62,4 +65,4 @@ def summarize(path: Path) -> dict[str, Any]:
                 config.setdefault(item.key, json.loads(item.value_json))
             run = {"job_type": r.run.job_type, "tags": list(r.run.tags), "project": r.run.project,
                    "group": r.run.run_group, "name": r.run.display_name}
-    return {"config": config, "history": history, "run": run}
+    return {"config": config, "history": history, "run": run, "exited": exited}
