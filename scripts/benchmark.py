@@ -58,9 +58,10 @@ TIMES: dict[str, float] = {}
 
 class BatchTimer(Callback):
     """Wall time from the start of training batch number ``warmup`` (counted over epochs) to the
-    end of batch ``last``, and the images those timed batches held (an epoch's last batch is
-    short). On a GPU it waits for the device at those two points only, as the raw loop does: a
-    wait after every batch would take away the overlap of host and device that genlab keeps."""
+    end of batch ``last``, where it stops the training, and the images those timed batches held
+    (an epoch's last batch is short). On a GPU it waits for the device at those two points only,
+    as the raw loop does: a wait after every batch would take away the overlap of host and device
+    that genlab keeps."""
 
     def __init__(self, warmup: int, last: int) -> None:
         self.warmup, self.last, self.seen = warmup, last, 0
@@ -76,6 +77,7 @@ class BatchTimer(Callback):
         self.seen += 1
         if self.seen == self.last:
             TIMES["end"] = window_closes(pl_module.device.type)
+            trainer.should_stop = True  # Lightning's max_steps counts optimizer steps, which differ by model
 
 
 def drained_clock(device: str) -> float:
@@ -214,13 +216,12 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
     IndexBatches.__iter__ = BatchSampler.__iter__ if before else INDEX_BATCHES_NOW
     GenerativeModule.nonfinite_deferred = False if before else nonfinite_deferred
 
-    per_batch = 2 if "gan" in model else 1  # Lightning counts optimizer steps
     with tempfile.TemporaryDirectory() as out:
         from genlab.utils.config import compose_config
 
         cfg = compose_config("train", [
             f"model={model}", *data, f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
-            f"trainer.max_steps={(warmup + steps) * per_batch}", "trainer.limit_val_batches=0",
+            "trainer.max_steps=-1", "++trainer.min_epochs=0", "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "logger=csv", f"callbacks={callbacks}", "test=false",
             f"trainer.enable_progress_bar={str(progress_bar).lower()}", "trainer.enable_model_summary=false",
             f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", f"+callbacks.timer._target_={BatchTimer.__module__}.BatchTimer",

@@ -197,3 +197,18 @@ def test_two_gpus_ddp_writes_one_run(tmp_path: Path, model_name: str) -> None:
     assert "MEMBER: 2/2" in proc.stdout + proc.stderr
     runs = list((tmp_path / "outputs" / "debug" / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_text_decoder_nll_on_a_gpu_matches_the_cpus() -> None:
+    """On a GPU the decoder's likelihood runs over every position (no wait for the token count);
+    on the CPU over the tokens alone: the same values."""
+    from genlab.nets.text import RNNDecoder
+
+    torch.manual_seed(0)
+    x = torch.tensor([[5, 6, 7, 8, 2], [9, 2, 0, 0, 0], [4, 4, 2, 0, 0]])
+    z = torch.randn(3, 4)
+    dec = RNNDecoder(vocab_size=12, latent_dim=4, embed_dim=8, hidden_dim=16, z_every_step=True)
+    on_cpu = dec.nll(x, z)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # cuDNN's RNN in full float32
+        on_gpu = dec.cuda().nll(x.cuda(), z.cuda()).cpu()
+    assert torch.allclose(on_cpu, on_gpu, atol=1e-3)

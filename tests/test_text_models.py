@@ -150,3 +150,36 @@ def test_recurrent_nets_shapes_and_likelihood(cell: str) -> None:
     assert torch.allclose(dec.log_prob(x[1:, :2], mu[1:]), log_px[1:], atol=1e-5)
     assert torch.equal(dec.units(x), torch.tensor([4, 2]))
     assert dec.generate(mu, greedy=True).shape == (2, 6)
+
+
+def padded_nll(dec, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The likelihood over every position of the batch, the padding's masked out by the loss."""
+    import torch.nn.functional as F
+
+    from genlab.data.tokenizers import PAD
+
+    logits = dec(x, z).float()
+    return F.cross_entropy(logits.transpose(1, 2), x, ignore_index=PAD, reduction="none").sum(1)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_decoder_nll_on_the_tokens_alone_matches_every_position(cell: str) -> None:
+    """On the CPU the output layer runs on the sentences' tokens only; the loss and the gradients
+    are those of the whole padded batch, and the logits of ``at`` are those positions' logits."""
+    from genlab.nets.text import RNNDecoder
+
+    torch.manual_seed(0)
+    x = torch.tensor([[5, 6, 7, 8, 2], [9, 2, 0, 0, 0], [4, 4, 2, 0, 0]])
+    z = torch.randn(3, 4)
+    dec = RNNDecoder(vocab_size=12, latent_dim=4, embed_dim=8, hidden_dim=16, cell=cell, z_every_step=True)
+    tokens = x != 0
+    assert torch.allclose(dec(x, z, at=tokens), dec(x, z)[tokens], atol=1e-6)
+    grads = []
+    for nll in (dec.nll, lambda x, z: padded_nll(dec, x, z)):
+        dec.zero_grad()
+        value = nll(x, z)
+        value.sum().backward()
+        grads.append((value.detach(), [p.grad.clone() for p in dec.parameters()]))
+    (a, grad_a), (b, grad_b) = grads
+    assert a.shape == (3,) and torch.allclose(a, b, atol=1e-5)
+    assert all(torch.allclose(g, h, atol=1e-6) for g, h in zip(grad_a, grad_b))

@@ -1,0 +1,148 @@
+"""The text models' likelihood on the sentences' tokens alone against every padded position, on the CPU.
+
+    python scripts/text_step.py                         # text_lm, text_vae, text_gan; 3 repetitions
+    python scripts/text_step.py --models text_lm --reps 5 --json text_step.json
+
+``RNNDecoder.nll`` runs the output layer and the softmax over the vocabulary only where a sentence
+has a token (``tokens``); ``padded`` puts back what it did before: every position of the batch,
+padding included, with the cross-entropy taken over the ``[B, V, T]`` logits. Both sides run in
+this process, in turn (``benchmark.interleaved``), under ``keep_host_memory`` as training does:
+
+1. training throughput, sentences/s over the timed batches of ``train.py``'s code path
+   (``benchmark.genlab_run``: the bundled Shakespeare, ``data.batch_size=64``, the CSV logger, no
+   validation);
+2. the likelihood as validation computes it: ``nll`` of the decoder of a freshly built model under
+   ``no_grad``, over the validation split in batches of ``data.eval_batch_size`` (512);
+3. how far the two sides' ``nll`` lie apart on those batches (the same weights; float32 sums in
+   another order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import benchmark  # scripts/benchmark.py
+from genlab.data.tokenizers import PAD
+from genlab.nets.text import RNNDecoder
+
+TOKENS_ONLY = RNNDecoder.nll
+
+
+def padded_nll(self: RNNDecoder, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``RNNDecoder.nll`` before: the output layer and the softmax at every position of the batch."""
+    logits = self(x, z).float()
+    return F.cross_entropy(logits.transpose(1, 2), x, ignore_index=PAD, reduction="none").sum(1)
+
+
+SIDES = {"tokens": TOKENS_ONLY, "padded": padded_nll}
+
+
+def use(side: str) -> None:
+    RNNDecoder.nll = SIDES[side]
+
+
+def built(model: str):
+    """The data module (set up) and a model of ``model=<model> data=text``, as ``train.py`` builds them."""
+    from hydra.utils import instantiate
+
+    from genlab.train import fill_model_settings
+
+    cfg = benchmark.compose(model, ["data=text"])
+    datamodule = instantiate(cfg.data)
+    fill_model_settings(cfg, datamodule)
+    return datamodule, instantiate(cfg.model).eval()
+
+
+def latent(model, x: torch.Tensor) -> torch.Tensor:
+    """What the model's decoder is given for ``x``: nothing (the language model), the posterior mean
+    (the VAE), the code (the latent GAN)."""
+    if getattr(model, "encoder", None) is None:
+        return x.new_zeros(x.shape[0], 0, dtype=torch.float)
+    out = model.encoder(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def evaluation(model: str, reps: int) -> dict:
+    datamodule, net = built(model)
+    batches = [(x, latent(net, x)) for x, _ in datamodule.val_dataloader()]
+    sentences = sum(len(x) for x, _ in batches)
+    rates: dict[str, list[float]] = {side: [] for side in SIDES}
+    for side in benchmark.interleaved(SIDES, reps):
+        use(side)
+        start = time.perf_counter()
+        for x, z in batches:
+            net.decoder.nll(x, z)
+        rates[side].append(sentences / (time.perf_counter() - start))
+    use("tokens")
+    a = torch.cat([TOKENS_ONLY(net.decoder, x, z) for x, z in batches])
+    b = torch.cat([padded_nll(net.decoder, x, z) for x, z in batches])
+    tokens = sum(int((x != PAD).sum()) for x, _ in batches)
+    positions = sum(x.numel() for x, _ in batches)
+    return {"model": model, "sentences": sentences, "batch_size": datamodule.eval_batch_size,
+            "padding": 1 - tokens / positions, "runs": rates,
+            "median": {side: statistics.median(r) for side, r in rates.items()},
+            "max_abs_diff": float((a - b).abs().max()), "max_rel_diff": float(((a - b).abs() / b.abs()).max()),
+            "total_nll": {"tokens": float(a.double().sum()), "padded": float(b.double().sum())}}
+
+
+def training(model: str, batch_size: int, warmup: int, steps: int, reps: int) -> dict:
+    rates: dict[str, list[float]] = {side: [] for side in SIDES}
+    for side in benchmark.interleaved(SIDES, reps):
+        use(side)
+        rates[side].append(benchmark.genlab_run(model, batch_size, warmup, steps, "cpu", [], data=("data=text",)))
+    use("tokens")
+    return {"model": model, "batch_size": batch_size, "steps": steps, "runs": rates,
+            "median": {side: statistics.median(r) for side, r in rates.items()}}
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["text_lm", "text_vae", "text_gan"])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40, help="timed training batches per run")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from genlab.utils.trainer_setup import keep_freed_host_memory
+
+    keep_freed_host_memory()  # as train.py does on a CPU
+    torch.manual_seed(0)
+    results = {"training": [], "evaluation": []}
+    print(f"Training, sentences/s (median, range of {args.reps}), batch {args.batch_size}:\n\n"
+          "| model | tokens | padded | tokens / padded |\n|---|---|---|---|", flush=True)
+    for model in args.models:
+        r = training(model, args.batch_size, args.warmup, args.steps, args.reps)
+        results["training"].append(r)
+        m = r["median"]
+        print(f"| {model} | {spread(r['runs']['tokens'])} | {spread(r['runs']['padded'])} | "
+              f"{m['tokens'] / m['padded']:.2f} |", flush=True)
+    print(f"\nValidation's likelihood, sentences/s (median, range of {args.reps}):\n\n"
+          "| model | batch | padding | tokens | padded | tokens / padded | max abs (rel) difference |\n"
+          "|---|---|---|---|---|---|---|", flush=True)
+    for model in args.models:
+        r = evaluation(model, args.reps)
+        results["evaluation"].append(r)
+        m = r["median"]
+        print(f"| {model} | {r['batch_size']} | {r['padding']:.0%} | {spread(r['runs']['tokens'])} | "
+              f"{spread(r['runs']['padded'])} | {m['tokens'] / m['padded']:.2f} | "
+              f"{r['max_abs_diff']:.2g} ({r['max_rel_diff']:.1g}) |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
