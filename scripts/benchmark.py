@@ -467,15 +467,19 @@ def precision_effect(models: list[str], warmup: int, seconds: float, reps: int, 
 
 
 # ----------------------------------------------------------------- data, start-up, memory
-def data_pipeline(batch_size: int, seconds: float = 2.0) -> dict[str, float]:
-    """Batches per second the data modules deliver to the model, transfer hook included."""
+def data_pipeline(batch_size: int, seconds: float = 2.0) -> dict[str, dict[str, float]]:
+    """Batches per second the data modules deliver to the model, transfer hook included; and the
+    seconds their ``setup`` takes (the bundled MNIST images from genlab's decoded copy; Shakespeare's
+    plays read, split and tokenised)."""
     from genlab.data import MNISTDataModule, TextDataModule
 
-    out = {}
+    out: dict[str, dict[str, float]] = {"batches_per_s": {}, "setup_seconds": {}}
     image_dm = MNISTDataModule(root=tempfile.gettempdir(), source="bundled", batch_size=batch_size)
     text_dm = TextDataModule(corpus="shakespeare", batch_size=batch_size)
     for name, dm in (("mnist", image_dm), ("text", text_dm)):
+        start = time.perf_counter()
         dm.setup()
+        out["setup_seconds"][name] = time.perf_counter() - start
         n, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             for batch in dm.train_dataloader():
@@ -484,7 +488,7 @@ def data_pipeline(batch_size: int, seconds: float = 2.0) -> dict[str, float]:
                 n += 1
                 if time.perf_counter() - start >= seconds:
                     break
-        out[name] = n / (time.perf_counter() - start)
+        out["batches_per_s"][name] = n / (time.perf_counter() - start)
     return out
 
 
@@ -501,16 +505,18 @@ TRAIN_WANDB_BEFORE = ("import runpy, sys; import genlab.utils.wandb_setup as w; 
                       "sys.argv = ['train.py', *sys.argv[1:]]; runpy.run_path('train.py', run_name='__main__')")
 
 
-def startup(reps: int, variants: tuple[str, ...] = ("wandb_offline", "wandb_before", "csv"),
+def startup(reps: int, variants: tuple[str, ...] = ("wandb_offline", "wandb_before", "csv", "text_lm"),
             imports_floor: bool = True) -> dict:
     """Seconds from the process start of ``python train.py`` to its first training batch, by phase
     (genlab's own marks, ``run_info.json``), with W&B offline (also as it started before W&B's
-    Launch-inputs look was skipped) and with the CSV logger alone; and the floor,
+    Launch-inputs look was skipped), with the CSV logger alone and for the text language model
+    (``model=text_lm data=text``, W&B offline); and the floor,
     ``python -c "import torch, pytorch_lightning"``. Repetitions interleave."""
     env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
     floor, floor_imports = [], []
     runs: dict[str, list[dict]] = {name: [] for name in variants}
-    commands = {"wandb_offline": ["train.py"], "wandb_before": ["-c", TRAIN_WANDB_BEFORE], "csv": ["train.py", "logger=csv"]}
+    commands = {"wandb_offline": ["train.py"], "wandb_before": ["-c", TRAIN_WANDB_BEFORE], "csv": ["train.py", "logger=csv"],
+                "text_lm": ["train.py", "model=text_lm", "data=text"]}
     imports_only = ("import time, torch, pytorch_lightning; from genlab.utils import startup; "
                     "print(time.time() - startup.process_start())")
     for _ in range(reps):
@@ -617,8 +623,9 @@ def data_report(results: dict, args: argparse.Namespace) -> list[str]:
     lines += ["", "## Data pipeline alone", "",
               f"Batches of {args.data_batch} per second the data modules deliver (shuffled, sliced, converted), "
               f"against the fastest model step at that batch size ({fastest:.1f} steps/s):", "",
-              "| data | batches/s | × fastest model step |", "|---|---|---|",
-              *[f"| {k} | {v:.0f} | {v / fastest:.0f}× |" for k, v in d.items()]]
+              "| data | batches/s | × fastest model step | `setup()`, s |", "|---|---|---|---|",
+              *[f"| {k} | {v:.0f} | {v / fastest:.0f}× | {d['setup_seconds'][k]:.2f} |"
+                for k, v in d["batches_per_s"].items()]]
     return lines
 
 
@@ -631,7 +638,8 @@ def startup_report(results: dict) -> list[str]:
 
     floor, imports = s["floor_import_torch_lightning"], s["floor_imports_only"]
     nan = float("nan")
-    columns = [s["wandb_offline"], s.get("wandb_before", {}), s.get("csv", {})]  # the last two: not with --quick
+    # all but the first: not with --quick
+    columns = [s["wandb_offline"], s.get("wandb_before", {}), s.get("csv", {}), s.get("text_lm", {})]
     totals = [c.get("total", nan) for c in columns]
 
     def row(label: str, values: list[float], bold: bool = False) -> str:
@@ -644,15 +652,18 @@ def startup_report(results: dict) -> list[str]:
               "repetitions; the floor is a process that only imports torch and Lightning. \"W&B offline, before\" "
               "is the same command as it started before genlab skipped `wandb.init`'s look for staged W&B Launch "
               "inputs, which imports `wandb.sdk.launch` (`genlab.utils.wandb_setup."
-              "skip_launch_inputs_when_none_staged`).", "",
-              "| phase | W&B offline (default) | W&B offline, before | `logger=csv` |", "|---|---|---|---|",
+              "skip_launch_inputs_when_none_staged`). The last column is the text language model "
+              "(`model=text_lm data=text`, W&B offline): Shakespeare's plays read and tokenised, and a "
+              "sanity check of two validation batches of 512 sentences over a 14,851-word vocabulary.", "",
+              "| phase | W&B offline (default) | W&B offline, before | `logger=csv` | `model=text_lm data=text` |",
+              "|---|---|---|---|---|",
               *[row(phase, [c.get(phase, nan) for c in columns]) for phase in s["wandb_offline"]
                 if phase not in ("total", "whole command")],
               row("total", totals, bold=True),
-              row("the floor: `python -c \"import torch, pytorch_lightning\"`, whole command", [floor] * 3),
+              row("the floor: `python -c \"import torch, pytorch_lightning\"`, whole command", [floor] * len(columns)),
               row("over the floor", [t - floor for t in totals], bold=True),
               row("the same imports, process start to their end (the clock of the phases above; the command "
-                  "also exits the interpreter)", [imports] * 3),
+                  "also exits the interpreter)", [imports] * len(columns)),
               row("over that", [t - imports for t in totals]),
               row("the whole command: also its training step, the end of the run and the interpreter's exit "
                   "(`genlab.utils.task.quick_exit`; `scripts/exit_time.py`)",

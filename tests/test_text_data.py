@@ -33,6 +33,21 @@ def test_vocabulary_min_freq_max_vocab_and_unknowns() -> None:
     assert tok.encode("c a <unk>") == [UNK, tok.index["a"], UNK]
     assert Tokenizer.build(["a a a b b c"], "word", max_vocab=5).vocab == [*SPECIALS, "a"]
     assert Tokenizer.build(["A a"], "word", lowercase=True).vocab == [*SPECIALS, "a"]
+    texts = ["b a a <unk>", "c b a"]
+    split = Tokenizer("word", SPECIALS).tokenize
+    assert Tokenizer.from_tokens([split(t) for t in texts], "word", min_freq=2).vocab == \
+        Tokenizer.build(texts, "word", min_freq=2).vocab == [*SPECIALS, "a", "b"]
+    assert tok.ids(["a", "c", "<unk>"]) == [tok.index["a"], UNK, UNK]
+
+
+def test_examples_padded_into_one_tensor() -> None:
+    from genlab.data.text import padded
+
+    data = padded([[5, 6, 7], [8], [9, 10]])
+    assert data.tokens.tolist() == [[5, 6, 7, EOS], [8, EOS, PAD, PAD], [9, 10, EOS, PAD]]
+    assert data.lengths.tolist() == [4, 2, 3]
+    tokens, lengths = data.__getitems__([1, 2])  # a batch is trimmed to its longest example
+    assert tokens.tolist() == [[8, EOS, PAD], [9, 10, EOS]] and lengths.tolist() == [2, 3]
 
 
 def _corpus(tmp_path: Path, lines: list[str]) -> Path:

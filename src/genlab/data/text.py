@@ -7,6 +7,7 @@ A batch is ``(tokens, lengths)``: ``int64 [B, T]`` ids ending in ``<eos>`` and p
 from __future__ import annotations
 
 import logging
+from itertools import chain
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from torch.utils.data import Dataset
 
 from genlab.data.in_memory import InMemoryDataModule, batch_indices
 from genlab.data.text_corpora import load_corpus
-from genlab.data.tokenizers import EOS, PAD, Tokenizer
+from genlab.data.tokenizers import EOS, PAD, SPECIALS, Tokenizer
 from genlab.utils.errors import GenlabError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,15 @@ class InMemoryTokens(Dataset):
         idx = batch_indices(indices)
         lengths = self.lengths.index_select(0, idx)
         return self.tokens[:, : int(lengths.max())].index_select(0, idx), lengths
+
+
+def padded(ids: list[list[int]]) -> InMemoryTokens:
+    """Token-id lists as one ``<pad>``-padded tensor, each ending in ``<eos>``, and their lengths."""
+    n_ids = torch.tensor([len(x) for x in ids])
+    tokens = torch.full((len(ids), int(n_ids.max()) + 1), PAD, dtype=torch.long)
+    tokens[torch.arange(tokens.shape[1]) < n_ids.unsqueeze(1)] = torch.tensor(list(chain.from_iterable(ids)))
+    tokens[torch.arange(len(ids)), n_ids] = EOS
+    return InMemoryTokens(tokens, n_ids + 1)
 
 
 class TextDataModule(InMemoryDataModule):
@@ -120,11 +130,14 @@ class TextDataModule(InMemoryDataModule):
         texts = self._split(raw["all"]) if "all" in raw else raw
         if self.max_examples and "all" not in raw:
             texts["train"] = texts["train"][: self.max_examples]
+        split_text = (self.tokenizer or Tokenizer(self.tokenizer_kind, SPECIALS, self.lowercase)).tokenize
+        tokenized = {split: [split_text(t) for t in examples] for split, examples in texts.items()}
         if self.tokenizer is None:
-            self.tokenizer = Tokenizer.build(texts["train"], self.tokenizer_kind, self.lowercase, self.min_freq, self.max_vocab)
+            self.tokenizer = Tokenizer.from_tokens(tokenized["train"], self.tokenizer_kind, self.lowercase,
+                                                   self.min_freq, self.max_vocab)
         dropped = {}
         for split, examples in texts.items():
-            ids = [self.tokenizer.encode(t) for t in examples]
+            ids = [self.tokenizer.ids(t) for t in tokenized[split]]
             keep = [i for i, x in enumerate(ids) if 0 < len(x) <= self.max_len]
             if not keep:
                 raise GenlabError(
@@ -133,12 +146,7 @@ class TextDataModule(InMemoryDataModule):
                 )
             dropped[split] = len(ids) - len(keep)
             self.texts[split] = [examples[i] for i in keep]
-            lengths = torch.tensor([len(ids[i]) + 1 for i in keep])
-            tokens = torch.full((len(keep), int(lengths.max())), PAD, dtype=torch.long)
-            for row, i in enumerate(keep):
-                tokens[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
-                tokens[row, len(ids[i])] = EOS
-            self._splits[split] = InMemoryTokens(tokens, lengths)
+            self._splits[split] = padded([ids[i] for i in keep])
         self.info.update(
             dataset="text", corpus=self.corpus, source=origin, tokenizer=self.tokenizer.kind,
             vocab_size=len(self.tokenizer), max_len=self.max_len,

@@ -48,7 +48,15 @@ class Tokenizer:
         frequent, specials included, when set); ties are broken alphabetically so it is
         deterministic."""
         tokenizer = cls(kind, SPECIALS, lowercase)
-        counts = Counter(t for text in texts for t in tokenizer.tokenize(text))
+        return cls.from_tokens((tokenizer.tokenize(text) for text in texts), kind, lowercase, min_freq, max_vocab)
+
+    @classmethod
+    def from_tokens(cls, token_lists: Iterable[Sequence[str]], kind: str = "word", lowercase: bool = False,
+                    min_freq: int = 1, max_vocab: int | None = None) -> "Tokenizer":
+        """``build`` from texts already split by ``tokenize`` (each text is split only once)."""
+        counts: Counter = Counter()
+        for tokens in token_lists:
+            counts.update(tokens)
         counts.pop("<unk>", None)
         tokens = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
         if max_vocab is not None:
@@ -65,7 +73,12 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, without ``<bos>``/``<eos>``."""
-        return [self.index.get(t, UNK) for t in self.tokenize(text)]
+        return self.ids(self.tokenize(text))
+
+    def ids(self, tokens: Iterable[str]) -> list[int]:
+        """Token ids of tokens from ``tokenize``; ``<unk>``'s for those out of the vocabulary."""
+        get = self.index.get
+        return [get(t, UNK) for t in tokens]
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """Tokens up to the first ``<eos>``, without padding and ``<bos>``."""
