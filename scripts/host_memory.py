@@ -2,6 +2,7 @@
 
     python scripts/host_memory.py                       # the cases below, 3 repetitions each
     python scripts/host_memory.py --cases dcgan:512 text_lm:64 --reps 5
+    python scripts/host_memory.py --eval <checkpoint> [...]   # eval.py on checkpoints instead
 
 Each run is ``train.py``'s code path in a process of its own (``scripts/benchmark.py``'s
 ``genlab_run``: the CSV logger, no validation; the bundled MNIST images, or the bundled
@@ -9,7 +10,10 @@ Shakespeare for the ``text_*`` models), because the setting holds for the rest o
 two sides alternate (off, on, on, off, ...: ``benchmark.interleaved``). Over the timed batches,
 per training step: the throughput, the minor page faults (pages the kernel maps in and zeroes for
 the process), the kernel (system) CPU time and the user CPU time; and the process's peak resident
-memory.
+memory. With ``--eval``: the whole command ``python eval.py ckpt_path=<checkpoint>
+metrics.sample_quality=false logger=csv`` with either setting, its wall time, page faults, kernel
+and user CPU time and peak memory (the sample-quality metrics generate and score samples, work
+the setting does not touch, and are left out).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 CASES = ["vae:128", "vae_conv:512", "dcgan:512", "text_lm:64", "text_vae:64"]
@@ -53,12 +59,53 @@ def child(model: str, batch_size: int, side: str, warmup: int, steps: int) -> di
             "peak_rss_mb": end.ru_maxrss / 1024}
 
 
+def eval_run(checkpoint: str, side: str) -> dict:
+    """``eval.py`` on ``checkpoint`` in a process of its own; what it cost (``os.wait4``: that
+    process's own resource usage)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    with tempfile.TemporaryDirectory() as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "eval.py", f"ckpt_path={checkpoint}", "metrics.sample_quality=false",
+                                 "logger=csv", SIDES[side], f"hydra.run.dir={out}"], cwd=root, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status):
+            err.seek(0)
+            sys.exit(f"eval.py on {checkpoint} failed:\n{err.read()[-3000:]}")
+    return {"seconds": seconds, "minflt": usage.ru_minflt, "sys_s": usage.ru_stime, "user_s": usage.ru_utime,
+            "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def evaluation(checkpoints: list[str], reps: int, json_path: Path | None) -> None:
+    import benchmark  # scripts/benchmark.py
+
+    results = []
+    print("| checkpoint | side | seconds (median, range) | page faults | kernel s | user s | peak RSS, MB |\n"
+          "|---|---|---|---|---|---|---|", flush=True)
+    for checkpoint in checkpoints:
+        runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+        for side in benchmark.interleaved(SIDES, reps):
+            runs[side].append(eval_run(checkpoint, side))
+        for side, rs in runs.items():
+            med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            seconds = [r["seconds"] for r in rs]
+            results.append({"checkpoint": checkpoint, "side": side, "runs": rs, "median": med})
+            print(f"| {checkpoint} | {SIDES[side]} | {med['seconds']:.1f} ({min(seconds):.1f}-{max(seconds):.1f}) | "
+                  f"{med['minflt']:.0f} | {med['sys_s']:.1f} | {med['user_s']:.1f} | {med['peak_rss_mb']:.0f} |",
+                  flush=True)
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=CASES, help="model:batch_size")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=0, help="timed batches per run (default: by model)")
+    parser.add_argument("--eval", nargs="+", metavar="CHECKPOINT", help="time eval.py on these checkpoints instead")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "BATCH", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -69,6 +116,9 @@ def main() -> None:
 
     import benchmark  # scripts/benchmark.py
 
+    if args.eval:
+        evaluation(args.eval, args.reps, args.json)
+        return
     env = {**os.environ, "WANDB_MODE": "disabled"}
     results = []
     print("| model | batch | side | per second (median, range) | page faults / step | kernel ms / step | user ms / "

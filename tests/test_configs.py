@@ -167,9 +167,10 @@ def test_keep_freed_host_memory_reuses_freed_blocks() -> None:
 @pytest.mark.parametrize("keep", [True, False])
 def test_train_keeps_host_memory_on_cpu_as_configured(train_config, monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:
     import genlab.train
+    import genlab.utils.trainer_setup
 
     calls = []
-    monkeypatch.setattr(genlab.train, "keep_freed_host_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(genlab.utils.trainer_setup, "keep_freed_host_memory", lambda: calls.append(1) or True)
     genlab.train.train(train_config("debug=fast", "data.source=bundled", "logger=csv", "test=false", "callbacks=none",
                                     "trainer.max_steps=1", f"keep_host_memory={str(keep).lower()}"))
     assert calls == ([1] if keep else [])

@@ -163,7 +163,7 @@ def padded_nll(dec, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_decoder_nll_on_the_tokens_alone_matches_every_position(cell: str) -> None:
+def test_decoder_nll_on_the_tokens_alone_matches_every_position(cell: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """On the CPU the output layer runs on the sentences' tokens only; the loss and the gradients
     are those of the whole padded batch, and the logits of ``at`` are those positions' logits."""
     from genlab.nets.text import RNNDecoder
@@ -183,3 +183,9 @@ def test_decoder_nll_on_the_tokens_alone_matches_every_position(cell: str) -> No
     (a, grad_a), (b, grad_b) = grads
     assert a.shape == (3,) and torch.allclose(a, b, atol=1e-5)
     assert all(torch.allclose(g, h, atol=1e-6) for g, h in zip(grad_a, grad_b))
+    # evaluation (no gradients) takes the logits a slice of tokens at a time: here 2 of the 9
+    import genlab.nets.text
+
+    monkeypatch.setattr(genlab.nets.text, "EVAL_LOGITS", 2 * 12)
+    with torch.no_grad():
+        assert torch.allclose(dec.nll(x, z), b, atol=1e-5)

@@ -13,7 +13,7 @@ from genlab.utils import startup
 from genlab.utils.config import CONF_DIR, instantiate_group, to_container
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
-from genlab.utils.trainer_setup import cheap_cuda_checks, keep_freed_host_memory, resolve_trainer_kwargs
+from genlab.utils.trainer_setup import cheap_cuda_checks, keep_host_memory_on_cpu, resolve_trainer_kwargs
 
 log = logging.getLogger("genlab.train")
 startup.mark("python, hydra")
@@ -170,8 +170,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False, **extra)
     if cfg.get("direct_step", True):
         use_direct_optimization(trainer)
-    if cfg.get("keep_host_memory", True) and isinstance(trainer.accelerator, pl.accelerators.CPUAccelerator) \
-            and keep_freed_host_memory():
+    if keep_host_memory_on_cpu(trainer, cfg.get("keep_host_memory", True)):
         log.debug("malloc keeps freed host memory for reuse (keep_host_memory=true)")
     for logger in loggers:
         logger.log_hyperparams(config)

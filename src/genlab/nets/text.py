@@ -15,6 +15,7 @@ from genlab.data.tokenizers import BOS, EOS, PAD, UNK
 from genlab.utils.errors import GenlabError
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+EVAL_LOGITS = 1 << 24  # logits per slice when the decoder's likelihood is evaluated on the CPU (64 MB)
 
 
 def _cell(cell: str) -> type[nn.RNNBase]:
@@ -87,15 +88,21 @@ class RNNDecoder(nn.Module):
             emb = torch.cat([emb, z.unsqueeze(1).expand(-1, emb.shape[1], -1).to(emb.dtype)], dim=-1)
         return emb
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
-        """Next-token logits ``[B, T, V]`` for targets ``x``, teacher-forced from ``<bos> x[:-1]``;
-        with a boolean mask ``at`` (``[B, T]``), the logits of the masked positions alone, ``[N, V]``."""
+    def states(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The recurrent net's outputs ``[B, T, H]`` for targets ``x``, teacher-forced from
+        ``<bos> x[:-1]`` (the output layer maps them to the next token's logits)."""
         inputs = torch.cat([torch.full_like(x[:, :1], BOS), x[:, :-1]], dim=1)
         if self.training and self.word_dropout > 0:
             drop = (torch.rand(inputs.shape, device=x.device) < self.word_dropout) & (inputs != PAD)
             drop[:, 0] = False  # keep <bos>
             inputs = inputs.masked_fill(drop, UNK)
         out, _ = self.rnn(self._inputs(inputs, z), self._state(z))
+        return out
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits ``[B, T, V]`` for targets ``x``, teacher-forced from ``<bos> x[:-1]``;
+        with a boolean mask ``at`` (``[B, T]``), the logits of the masked positions alone, ``[N, V]``."""
+        out = self.states(x, z)
         return self.out(self.dropout(out if at is None else out[at]))
 
     # ----------------------------------------------------------------- the likelihood
@@ -105,13 +112,23 @@ class RNNDecoder(nn.Module):
         On the CPU the output layer and the softmax run on the sentences' tokens alone, not on
         their padding: 27-45% of the positions of a batch of Shakespeare's lines, where the
         output layer over a vocabulary of 15,000 words is most of the step's work
-        (``scripts/text_step.py``). Elsewhere they run on every position: picking the tokens out
-        needs their count on the host, which would make it wait for the device at every step."""
+        (``scripts/text_step.py``). Without gradients (evaluation) they take ``EVAL_LOGITS``
+        logits at a time: the importance-weighted bound of a text VAE decodes a test batch four
+        times over, 1.3 GB of logits at once. Elsewhere they run on every position: picking the
+        tokens out needs their count on the host, which would make it wait for the device at every
+        step."""
         if x.device.type != "cpu":
             logits = self(x, z).float()
             return F.cross_entropy(logits.transpose(1, 2), x, ignore_index=PAD, reduction="none").sum(1)
         tokens = x != PAD
-        per_token = F.cross_entropy(self(x, z, at=tokens).float(), x[tokens], reduction="none")
+        if torch.is_grad_enabled():
+            per_token = F.cross_entropy(self(x, z, at=tokens).float(), x[tokens], reduction="none")
+        else:  # evaluation: the logits a slice of tokens at a time, not gigabytes of them at once
+            h, targets = self.states(x, z)[tokens], x[tokens]
+            step = max(1, EVAL_LOGITS // self.vocab_size)
+            per_token = torch.cat([
+                F.cross_entropy(self.out(self.dropout(h[i:i + step])).float(), targets[i:i + step], reduction="none")
+                for i in range(0, len(targets), step)])
         return per_token.new_zeros(x.shape).masked_scatter(tokens, per_token).sum(1)
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -101,6 +101,14 @@ def cheap_cuda_checks() -> Iterator[bool]:
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 
 
+def keep_host_memory_on_cpu(trainer: Any, enabled: bool) -> bool:
+    """``keep_freed_host_memory`` for a trainer on the CPU when ``enabled`` (the config's
+    ``keep_host_memory``); True where it took effect."""
+    from pytorch_lightning.accelerators import CPUAccelerator
+
+    return bool(enabled) and isinstance(trainer.accelerator, CPUAccelerator) and keep_freed_host_memory()
+
+
 def keep_freed_host_memory() -> bool:
     """Have the C library's ``malloc`` keep the host memory a training step frees for the next
     step, instead of handing it back to the operating system; True where it took effect (glibc).
