@@ -62,12 +62,13 @@ def child(model: str, batch_size: int, side: str, warmup: int, steps: int) -> di
 def eval_run(checkpoint: str, side: str) -> dict:
     """``eval.py`` on ``checkpoint`` in a process of its own; what it cost (``os.wait4``: that
     process's own resource usage)."""
-    root = Path(__file__).resolve().parents[1]
+    import benchmark  # scripts/benchmark.py
+
     env = {**os.environ, "WANDB_MODE": "disabled"}
     with tempfile.TemporaryDirectory() as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "eval.py", f"ckpt_path={checkpoint}", "metrics.sample_quality=false",
-                                 "logger=csv", SIDES[side], f"hydra.run.dir={out}"], cwd=root, env=env,
+                                 "logger=csv", SIDES[side], f"hydra.run.dir={out}"], cwd=benchmark.ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start

@@ -4,8 +4,9 @@
     python scripts/text_step.py --models text_lm --reps 5 --json text_step.json
 
 ``RNNDecoder.nll`` runs the output layer and the softmax over the vocabulary only where a sentence
-has a token (``tokens``); ``padded`` puts back what it did before: every position of the batch,
-padding included, with the cross-entropy taken over the ``[B, V, T]`` logits. Both sides run in
+has a token (``tokens``); ``padded`` puts back what it did before (``RNNDecoder.nll_every_position``,
+what it still does off the CPU): every position of the batch, padding included, with the
+cross-entropy taken over the ``[B, V, T]`` logits. Both sides run in
 this process, in turn (``benchmark.interleaved``), under ``keep_host_memory`` as training does:
 
 1. training throughput, sentences/s over the timed batches of ``train.py``'s code path
@@ -26,7 +27,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import benchmark  # scripts/benchmark.py
 from genlab.data.tokenizers import PAD
@@ -35,13 +35,7 @@ from genlab.nets.text import RNNDecoder
 TOKENS_ONLY = RNNDecoder.nll
 
 
-def padded_nll(self: RNNDecoder, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``RNNDecoder.nll`` before: the output layer and the softmax at every position of the batch."""
-    logits = self(x, z).float()
-    return F.cross_entropy(logits.transpose(1, 2), x, ignore_index=PAD, reduction="none").sum(1)
-
-
-SIDES = {"tokens": TOKENS_ONLY, "padded": padded_nll}
+SIDES = {"tokens": TOKENS_ONLY, "padded": RNNDecoder.nll_every_position}
 
 
 def use(side: str) -> None:
@@ -83,7 +77,7 @@ def evaluation(model: str, reps: int) -> dict:
         rates[side].append(sentences / (time.perf_counter() - start))
     use("tokens")
     a = torch.cat([TOKENS_ONLY(net.decoder, x, z) for x, z in batches])
-    b = torch.cat([padded_nll(net.decoder, x, z) for x, z in batches])
+    b = torch.cat([net.decoder.nll_every_position(x, z) for x, z in batches])
     tokens = sum(int((x != PAD).sum()) for x, _ in batches)
     positions = sum(x.numel() for x, _ in batches)
     return {"model": model, "sentences": sentences, "batch_size": datamodule.eval_batch_size,

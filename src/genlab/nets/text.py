@@ -118,8 +118,7 @@ class RNNDecoder(nn.Module):
         tokens out needs their count on the host, which would make it wait for the device at every
         step."""
         if x.device.type != "cpu":
-            logits = self(x, z).float()
-            return F.cross_entropy(logits.transpose(1, 2), x, ignore_index=PAD, reduction="none").sum(1)
+            return self.nll_every_position(x, z)
         tokens = x != PAD
         if torch.is_grad_enabled():
             per_token = F.cross_entropy(self(x, z, at=tokens).float(), x[tokens], reduction="none")
@@ -130,6 +129,12 @@ class RNNDecoder(nn.Module):
                 F.cross_entropy(self.out(self.dropout(h[i:i + step])).float(), targets[i:i + step], reduction="none")
                 for i in range(0, len(targets), step)])
         return per_token.new_zeros(x.shape).masked_scatter(tokens, per_token).sum(1)
+
+    def nll_every_position(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``nll`` with the output layer and the softmax at every position of the batch, padding
+        included (the loss ignores it): what ``nll`` runs off the CPU."""
+        logits = self(x, z).float()
+        return F.cross_entropy(logits.transpose(1, 2), x, ignore_index=PAD, reduction="none").sum(1)
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x | z) summed over the tokens of each sentence (``<eos>`` included), in nats."""
