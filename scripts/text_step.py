@@ -1,13 +1,16 @@
-"""The text models' likelihood on the sentences' tokens alone against every padded position, on the CPU.
+"""The text models' likelihood on the sentences' tokens alone against every padded position.
 
     python scripts/text_step.py                         # text_lm, text_vae, text_gan; 3 repetitions
     python scripts/text_step.py --models text_lm --reps 5 --json text_step.json
+    python scripts/text_step.py --device cuda           # the same on a GPU
 
-``RNNDecoder.nll`` runs the output layer and the softmax over the vocabulary only where a sentence
-has a token (``tokens``); ``padded`` puts back what it did before (``RNNDecoder.nll_every_position``,
-what it still does off the CPU): every position of the batch, padding included, with the
-cross-entropy taken over the ``[B, V, T]`` logits. Both sides run in
-this process, in turn (``benchmark.interleaved``), under ``keep_host_memory`` as training does:
+``tokens`` (``RNNDecoder.nll_on_tokens``, what ``RNNDecoder.nll`` runs but in training on a GPU)
+runs the output layer and the softmax over the vocabulary only where a sentence has a token;
+``padded`` (``RNNDecoder.nll_every_position``, what ``nll`` runs in training on a GPU) runs them at
+every position of the batch, padding included, with the cross-entropy taken over the ``[B, V, T]``
+logits. Both sides run
+in this process, in turn (``benchmark.interleaved``), on the CPU under ``keep_host_memory`` as
+training does:
 
 1. training throughput, sentences/s over the timed batches of ``train.py``'s code path
    (``benchmark.genlab_run``: the bundled Shakespeare, ``data.batch_size=64``, the CSV logger, no
@@ -32,14 +35,13 @@ import benchmark  # scripts/benchmark.py
 from genlab.data.tokenizers import PAD
 from genlab.nets.text import RNNDecoder
 
-TOKENS_ONLY = RNNDecoder.nll
+NLL = RNNDecoder.nll
+SIDES = {"tokens": RNNDecoder.nll_on_tokens, "padded": RNNDecoder.nll_every_position}
 
 
-SIDES = {"tokens": TOKENS_ONLY, "padded": RNNDecoder.nll_every_position}
-
-
-def use(side: str) -> None:
-    RNNDecoder.nll = SIDES[side]
+def use(side: str | None) -> None:
+    """``nll`` runs ``side`` on every device; ``None``: as the model has it."""
+    RNNDecoder.nll = NLL if side is None else SIDES[side]
 
 
 def built(model: str):
@@ -64,9 +66,10 @@ def latent(model, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluation(model: str, reps: int) -> dict:
+def evaluation(model: str, reps: int, device: str) -> dict:
     datamodule, net = built(model)
-    batches = [(x, latent(net, x)) for x, _ in datamodule.val_dataloader()]
+    net = net.to(device)
+    batches = [(x, latent(net, x)) for x, _ in ((x.to(device), y) for x, y in datamodule.val_dataloader())]
     sentences = sum(len(x) for x, _ in batches)
     rates: dict[str, list[float]] = {side: [] for side in SIDES}
     for side in benchmark.interleaved(SIDES, reps):
@@ -74,9 +77,11 @@ def evaluation(model: str, reps: int) -> dict:
         start = time.perf_counter()
         for x, z in batches:
             net.decoder.nll(x, z)
+        if device == "cuda":
+            torch.cuda.synchronize()
         rates[side].append(sentences / (time.perf_counter() - start))
-    use("tokens")
-    a = torch.cat([TOKENS_ONLY(net.decoder, x, z) for x, z in batches])
+    use(None)
+    a = torch.cat([net.decoder.nll_on_tokens(x, z) for x, z in batches])
     b = torch.cat([net.decoder.nll_every_position(x, z) for x, z in batches])
     tokens = sum(int((x != PAD).sum()) for x, _ in batches)
     positions = sum(x.numel() for x, _ in batches)
@@ -87,12 +92,12 @@ def evaluation(model: str, reps: int) -> dict:
             "total_nll": {"tokens": float(a.double().sum()), "padded": float(b.double().sum())}}
 
 
-def training(model: str, batch_size: int, warmup: int, steps: int, reps: int) -> dict:
+def training(model: str, batch_size: int, warmup: int, steps: int, reps: int, device: str) -> dict:
     rates: dict[str, list[float]] = {side: [] for side in SIDES}
     for side in benchmark.interleaved(SIDES, reps):
         use(side)
-        rates[side].append(benchmark.genlab_run(model, batch_size, warmup, steps, "cpu", [], data=("data=text",)))
-    use("tokens")
+        rates[side].append(benchmark.genlab_run(model, batch_size, warmup, steps, device, [], data=("data=text",)))
+    use(None)
     return {"model": model, "batch_size": batch_size, "steps": steps, "runs": rates,
             "median": {side: statistics.median(r) for side, r in rates.items()}}
 
@@ -108,18 +113,21 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40, help="timed training batches per run")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from genlab.utils.trainer_setup import keep_freed_host_memory
+    if args.device == "cpu":
+        from genlab.utils.trainer_setup import keep_freed_host_memory
 
-    keep_freed_host_memory()  # as train.py does on a CPU
+        keep_freed_host_memory()  # as train.py does on a CPU
     torch.manual_seed(0)
-    results = {"training": [], "evaluation": []}
+    results = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "training": [], "evaluation": []}
+    print(f"Device: {results['device']}\n")
     print(f"Training, sentences/s (median, range of {args.reps}), batch {args.batch_size}:\n\n"
           "| model | tokens | padded | tokens / padded |\n|---|---|---|---|", flush=True)
     for model in args.models:
-        r = training(model, args.batch_size, args.warmup, args.steps, args.reps)
+        r = training(model, args.batch_size, args.warmup, args.steps, args.reps, args.device)
         results["training"].append(r)
         m = r["median"]
         print(f"| {model} | {spread(r['runs']['tokens'])} | {spread(r['runs']['padded'])} | "
@@ -128,7 +136,7 @@ def main() -> None:
           "| model | batch | padding | tokens | padded | tokens / padded | max abs (rel) difference |\n"
           "|---|---|---|---|---|---|---|", flush=True)
     for model in args.models:
-        r = evaluation(model, args.reps)
+        r = evaluation(model, args.reps, args.device)
         results["evaluation"].append(r)
         m = r["median"]
         print(f"| {model} | {r['batch_size']} | {r['padding']:.0%} | {spread(r['runs']['tokens'])} | "

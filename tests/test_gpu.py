@@ -200,8 +200,8 @@ def test_two_gpus_ddp_writes_one_run(tmp_path: Path, model_name: str) -> None:
 
 
 def test_text_decoder_nll_on_a_gpu_matches_the_cpus() -> None:
-    """On a GPU the decoder's likelihood runs over every position (no wait for the token count);
-    on the CPU over the tokens alone: the same values."""
+    """In training on a GPU the decoder's likelihood runs over every position (no wait for the
+    token count), in evaluation there and on the CPU over the tokens alone: the same values."""
     from genlab.nets.text import RNNDecoder
 
     torch.manual_seed(0)
@@ -210,5 +210,10 @@ def test_text_decoder_nll_on_a_gpu_matches_the_cpus() -> None:
     dec = RNNDecoder(vocab_size=12, latent_dim=4, embed_dim=8, hidden_dim=16, z_every_step=True)
     on_cpu = dec.nll(x, z)
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # cuDNN's RNN in full float32
-        on_gpu = dec.cuda().nll(x.cuda(), z.cuda()).cpu()
-    assert torch.allclose(on_cpu, on_gpu, atol=1e-3)
+        dec, x, z = dec.cuda(), x.cuda(), z.cuda()
+        in_training = dec.nll(x, z)
+        with torch.no_grad():
+            in_evaluation = dec.nll(x, z)
+    assert in_training.requires_grad
+    assert torch.allclose(on_cpu, in_training.detach().cpu(), atol=1e-3)
+    assert torch.allclose(on_cpu, in_evaluation.cpu(), atol=1e-3)
