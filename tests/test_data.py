@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -203,8 +204,12 @@ def test_bundled_images_are_parsed_once_then_read_from_the_cache(tmp_path: Path,
     from genlab.data import image_sources as src
 
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    stale = tmp_path / "cache" / "mnist_5k-1-1.npy"  # the copy of an earlier install of the package
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    os.utime(stale, (1, 1))
     first = src.load_bundled()
-    [cached] = (tmp_path / "cache").glob("mnist_5k-*.npy")
+    [cached] = (tmp_path / "cache").glob("mnist_5k-*.npy")  # the stale copy is gone
     monkeypatch.setattr(np, "loadtxt", lambda *a, **k: pytest.fail("parsed again despite the cache"))
     second = src.load_bundled()
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])

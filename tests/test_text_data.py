@@ -73,6 +73,58 @@ def test_file_corpus_splits_are_deterministic_and_vocabulary_comes_from_train(tm
     assert tokens.shape == (20, int(lengths.max())) and (tokens.gather(1, (lengths - 1)[:, None]) == EOS).all()
 
 
+def _prepared(dm: TextDataModule) -> tuple:
+    """What a set-up text data module holds, to compare two of them."""
+    return (dm.tokenizer.to_dict(), dm.texts, dm.info,
+            {s: (d.tokens.dtype, d.tokens.tolist(), d.lengths.dtype, d.lengths.tolist()) for s, d in dm._splits.items()})
+
+
+def test_prepared_splits_are_cached_keyed_by_corpus_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import genlab.data.text as text
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GENLAB_CACHE", str(cache))
+    path = _corpus(tmp_path, [f"line {i} says word{i % 7} and more words here" * (1 + i % 3) for i in range(120)])
+    settings = dict(corpus="file", path=str(path), min_freq=1, max_len=12, val_size=10, test_size=10)
+    first = TextDataModule(**settings)
+    first.setup()
+    [entry] = cache.glob("text-*.pt")
+    assert sum(first.info["dropped_too_long"].values()) > 0  # the entry keeps the examples' places
+
+    prepare = text.TextDataModule._prepare
+    monkeypatch.setattr(text.TextDataModule, "_prepare", lambda *a: pytest.fail("prepared again despite the cache"))
+    again = TextDataModule(**settings)
+    again.setup()
+    assert _prepared(again) == _prepared(first)
+    checkpoint_vocab = TextDataModule(**settings)  # a vocabulary set beforehand is its own entry
+    checkpoint_vocab.tokenizer = Tokenizer("word", [*SPECIALS, "line", "says"])
+    with pytest.raises(pytest.fail.Exception, match="prepared again"):
+        checkpoint_vocab.setup()
+    monkeypatch.setattr(text.TextDataModule, "_prepare", prepare)
+
+    changed = [dict(max_len=8), dict(seed=1), dict(tokenizer="char", max_len=200), dict(min_freq=2)]
+    monkeypatch.setattr(text, "CACHED_CORPORA", 3)
+    for change in changed:  # each setting its own entry, the oldest pruned past CACHED_CORPORA
+        dm = TextDataModule(**{**settings, **change})
+        dm.setup()
+        assert _prepared(dm) != _prepared(first)
+    assert len(list(cache.glob("text-*.pt"))) == 3 and not entry.exists()
+
+    path.write_text(path.read_text() + "a new line\n")  # a changed corpus is prepared again
+    grown = TextDataModule(**settings)
+    grown.setup()
+    assert sum(grown.info["sizes"].values()) + sum(grown.info["dropped_too_long"].values()) == 121
+    assert len(list(cache.glob("text-*.pt"))) == 3
+    for damaged in cache.glob("text-*.pt"):  # a damaged entry is prepared again, not trusted
+        damaged.write_bytes(b"not a torch file")
+    dm = TextDataModule(**{**settings, "max_len": 8})
+    dm.setup()
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "another"))
+    fresh = TextDataModule(**{**settings, "max_len": 8})
+    fresh.setup()
+    assert _prepared(dm) == _prepared(fresh)
+
+
 def test_sentence_splitting_and_max_len(tmp_path: Path) -> None:
     path = _corpus(tmp_path, ["One. Two words! Three words here?", "Four.", ""] * 20)
     assert load_corpus("file", str(path), split_sentences=True)[0]["all"][:4] == ["One.", "Two words!", "Three words here?", "Four."]

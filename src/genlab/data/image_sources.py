@@ -10,12 +10,12 @@ import gzip
 import logging
 import os
 import socket
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from genlab.data.cache import cache_dir, store
 from genlab.utils.errors import GenlabError
 
 log = logging.getLogger(__name__)
@@ -116,19 +116,11 @@ def download(root: str | Path, dataset: str, timeout: float = 20.0) -> None:
         socket.setdefaulttimeout(previous)
 
 
-def cache_dir() -> Path:
-    """Where genlab keeps decoded copies of packaged data: ``$GENLAB_CACHE``, else
-    ``$XDG_CACHE_HOME/genlab``, else ``~/.cache/genlab``."""
-    if os.environ.get("GENLAB_CACHE"):
-        return Path(os.environ["GENLAB_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genlab"
-
-
 def _decoded_table(source) -> np.ndarray:
     """The bundled CSV as a uint8 table, parsed once and then read from a ``.npy`` copy in
     ``cache_dir()`` (parsing takes ~0.2 s of every run's start-up, reading the copy ~5 ms). The
     copy's name carries the source's size and time stamp, so a changed file is parsed again; an
-    unwritable cache only costs the parse."""
+    unwritable cache only costs the parse (``genlab.data.cache``)."""
     try:
         stat = os.stat(str(source))
         cached = cache_dir() / f"mnist_5k-{stat.st_size}-{int(stat.st_mtime)}.npy"
@@ -143,14 +135,8 @@ def _decoded_table(source) -> np.ndarray:
             pass
     with source.open("rb") as raw, gzip.open(raw, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
-    if cached is not None:
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".npy.part", delete=False) as tmp:
-                np.save(tmp, table, allow_pickle=False)
-            os.replace(tmp.name, cached)
-        except OSError as e:
-            log.debug("could not cache the decoded bundled images at %s: %s", cached, e)
+    if cached is not None:  # a copy for an earlier install of the package goes
+        store(cached, lambda f: np.save(f, table, allow_pickle=False), siblings="mnist_5k-*.npy")
     return table
 
 

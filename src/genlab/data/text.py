@@ -6,19 +6,29 @@ A batch is ``(tokens, lengths)``: ``int64 [B, T]`` ids ending in ``<eos>`` and p
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from genlab.data.cache import cache_dir, store
 from genlab.data.in_memory import InMemoryDataModule, batch_indices
 from genlab.data.text_corpora import load_corpus
-from genlab.data.tokenizers import EOS, PAD, SPECIALS, Tokenizer
+from genlab.data.tokenizers import EOS, PAD, SPECIALS, WORD_PATTERN, Tokenizer
 from genlab.utils.errors import GenlabError
 
 log = logging.getLogger(__name__)
+
+# the prepared splits of the last corpora and settings used are kept in genlab's cache
+# (``genlab.data.cache``); raise CACHE_FORMAT when what an entry holds, or what it is computed
+# from beyond ``TextDataModule._cache_key``, changes
+CACHE_FORMAT = 1
+CACHED_CORPORA = 8
 
 
 class InMemoryTokens(Dataset):
@@ -130,23 +140,20 @@ class TextDataModule(InMemoryDataModule):
         texts = self._split(raw["all"]) if "all" in raw else raw
         if self.max_examples and "all" not in raw:
             texts["train"] = texts["train"][: self.max_examples]
-        split_text = (self.tokenizer or Tokenizer(self.tokenizer_kind, SPECIALS, self.lowercase)).tokenize
-        tokenized = {split: [split_text(t) for t in examples] for split, examples in texts.items()}
+        path = cache_dir() / f"text-{self._cache_key(texts)}.pt"
+        prepared = self._cached(path, texts)
+        if prepared is None:
+            prepared = self._prepare(texts)
+            store(path, lambda f: torch.save(self._compact(prepared), f), siblings="text-*.pt", keep=CACHED_CORPORA)
         if self.tokenizer is None:
-            self.tokenizer = Tokenizer.from_tokens(tokenized["train"], self.tokenizer_kind, self.lowercase,
-                                                   self.min_freq, self.max_vocab)
+            self.tokenizer = Tokenizer(self.tokenizer_kind, prepared["vocab"], self.lowercase)
         dropped = {}
         for split, examples in texts.items():
-            ids = [self.tokenizer.ids(t) for t in tokenized[split]]
-            keep = [i for i, x in enumerate(ids) if 0 < len(x) <= self.max_len]
-            if not keep:
-                raise GenlabError(
-                    f"no {split} example of data.corpus={self.corpus!r} has 1 to data.max_len={self.max_len} tokens; "
-                    "raise data.max_len."
-                )
-            dropped[split] = len(ids) - len(keep)
+            part = prepared["splits"][split]
+            keep = part["keep"].tolist()
+            dropped[split] = len(examples) - len(keep)
             self.texts[split] = [examples[i] for i in keep]
-            self._splits[split] = padded([ids[i] for i in keep])
+            self._splits[split] = InMemoryTokens(part["tokens"].long(), part["lengths"].long())
         self.info.update(
             dataset="text", corpus=self.corpus, source=origin, tokenizer=self.tokenizer.kind,
             vocab_size=len(self.tokenizer), max_len=self.max_len,
@@ -158,6 +165,65 @@ class TextDataModule(InMemoryDataModule):
             self.corpus, origin, self.tokenizer.kind, len(self.tokenizer), len(self._splits["train"]),
             len(self._splits["val"]), len(self._splits["test"]), self.max_len, dropped,
         )
+
+    def _prepare(self, texts: dict[str, list[str]]) -> dict[str, Any]:
+        """Each split's examples as padded token ids (those of 1 to ``max_len`` tokens; ``keep``:
+        their places in ``texts``), and the vocabulary built from the training split when no
+        tokenizer was set."""
+        split_text = (self.tokenizer or Tokenizer(self.tokenizer_kind, SPECIALS, self.lowercase)).tokenize
+        tokenized = {split: [split_text(t) for t in examples] for split, examples in texts.items()}
+        tokenizer = self.tokenizer or Tokenizer.from_tokens(tokenized["train"], self.tokenizer_kind, self.lowercase,
+                                                            self.min_freq, self.max_vocab)
+        splits = {}
+        for split in texts:
+            ids = [tokenizer.ids(t) for t in tokenized[split]]
+            keep = [i for i, x in enumerate(ids) if 0 < len(x) <= self.max_len]
+            if not keep:
+                raise GenlabError(
+                    f"no {split} example of data.corpus={self.corpus!r} has 1 to data.max_len={self.max_len} tokens; "
+                    "raise data.max_len."
+                )
+            data = padded([ids[i] for i in keep])
+            splits[split] = {"tokens": data.tokens, "lengths": data.lengths, "keep": torch.tensor(keep)}
+        return {"format": CACHE_FORMAT, "vocab": tokenizer.vocab, "splits": splits}
+
+    # ----------------------------------------------------------------- the cache of prepared splits
+    def _cache_key(self, texts: dict[str, list[str]]) -> str:
+        """What the prepared splits depend on: the examples of each split (the corpus, its split,
+        ``seed``, ``max_examples``), the tokenizer's settings or the vocabulary set beforehand,
+        ``min_freq``, ``max_vocab``, ``max_len``, and how text is split into tokens."""
+        settings = [CACHE_FORMAT, WORD_PATTERN, self.tokenizer_kind, self.lowercase, self.min_freq, self.max_vocab,
+                    self.max_len, self.tokenizer.to_dict() if self.tokenizer is not None else None]
+        digest = hashlib.sha256(json.dumps(settings).encode())
+        for split in sorted(texts):
+            digest.update(f"\0{split}\0{len(texts[split])}\0".encode())
+            digest.update("\0".join(texts[split]).encode())
+        return digest.hexdigest()[:32]
+
+    @staticmethod
+    def _compact(prepared: dict[str, Any]) -> dict[str, Any]:
+        """The entry as written: token ids in 16 bits where the vocabulary fits, else 32."""
+        dtype = torch.int16 if len(prepared["vocab"]) <= torch.iinfo(torch.int16).max else torch.int32
+        return {**prepared, "splits": {split: {"tokens": part["tokens"].to(dtype), "lengths": part["lengths"].int(),
+                                               "keep": part["keep"].int()}
+                                       for split, part in prepared["splits"].items()}}
+
+    @staticmethod
+    def _cached(path: Path, texts: dict[str, list[str]]) -> dict[str, Any] | None:
+        """The entry at ``path`` if it is there, readable and fits ``texts``; else ``None``."""
+        if not path.is_file():
+            return None
+        try:
+            entry = torch.load(path, weights_only=True)
+            assert entry["format"] == CACHE_FORMAT and entry["splits"].keys() == texts.keys()
+            for split, part in entry["splits"].items():
+                n = len(part["keep"])
+                assert 0 < n <= len(texts[split]) and int(part["keep"].max()) < len(texts[split])
+                assert part["tokens"].shape[0] == n == part["lengths"].shape[0]
+            return entry
+        except Exception as e:  # a damaged or foreign file is computed again, never trusted
+            log.debug("ignoring the text cache entry %s: %s", path, e)
+            return None
 
     def setup(self, stage: str | None = None) -> None:
         if not self._splits:

@@ -18,7 +18,8 @@ KINDS = ("char", "word")
 
 # words keep inner apostrophes (told'st, damn'd); punctuation marks are tokens of their own;
 # a literal <unk> (as in Penn Treebank) stays one token and maps to the unknown id
-_WORD = re.compile(r"<unk>|\w+(?:['’]\w+)*|[^\w\s]")
+WORD_PATTERN = r"<unk>|\w+(?:['’]\w+)*|[^\w\s]"
+_WORD = re.compile(WORD_PATTERN)
 _SPACE_BEFORE_PUNCT = re.compile(r" ([,.;:!?)\]])")
 
 
