@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from genlab.data import TextDataModule
 from genlab.data.text_corpora import PTB, RemoteFile, clean_play, fetch, load_corpus, shakespeare_lines
@@ -119,6 +120,11 @@ def test_prepared_splits_are_cached_keyed_by_corpus_and_settings(tmp_path: Path,
         damaged.write_bytes(b"not a torch file")
     dm = TextDataModule(**{**settings, "max_len": 8})
     dm.setup()
+    for foreign in cache.glob("text-*.pt"):  # so is an entry of another format
+        torch.save({"format": text.CACHE_FORMAT + 1, "splits": {}}, foreign)
+    again = TextDataModule(**{**settings, "max_len": 8})
+    again.setup()
+    assert _prepared(again) == _prepared(dm)
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "another"))
     fresh = TextDataModule(**{**settings, "max_len": 8})
     fresh.setup()

@@ -215,15 +215,15 @@ class TextDataModule(InMemoryDataModule):
             return None
         try:
             entry = torch.load(path, weights_only=True)
-            assert entry["format"] == CACHE_FORMAT and entry["splits"].keys() == texts.keys()
-            for split, part in entry["splits"].items():
+            fits = entry["format"] == CACHE_FORMAT and entry["splits"].keys() == texts.keys()
+            for split, part in entry["splits"].items() if fits else ():
                 n = len(part["keep"])
-                assert 0 < n <= len(texts[split]) and int(part["keep"].max()) < len(texts[split])
-                assert part["tokens"].shape[0] == n == part["lengths"].shape[0]
-            return entry
+                fits = (fits and 0 < n <= len(texts[split]) and int(part["keep"].max()) < len(texts[split])
+                        and part["tokens"].shape[0] == n == part["lengths"].shape[0])
         except Exception as e:  # a damaged or foreign file is computed again, never trusted
             log.debug("ignoring the text cache entry %s: %s", path, e)
             return None
+        return entry if fits else None
 
     def setup(self, stage: str | None = None) -> None:
         if not self._splits:
