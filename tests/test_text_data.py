@@ -131,6 +131,25 @@ def test_prepared_splits_are_cached_keyed_by_corpus_and_settings(tmp_path: Path,
     assert _prepared(dm) == _prepared(fresh)
 
 
+def test_gc_paused_gives_the_collector_back_as_it_was() -> None:
+    import gc
+
+    from genlab.data.text import gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(GenlabError), gc_paused():  # also when the preparation fails
+        assert not gc.isenabled()
+        raise GenlabError("no example fits")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own choice stays
+    finally:
+        gc.enable()
+
+
 def test_sentence_splitting_and_max_len(tmp_path: Path) -> None:
     path = _corpus(tmp_path, ["One. Two words! Three words here?", "Four.", ""] * 20)
     assert load_corpus("file", str(path), split_sentences=True)[0]["all"][:4] == ["One.", "Two words!", "Three words here?", "Four."]
