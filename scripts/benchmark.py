@@ -40,6 +40,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -477,31 +478,23 @@ def data_pipeline(batch_size: int, seconds: float = 2.0) -> dict[str, dict]:
     makers = {"mnist": lambda: MNISTDataModule(root=tempfile.gettempdir(), source="bundled", batch_size=batch_size),
               "text": lambda: TextDataModule(corpus="shakespeare", batch_size=batch_size)}
     out: dict[str, dict] = {"batches_per_s": {}, "setup_seconds": {}}
-    before = os.environ.get("GENLAB_CACHE")
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["GENLAB_CACHE"] = cache
-        try:
-            for name, make in makers.items():
-                out["setup_seconds"][name] = {}
-                for when in ("empty cache", "cached"):
-                    dm = make()
-                    start = time.perf_counter()
-                    dm.setup()
-                    out["setup_seconds"][name][when] = time.perf_counter() - start
-                n, start = 0, time.perf_counter()
-                while time.perf_counter() - start < seconds:
-                    for batch in dm.train_dataloader():
-                        if name == "mnist":
-                            batch = dm.on_after_batch_transfer(batch, 0)
-                        n += 1
-                        if time.perf_counter() - start >= seconds:
-                            break
-                out["batches_per_s"][name] = n / (time.perf_counter() - start)
-        finally:
-            if before is None:
-                os.environ.pop("GENLAB_CACHE")
-            else:
-                os.environ["GENLAB_CACHE"] = before
+    with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"GENLAB_CACHE": cache}):
+        for name, make in makers.items():
+            out["setup_seconds"][name] = {}
+            for when in ("empty cache", "cached"):
+                dm = make()
+                start = time.perf_counter()
+                dm.setup()
+                out["setup_seconds"][name][when] = time.perf_counter() - start
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                for batch in dm.train_dataloader():
+                    if name == "mnist":
+                        batch = dm.on_after_batch_transfer(batch, 0)
+                    n += 1
+                    if time.perf_counter() - start >= seconds:
+                        break
+            out["batches_per_s"][name] = n / (time.perf_counter() - start)
     return out
 
 

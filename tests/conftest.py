@@ -25,13 +25,9 @@ needs_shared_data = pytest.mark.skipif(
 def _genlab_cache(tmp_path_factory: pytest.TempPathFactory):
     """genlab's data cache in a folder of this test session (entries made by tests are read by
     later tests), not in the user's ``~/.cache/genlab``."""
-    before = os.environ.get("GENLAB_CACHE")
-    os.environ["GENLAB_CACHE"] = str(tmp_path_factory.mktemp("genlab_cache"))
-    yield
-    if before is None:
-        os.environ.pop("GENLAB_CACHE")
-    else:
-        os.environ["GENLAB_CACHE"] = before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENLAB_CACHE", str(tmp_path_factory.mktemp("genlab_cache")))
+        yield
 
 
 @pytest.fixture(autouse=True)
