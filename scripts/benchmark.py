@@ -3,7 +3,7 @@
     python scripts/benchmark.py            # writes BENCHMARKS.md and benchmarks.json
     python scripts/benchmark.py --quick    # a smoke run in under a minute: vae and dcgan at batch 128,
                                            # one short repetition, no host cost, compile, precision,
-                                           # memory or csv start-up
+                                           # memory, scaling or csv start-up
 
 Measured, on this machine's CPU (or GPU with --device cuda):
 
@@ -20,7 +20,9 @@ Measured, on this machine's CPU (or GPU with --device cuda):
 - the data modules alone: batches/s delivered (MNIST, text), against the fastest model step;
 - start-up: seconds from ``python train.py`` to the first training batch (W&B offline), against
   the floor ``python -c "import torch, pytorch_lightning"``, and the import of genlab's modules;
-- peak resident memory of the default experiment (``python train.py``, ``--epochs`` epochs).
+- peak resident memory of the default experiment (``python train.py trainer.max_epochs=10``);
+- scaling: ``python train.py`` on one device and on two under DDP (``--scaling-devices``), 128
+  images per device, the MLP VAE and DCGAN; on a CPU the "devices" are processes sharing its cores.
 """
 
 from __future__ import annotations
@@ -108,29 +110,34 @@ def bundled_images() -> torch.Tensor:
 
 # ----------------------------------------------------------------- the hand-written loops
 def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False,
-             overrides: list[str] = ()) -> float:
+             overrides: list[str] = (), world: int = 1, rank: int = 0) -> float:
     """:func:`plain_loop` as it runs in a process that never imported Lightning: without the
     ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` that importing Lightning sets (see
     ``genlab.utils.trainer_setup.cheap_cuda_checks``, which costs a plain loop ~50 us per
     optimizer step on a machine without a GPU)."""
     saved = os.environ.pop(NVML_CHECK, None)
     try:
-        return plain_loop(model, batch_size, warmup, steps, device, tuned, overrides)
+        return plain_loop(model, batch_size, warmup, steps, device, tuned, overrides, world, rank)
     finally:
         if saved is not None:
             os.environ[NVML_CHECK] = saved
 
 
 def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False,
-               overrides: list[str] = ()) -> float:
+               overrides: list[str] = (), world: int = 1, rank: int = 0) -> float:
     """The loop a researcher writes: shuffle indices, slice the uint8 tensor, to float, step.
 
     Its optimizers come from genlab's optimizer config as written (``torch.optim.Adam(params,
     lr=...)``) and it gathers a batch by indexing (``images[idx]``); ``tuned``: genlab's gather
     (``index_select``) and the very optimizers genlab builds from it (``make_optimizer``: Adam's
     fused kernel), so the two sides do the same work down to the kernel. ``overrides``: config
-    overrides for the nets (e.g. their sizes), as genlab's side gets them."""
+    overrides for the nets (e.g. their sizes), as genlab's side gets them.
+
+    ``world`` > 1: process ``rank`` of a DDP run (the process group initialised): each net wrapped
+    in ``DistributedDataParallel``, and each epoch's order, the same in every process, dealt out
+    to them (``rank::world``, cut to equal shares). Returns this process's images/s."""
     from hydra.utils import instantiate
+    from torch.nn.parallel import DistributedDataParallel
 
     from genlab.models.base import make_optimizer
 
@@ -142,16 +149,27 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
     images = bundled_images().to(device)
     n = len(images)
     m = cfg.model
+    def net(config):
+        module = instantiate(config).to(device)
+        if world == 1:
+            return module
+        return DistributedDataParallel(module, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+
     if model.startswith("vae"):
-        enc, dec = instantiate(m.encoder).to(device), instantiate(m.decoder).to(device)
+        enc, dec = net(m.encoder), net(m.decoder)
         opt = optimizer([*enc.parameters(), *dec.parameters()])
     else:
-        gen, disc = instantiate(m.generator).to(device), instantiate(m.discriminator).to(device)
+        gen, disc = net(m.generator), net(m.discriminator)
         opt_g, opt_d = optimizer(gen.parameters()), optimizer(disc.parameters())
-    done, start, timed_images = 0, None, 0
+    done, start, timed_images, epoch = 0, None, 0, 0
     while done < warmup + steps:
-        order = torch.randperm(n, device=device)
-        for i in range(0, n, batch_size):  # the short last batch too, as genlab's loaders do
+        if world == 1:
+            order = torch.randperm(n, device=device)
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch))[: n - n % world][rank::world]
+            order = order.to(device)
+        epoch += 1
+        for i in range(0, len(order), batch_size):  # the short last batch too, as genlab's loaders do
             if done == warmup:
                 start = window_opens(device)
             idx = order[i : i + batch_size]
@@ -467,6 +485,143 @@ def precision_effect(models: list[str], warmup: int, seconds: float, reps: int, 
     return rows
 
 
+class WindowToFile(BatchTimer):
+    """``BatchTimer`` for a run in processes of its own (``train.py``, also under DDP): the process
+    of rank 0 writes the timed window to ``out`` (JSON), with the images every process trained on
+    in it. Each process runs as many batches, of equal length (Lightning's ``DistributedSampler``
+    pads the split to a multiple of the processes), in step with the others (the gradients'
+    all-reduce at every step), so rank 0's images times the processes are all of them."""
+
+    def __init__(self, warmup: int, last: int, out: str, sigterm_broadcast: bool = True) -> None:
+        super().__init__(warmup, last)
+        self.out, self.sigterm_broadcast = out, sigterm_broadcast
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        """``sigterm_broadcast=false``: this process skips the broadcast of a SIGTERM flag from rank
+        0 that Lightning (2.6) makes before every training batch under DDP (a collective, and on a
+        GPU a wait for it; Lightning-AI/pytorch-lightning#21487): what that costs. Every process
+        of the run skips it alike (each builds this callback from the same command line)."""
+        loop = trainer.fit_loop.epoch_loop
+        if not self.sigterm_broadcast:
+            if not hasattr(loop, "_broadcast_sigterm_tensor"):
+                raise RuntimeError("this Lightning makes no SIGTERM broadcast per batch to skip")
+            loop._broadcast_sigterm_tensor = lambda: None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.seen == self.last and trainer.is_global_zero:
+            Path(self.out).write_text(json.dumps({
+                "images": TIMES["images"] * trainer.world_size, "seconds": TIMES["end"] - TIMES["start"],
+                "processes": trainer.world_size, "threads": torch.get_num_threads()}))
+
+
+def train_py_run(model: str, batch_size: int, warmup: int, steps: int, device: str, devices: int,
+                 extra: list[str], sigterm_broadcast: bool = True) -> dict:
+    """``python train.py`` on ``devices`` devices (more than one: DDP, a process each, as
+    ``trainer.gpus=N`` or ``trainer=ddp_cpu`` run it), ``batch_size`` images per device, timed by
+    ``WindowToFile``: the window's images/s over all processes, and its processes and threads.
+    ``sigterm_broadcast=False``: without Lightning's SIGTERM broadcast before every batch."""
+    env = {**os.environ, "WANDB_MODE": "disabled",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")]))}
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    with tempfile.TemporaryDirectory() as out:
+        window = Path(out) / "window.json"
+        subprocess.run([
+            sys.executable, "train.py", f"model={model}", "data.source=bundled", f"data.batch_size={batch_size}",
+            "trainer.max_epochs=-1", "trainer.max_steps=-1", "++trainer.min_epochs=0", "trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0", "logger=csv", "callbacks=none", "++callbacks.sample_quality=null",
+            "test=false", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", f"trainer.devices={devices}",
+            *(["trainer.strategy=ddp"] if devices > 1 else []),
+            "+callbacks.timer._target_=benchmark.WindowToFile",
+            f"+callbacks.timer.warmup={warmup}", f"+callbacks.timer.last={warmup + steps}",
+            f"+callbacks.timer.out={window}", f"+callbacks.timer.sigterm_broadcast={sigterm_broadcast}",
+            f"hydra.run.dir={out}/run", "optimized_metric=null", *extra,
+        ], cwd=ROOT, env=env, check=True, capture_output=True)
+        timed = json.loads(window.read_text())
+    return {**timed, "img_per_s": timed["images"] / timed["seconds"]}
+
+
+def _raw_ddp_process(rank: int, world: int, port: int, out: str, model: str, batch_size: int, warmup: int,
+                     steps: int, device: str) -> None:
+    """One process of ``raw_ddp_run``: a process group over localhost, this process's GPU or its
+    share of the CPU's threads (as Lightning gives its DDP processes), the tuned raw loop."""
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if device == "cuda":
+        torch.cuda.set_device(rank)
+    else:
+        from genlab.utils.trainer_setup import keep_freed_host_memory
+
+        keep_freed_host_memory()  # as train.py on a CPU, and this script's own process
+        if world > 1 and "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    dist.init_process_group("nccl" if device == "cuda" else "gloo", rank=rank, world_size=world)
+    try:
+        rate = raw_loop(model, batch_size, warmup, steps, device, tuned=True, world=world, rank=rank)
+        if rank == 0:  # the processes run in step (the all-reduce of each backward pass), on equal shares
+            Path(out).write_text(json.dumps({"img_per_s": rate * world, "processes": world,
+                                             "threads": torch.get_num_threads()}))
+    finally:
+        dist.destroy_process_group()
+
+
+def raw_ddp_run(model: str, batch_size: int, warmup: int, steps: int, device: str, devices: int) -> dict:
+    """The tuned raw loop (``plain_loop``) on ``devices`` devices, each in a process of its own
+    (``torch.multiprocessing.spawn``), the nets in ``DistributedDataParallel`` from 2 on: the
+    DDP loop a researcher writes, against ``train_py_run``. Images/s over all processes."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "window.json"
+        mp.spawn(_raw_ddp_process, args=(devices, port, str(out), model, batch_size, warmup, steps, device),
+                 nprocs=devices)
+        return json.loads(out.read_text())
+
+
+SCALING_MODELS = ("vae", "dcgan")
+
+
+def scaling(models: list[str], batch_size: int, devices: list[int], warmup: int, seconds: float, reps: int,
+            device: str, extra: list[str]) -> dict:
+    """Throughput of ``train.py`` (``train_py_run``) and of the tuned raw loop (``raw_ddp_run``) on
+    1 and more devices under DDP, ``batch_size`` images per device (each process trains on its
+    share of the data, the gradients averaged over all at every step), repetitions interleaved;
+    each run its own processes, start-up not timed. On a CPU the "devices" are processes sharing
+    the machine's cores: each gets cores / processes threads (Lightning's rule, which the raw side
+    follows), so the CPU's rows show what DDP's extra work costs, not added hardware."""
+    visible = torch.cuda.device_count() if device == "cuda" else os.cpu_count() or 1
+    counts = [n for n in devices if n <= visible]
+    rows = []
+    if len(counts) < 2:  # nothing to compare: one device visible
+        print(f"scaling: {visible} {device} device(s) visible, not measured", flush=True)
+    for model in models if len(counts) > 1 else ():
+        steps = steps_for(model, batch_size, seconds, device)
+        sides = {f"{side}_{n}": (side, n) for n in counts for side in ("genlab", "raw")}
+        sides[f"genlab_nosigterm_{counts[-1]}"] = ("genlab_nosigterm", counts[-1])
+        runs: dict[str, list[dict]] = {name: [] for name in sides}
+        for name in interleaved(sides, reps):
+            side, n = sides[name]
+            runs[name].append(raw_ddp_run(model, batch_size, warmup, steps, device, n) if side == "raw" else
+                              train_py_run(model, batch_size, warmup, steps, device, n, extra,
+                                           sigterm_broadcast=side == "genlab"))
+        median = {name: statistics.median(r["img_per_s"] for r in rs) for name, rs in runs.items()}
+        rows.append({"model": model, "batch_size": batch_size, "steps": steps, "reps": reps, "devices": counts,
+                     "runs": runs, "median": median})
+        print(f"{model} scaling, batch {batch_size} per device: " + ", ".join(
+            f"{n}: genlab {median[f'genlab_{n}']:.0f} img/s, raw {median[f'raw_{n}']:.0f}" for n in counts)
+            + f"; {counts[-1]}, genlab without the SIGTERM broadcast: {median[f'genlab_nosigterm_{counts[-1]}']:.0f}",
+            flush=True)
+    return {"devices_visible": visible, "devices_asked": devices, "rows": rows}
+
+
 # ----------------------------------------------------------------- data, start-up, memory
 def data_pipeline(batch_size: int, seconds: float = 2.0) -> dict[str, dict]:
     """Batches per second the data modules deliver to the model, transfer hook included; and the
@@ -679,6 +834,57 @@ def startup_report(results: dict) -> list[str]:
     return lines
 
 
+def scaling_report(sc: dict, device: str) -> list[str]:
+    on_cpu = device == "cpu"
+    unit = "process" if on_cpu else "GPU"
+
+    def many(n: int) -> str:
+        return f"{n} {unit}" + ("" if n == 1 else "es" if on_cpu else "s")
+    lines = ["", "## Scaling: one device and DDP", ""]
+    if not sc["rows"]:
+        return [*lines, f"Not measured: {sc['devices_visible']} {'core' if on_cpu else 'GPU'}(s) visible on this "
+                f"machine, and the section compares {' and '.join(map(str, sc['devices_asked']))} devices.", ""]
+    counts = sc["rows"][0]["devices"]
+    first, last = counts[0], counts[-1]
+    lines += [f"`python train.py` on {' and '.join(map(str, counts[:-1]))} and {many(last)} (from 2 on "
+              "`trainer.devices=N trainer.strategy=ddp`, as `trainer.gpus=N` and `trainer=ddp_cpu` run it), against "
+              "the tuned raw loop with its nets in `DistributedDataParallel`, a process per device "
+              f"(`torch.multiprocessing.spawn`); {sc['rows'][0]['batch_size']} images per {unit} and step, each "
+              "process on its share of the bundled MNIST images; each run in processes of its own, timed from a "
+              "warm-up batch to the last, start-up not included; images/s over all processes, median and range of "
+              f"{sc['rows'][0]['reps']} interleaved repetitions."
+              + (" On this CPU the processes share the machine's cores (each gets cores / processes threads, "
+                 "Lightning's rule, which the raw side follows), so the rows show what DDP's extra work costs "
+                 "(the gradients' all-reduce over gloo, each process's own Python and dispatch), not added "
+                 "hardware; `trainer=ddp_cpu` is there to exercise multi-process code without GPUs." if on_cpu else ""),
+              "",
+              "| model | timed batches × repetitions | "
+              + " | ".join(f"{many(n)}: genlab img/s | raw img/s | genlab / raw" for n in counts)
+              + f" | genlab {last} / {first} | raw {last} / {first} | {many(last)}: genlab without Lightning's "
+              "SIGTERM broadcast, img/s | / raw |",
+              "|---|---|" + "---|" * (3 * len(counts) + 4)]
+
+    def cell(r: dict, name: str) -> str:
+        rates = [x["img_per_s"] for x in r["runs"][name]]
+        return f"{r['median'][name]:.0f} ({min(rates):.0f}-{max(rates):.0f})"
+
+    for r in sc["rows"]:
+        m = r["median"]
+        lines.append(f"| {r['model']} | {r['steps']} × {r['reps']} | "
+                     + " | ".join(f"{cell(r, f'genlab_{n}')} | {cell(r, f'raw_{n}')} | "
+                                  f"{m[f'genlab_{n}'] / m[f'raw_{n}']:.3f}" for n in counts)
+                     + f" | {m[f'genlab_{last}'] / m[f'genlab_{first}']:.2f} | {m[f'raw_{last}'] / m[f'raw_{first}']:.2f} | "
+                     + (f"{cell(r, f'genlab_nosigterm_{last}')} | {m[f'genlab_nosigterm_{last}'] / m[f'raw_{last}']:.3f} |"
+                        if f"genlab_nosigterm_{last}" in m else "— | — |"))
+    lines += ["", "Lightning (2.6) broadcasts a SIGTERM flag from rank 0 to every process before each training "
+              "batch under DDP (so that all processes stop together when one is told to), a collective per "
+              "batch that the raw loop does not make, and on a GPU a wait for the device "
+              "(Lightning-AI/pytorch-lightning#21487). The last columns time genlab with that broadcast "
+              "skipped in every process (`WindowToFile(sigterm_broadcast=false)`): what it costs. genlab "
+              "keeps Lightning's behaviour."]
+    return lines
+
+
 def report(results: dict, args: argparse.Namespace) -> str:
     m = results["machine"]
     lines = [
@@ -738,6 +944,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
                   *[f"| {r['model']} | {r['eager']:.0f} | " + (
                       f"{r['compiled']:.0f} | {r['compiled'] / r['eager']:.2f} | {r['compiled_run_seconds']:.0f} |"
                       if r.get("error") is None else f"failed: {r['error']} | — | — |") for r in results["compile"]]]
+    if results.get("scaling"):
+        lines += scaling_report(results["scaling"], results["machine"]["device"])
     p = results.get("memory")
     if p is None:
         return "\n".join([*lines, "", "## Memory", "", "Not measured in this run (`--quick` or `--sections`).", ""])
@@ -747,8 +955,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("throughput", "host_cost", "compile", "precision", "progress_bar", "data", "startup", "memory")
-CUDA_SECTIONS = ("throughput", "host_cost", "precision", "compile")
+SECTIONS = ("throughput", "host_cost", "compile", "precision", "progress_bar", "data", "startup", "memory", "scaling")
+CUDA_SECTIONS = ("throughput", "host_cost", "precision", "compile", "scaling")
 
 
 def main() -> None:
@@ -766,7 +974,10 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS,
                         help=f"what to measure; default: all ({' '.join(SECTIONS)}); --device cuda: "
                              f"{' '.join(CUDA_SECTIONS)} (the rest measures the host); --quick: no host_cost, "
-                             "compile, precision or memory")
+                             "compile, precision, memory or scaling")
+    parser.add_argument("--scaling-devices", type=int, nargs="+", default=[1, 2],
+                        help="device counts the scaling section compares (GPUs, or CPU processes); "
+                             "those above what the machine has are left out")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
     parser.add_argument("--no-precision", action="store_true", help="skip the mixed-precision comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -785,7 +996,8 @@ def main() -> None:
     if args.sections is None:
         args.sections = list(CUDA_SECTIONS if args.device == "cuda" else SECTIONS)
         if args.quick:
-            args.sections = [n for n in args.sections if n not in ("host_cost", "compile", "precision", "memory")]
+            args.sections = [n for n in args.sections
+                             if n not in ("host_cost", "compile", "precision", "memory", "scaling")]
     args.sections = [n for n in args.sections if not (n == "compile" and args.no_compile)
                      and not (n == "precision" and args.no_precision)]
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -821,6 +1033,9 @@ def main() -> None:
         "data": lambda: data_pipeline(args.data_batch, 0.5 if args.quick else 2.0),
         "startup": lambda: startup(1, ("wandb_offline",), imports_floor=False) if args.quick else startup(5),
         "memory": lambda: peak_memory(10),
+        # twice the window of the in-process sections: DDP's runs on a shared CPU spread more
+        "scaling": lambda: scaling(list(SCALING_MODELS), 128, args.scaling_devices, args.warmup, 2 * args.seconds,
+                                   1 if args.quick else min(args.reps, 3), args.device, args.extra),
     }
     results = {
         "date": datetime.date.today().isoformat(),
