@@ -5,7 +5,8 @@
 #      each precision, 16-bit against fp32 learning, DDP on two GPUs where there are two;
 #   2. scripts/gpu_syncs.py: where the training step makes the host wait for the GPU;
 #   3. scripts/benchmark.py --device cuda: genlab against the raw loop, the framework's host cost
-#      per batch (tiny nets), mixed precision, compile.
+#      per batch (tiny nets), mixed precision, compile, and 1 against 2 GPUs under DDP (genlab and a
+#      raw DistributedDataParallel loop) where there are two.
 #
 #   bash scripts/gpu_check.sh [OUTDIR] [benchmark options...]     # OUTDIR: outputs/gpu_check
 #   GPU_STEPS="pytest_gpu benchmark" bash scripts/gpu_check.sh out --sections throughput --reps 3
