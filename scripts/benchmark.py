@@ -149,6 +149,7 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
     images = bundled_images().to(device)
     n = len(images)
     m = cfg.model
+
     def net(config):
         module = instantiate(config).to(device)
         if world == 1:
@@ -840,13 +841,14 @@ def scaling_report(sc: dict, device: str) -> list[str]:
 
     def many(n: int) -> str:
         return f"{n} {unit}" + ("" if n == 1 else "es" if on_cpu else "s")
+
     lines = ["", "## Scaling: one device and DDP", ""]
     if not sc["rows"]:
         return [*lines, f"Not measured: {sc['devices_visible']} {'core' if on_cpu else 'GPU'}(s) visible on this "
                 f"machine, and the section compares {' and '.join(map(str, sc['devices_asked']))} devices.", ""]
     counts = sc["rows"][0]["devices"]
     first, last = counts[0], counts[-1]
-    lines += [f"`python train.py` on {' and '.join(map(str, counts[:-1]))} and {many(last)} (from 2 on "
+    lines += [f"`python train.py` on {', '.join(map(str, counts[:-1]))} and {many(last)} (from 2 on "
               "`trainer.devices=N trainer.strategy=ddp`, as `trainer.gpus=N` and `trainer=ddp_cpu` run it), against "
               "the tuned raw loop with its nets in `DistributedDataParallel`, a process per device "
               f"(`torch.multiprocessing.spawn`); {sc['rows'][0]['batch_size']} images per {unit} and step, each "
