@@ -97,10 +97,16 @@ def test_prepared_splits_are_cached_keyed_by_corpus_and_settings(tmp_path: Path,
     again = TextDataModule(**settings)
     again.setup()
     assert _prepared(again) == _prepared(first)
-    checkpoint_vocab = TextDataModule(**settings)  # a vocabulary set beforehand is its own entry
-    checkpoint_vocab.tokenizer = Tokenizer("word", [*SPECIALS, "line", "says"])
-    with pytest.raises(pytest.fail.Exception, match="prepared again"):
-        checkpoint_vocab.setup()
+    same_vocab = TextDataModule(**settings)  # a checkpoint's vocabulary that these settings build: their entry
+    same_vocab.tokenizer = Tokenizer.from_dict(first.tokenizer.to_dict())
+    same_vocab.setup()
+    assert _prepared(same_vocab) == _prepared(first) and list(cache.glob("text-*.pt")) == [entry]
+    for other in (Tokenizer("word", [*SPECIALS, "line", "says"], lowercase=True),  # another vocabulary: its own entry
+                  Tokenizer("word", first.tokenizer.vocab, lowercase=False)):  # so is another case
+        checkpoint_vocab = TextDataModule(**settings)
+        checkpoint_vocab.tokenizer = other
+        with pytest.raises(pytest.fail.Exception, match="prepared again"):
+            checkpoint_vocab.setup()
     monkeypatch.setattr(text.TextDataModule, "_prepare", prepare)
 
     changed = [dict(max_len=8), dict(seed=1), dict(tokenizer="char", max_len=200), dict(min_freq=2)]

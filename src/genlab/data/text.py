@@ -160,6 +160,8 @@ class TextDataModule(InMemoryDataModule):
             texts["train"] = texts["train"][: self.max_examples]
         path = cache_dir() / f"text-{self._cache_key(texts)}.pt"
         prepared = self._cached(path, texts)
+        if prepared is None and self.tokenizer is not None:
+            prepared = self._cached_with_vocabulary(texts)
         if prepared is None:
             with gc_paused():
                 prepared = self._prepare(texts)
@@ -207,17 +209,30 @@ class TextDataModule(InMemoryDataModule):
         return {"format": CACHE_FORMAT, "vocab": tokenizer.vocab, "splits": splits}
 
     # ----------------------------------------------------------------- the cache of prepared splits
-    def _cache_key(self, texts: dict[str, list[str]]) -> str:
+    def _cache_key(self, texts: dict[str, list[str]], set_vocabulary: bool = True) -> str:
         """What the prepared splits depend on: the examples of each split (the corpus, its split,
-        ``seed``, ``max_examples``), the tokenizer's settings or the vocabulary set beforehand,
+        ``seed``, ``max_examples``), the tokenizer's settings or the vocabulary set beforehand
+        (``set_vocabulary=False``: the key of the splits these settings build a vocabulary for),
         ``min_freq``, ``max_vocab``, ``max_len``, and how text is split into tokens."""
+        tokenizer = self.tokenizer.to_dict() if set_vocabulary and self.tokenizer is not None else None
         settings = [CACHE_FORMAT, WORD_PATTERN, self.tokenizer_kind, self.lowercase, self.min_freq, self.max_vocab,
-                    self.max_len, self.tokenizer.to_dict() if self.tokenizer is not None else None]
+                    self.max_len, tokenizer]
         digest = hashlib.sha256(json.dumps(settings).encode())
         for split in sorted(texts):
             digest.update(f"\0{split}\0{len(texts[split])}\0".encode())
             digest.update("\0".join(texts[split]).encode())
         return digest.hexdigest()[:32]
+
+    def _cached_with_vocabulary(self, texts: dict[str, list[str]]) -> dict[str, Any] | None:
+        """With a vocabulary set beforehand (``eval.py`` and ``generate.py`` set the checkpoint's):
+        the entry these settings would build without it, if its vocabulary, tokenizer kind and
+        case are the very ones set, as for a model trained on this data. Its token ids are then
+        those the set vocabulary gives, and no second entry of the same splits is written."""
+        built = self._cached(cache_dir() / f"text-{self._cache_key(texts, set_vocabulary=False)}.pt", texts)
+        if built is None:
+            return None
+        same = Tokenizer(self.tokenizer_kind, built["vocab"], self.lowercase).to_dict() == self.tokenizer.to_dict()
+        return built if same else None
 
     @staticmethod
     def _compact(prepared: dict[str, Any]) -> dict[str, Any]:
