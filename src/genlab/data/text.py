@@ -224,7 +224,7 @@ class TextDataModule(InMemoryDataModule):
         return digest.hexdigest()[:32]
 
     def _cached_with_vocabulary(self, texts: dict[str, list[str]]) -> dict[str, Any] | None:
-        """With a vocabulary set beforehand (``eval.py`` and ``generate.py`` set the checkpoint's):
+        """With a vocabulary set beforehand (``eval.py`` sets the checkpoint's):
         the entry these settings would build without it, if its vocabulary, tokenizer kind and
         case are the very ones set, as for a model trained on this data. Its token ids are then
         those the set vocabulary gives, and no second entry of the same splits is written."""
