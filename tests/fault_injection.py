@@ -11,11 +11,15 @@ from pytorch_lightning import Callback
 
 
 class KillAt(Callback):
-    def __init__(self, epoch: int, batch: int, signal_name: str = "SIGKILL") -> None:
-        self.epoch, self.batch, self.signal = epoch, batch, getattr(signal, signal_name)
+    """Sends ``signal_name`` to its own process at training batch ``batch`` of ``epoch``; under
+    DDP, with ``rank``, only that process does (as a scheduler signals one process)."""
+
+    def __init__(self, epoch: int, batch: int, signal_name: str = "SIGKILL", rank: int | None = None) -> None:
+        self.epoch, self.batch, self.signal, self.rank = epoch, batch, getattr(signal, signal_name), rank
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch \
+                and self.rank in (None, trainer.global_rank):
             os.kill(os.getpid(), self.signal)
 
 
