@@ -6,19 +6,18 @@ checkpoint together (Lightning-AI/pytorch-lightning#20825). That is a collective
 a GPU a wait for the device at every step; on a 2-core CPU it cost the MLP VAE under DDP 5-10% of
 its throughput (``python scripts/benchmark.py --sections scaling``; Lightning-AI/pytorch-lightning#21487).
 
-:class:`SigtermBroadcast` makes the same broadcast at most about every ``seconds``: rank 0 times
-the batches between two broadcasts and sends, with the flag, after how many batches the next one
-comes. Every process then counts the same batches, so the processes still meet at the same
-collective, and a SIGTERM stops them all after the same batch, at most about ``seconds`` after it
-came (and never later than the epoch's end, where Lightning checks each process's flag anyway),
-instead of after the current batch. A step that takes longer than ``seconds`` broadcasts at every
-batch, as Lightning does; batches that turn much slower than the ones before wait out the interval
-already sent once.
+:class:`SigtermBroadcast` makes the same broadcast about every ``seconds``: rank 0 times the
+batches between two broadcasts and sends, with the flag, after how many batches the next one
+comes. Every process counts the same batches, so the processes still meet at the same collective.
+A step that takes longer than ``seconds`` broadcasts at every batch, as Lightning does; batches
+that turn much slower than the ones before wait out the interval already sent once.
 
 Where every process gets the SIGTERM itself (Lightning passes it on to the processes it started;
-SLURM's ``srun`` and ``torchrun`` signal every process), nothing changes: Lightning stops each
-process after its current batch on its own flag, and the processes meet in the checkpoint's
-barrier. The broadcast matters where only rank 0 is told.
+SLURM's ``srun`` signals every task), nothing changes: Lightning stops each process after its
+current batch on its own flag, and the processes meet in the checkpoint's barrier
+(``tests/test_reliability.py``, in both cadences). Where only rank 0 gets it, Lightning's signal
+handler also broadcasts the flag at once, at whatever point rank 0 is; how the other processes
+meet that broadcast depends on where they are, in either cadence (not tested).
 """
 
 from __future__ import annotations
