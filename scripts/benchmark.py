@@ -984,6 +984,9 @@ def main() -> None:
     parser.add_argument("--scaling-devices", type=int, nargs="+", default=[1, 2],
                         help="device counts the scaling section compares (GPUs, or CPU processes); "
                              "those above what the machine has are left out")
+    parser.add_argument("--scaling-models", nargs="+", default=list(SCALING_MODELS), choices=["vae", "vae_conv", "dcgan"],
+                        help="models of the scaling section (each costs 6 runs a repetition, each run "
+                             "starting its processes)")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
     parser.add_argument("--no-precision", action="store_true", help="skip the mixed-precision comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -1040,7 +1043,7 @@ def main() -> None:
         "startup": lambda: startup(1, ("wandb_offline",), imports_floor=False) if args.quick else startup(5),
         "memory": lambda: peak_memory(10),
         # twice the window of the in-process sections: DDP's runs on a shared CPU spread more
-        "scaling": lambda: scaling(list(SCALING_MODELS), 128, args.scaling_devices, args.warmup, 2 * args.seconds,
+        "scaling": lambda: scaling(args.scaling_models, 128, args.scaling_devices, args.warmup, 2 * args.seconds,
                                    1 if args.quick else min(args.reps, 3), args.device, args.extra),
     }
     results = {
