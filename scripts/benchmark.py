@@ -210,6 +210,22 @@ INDEX_BATCHES_NOW = IndexBatches.__iter__
 LIGHTNING_PROFILER = "pytorch_lightning.profilers.PassThroughProfiler"  # Lightning's default; genlab passes its own
 
 
+def timed_overrides(model: str, batch_size: int, warmup: int, steps: int, device: str, timer: str,
+                    callbacks: str = "none", progress_bar: bool = False,
+                    data: tuple[str, ...] = ("data.source=bundled",)) -> list[str]:
+    """The overrides of a timed genlab run: ``model`` on ``data`` at ``batch_size``, as many epochs
+    as the ``timer`` callback (a ``BatchTimer``) needs, no validation, test, model summary or
+    checkpoints (``callbacks=none``), the CSV logger, the progress bar only with ``progress_bar``."""
+    return [
+        f"model={model}", *data, f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
+        "trainer.max_steps=-1", "++trainer.min_epochs=0", "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0", "logger=csv", f"callbacks={callbacks}", "test=false",
+        f"trainer.enable_progress_bar={str(progress_bar).lower()}", "trainer.enable_model_summary=false",
+        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", f"+callbacks.timer._target_={timer}",
+        f"+callbacks.timer.warmup={warmup}", f"+callbacks.timer.last={warmup + steps}",
+    ]
+
+
 def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str],
                before: bool = False, nonfinite_deferred: bool | None = None, callbacks: str = "none",
                progress_bar: bool = False, data: tuple[str, ...] = ("data.source=bundled",)) -> float:
@@ -240,12 +256,8 @@ def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str
         from genlab.utils.config import compose_config
 
         cfg = compose_config("train", [
-            f"model={model}", *data, f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
-            "trainer.max_steps=-1", "++trainer.min_epochs=0", "trainer.limit_val_batches=0",
-            "trainer.num_sanity_val_steps=0", "logger=csv", f"callbacks={callbacks}", "test=false",
-            f"trainer.enable_progress_bar={str(progress_bar).lower()}", "trainer.enable_model_summary=false",
-            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", f"+callbacks.timer._target_={BatchTimer.__module__}.BatchTimer",
-            f"+callbacks.timer.warmup={warmup}", f"+callbacks.timer.last={warmup + steps}", *extra,
+            *timed_overrides(model, batch_size, warmup, steps, device, f"{BatchTimer.__module__}.BatchTimer",
+                             callbacks, progress_bar, data), *extra,
         ], output_dir=out)
         from omegaconf import open_dict
 
@@ -502,11 +514,12 @@ class WindowToFile(BatchTimer):
         0 that Lightning (2.6) makes before every training batch under DDP (a collective, and on a
         GPU a wait for it; Lightning-AI/pytorch-lightning#21487): what that costs. Every process
         of the run skips it alike (each builds this callback from the same command line)."""
+        if self.sigterm_broadcast:
+            return
         loop = trainer.fit_loop.epoch_loop
-        if not self.sigterm_broadcast:
-            if not hasattr(loop, "_broadcast_sigterm_tensor"):
-                raise RuntimeError("this Lightning makes no SIGTERM broadcast per batch to skip")
-            loop._broadcast_sigterm_tensor = lambda: None
+        if not hasattr(loop, "_broadcast_sigterm_tensor"):
+            raise RuntimeError("this Lightning makes no SIGTERM broadcast per batch to skip")
+        loop._broadcast_sigterm_tensor = lambda: None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -529,14 +542,9 @@ def train_py_run(model: str, batch_size: int, warmup: int, steps: int, device: s
     with tempfile.TemporaryDirectory() as out:
         window = Path(out) / "window.json"
         subprocess.run([
-            sys.executable, "train.py", f"model={model}", "data.source=bundled", f"data.batch_size={batch_size}",
-            "trainer.max_epochs=-1", "trainer.max_steps=-1", "++trainer.min_epochs=0", "trainer.limit_val_batches=0",
-            "trainer.num_sanity_val_steps=0", "logger=csv", "callbacks=none", "++callbacks.sample_quality=null",
-            "test=false", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", f"trainer.devices={devices}",
+            sys.executable, "train.py", *timed_overrides(model, batch_size, warmup, steps, device, "benchmark.WindowToFile"),
+            "++callbacks.sample_quality=null", f"trainer.devices={devices}",
             *(["trainer.strategy=ddp"] if devices > 1 else []),
-            "+callbacks.timer._target_=benchmark.WindowToFile",
-            f"+callbacks.timer.warmup={warmup}", f"+callbacks.timer.last={warmup + steps}",
             f"+callbacks.timer.out={window}", f"+callbacks.timer.sigterm_broadcast={sigterm_broadcast}",
             f"hydra.run.dir={out}/run", "optimized_metric=null", *extra,
         ], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -557,8 +565,10 @@ def _raw_ddp_process(rank: int, world: int, port: int, out: str, model: str, bat
         from genlab.utils.trainer_setup import keep_freed_host_memory
 
         keep_freed_host_memory()  # as train.py on a CPU, and this script's own process
-        if world > 1 and "OMP_NUM_THREADS" not in os.environ:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+        if world > 1:  # Lightning's own rule for the processes it launches
+            from lightning_fabric.utilities.distributed import _set_num_threads_if_needed
+
+            _set_num_threads_if_needed(num_processes=world)
     dist.init_process_group("nccl" if device == "cuda" else "gloo", rank=rank, world_size=world)
     try:
         rate = raw_loop(model, batch_size, warmup, steps, device, tuned=True, world=world, rank=rank)
@@ -573,13 +583,10 @@ def raw_ddp_run(model: str, batch_size: int, warmup: int, steps: int, device: st
     """The tuned raw loop (``plain_loop``) on ``devices`` devices, each in a process of its own
     (``torch.multiprocessing.spawn``), the nets in ``DistributedDataParallel`` from 2 on: the
     DDP loop a researcher writes, against ``train_py_run``. Images/s over all processes."""
-    import socket
-
     import torch.multiprocessing as mp
+    from lightning_fabric.plugins.environments.lightning import find_free_network_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = find_free_network_port()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "window.json"
         mp.spawn(_raw_ddp_process, args=(devices, port, str(out), model, batch_size, warmup, steps, device),
