@@ -231,7 +231,8 @@ class TextDataModule(InMemoryDataModule):
         built = self._cached(cache_dir() / f"text-{self._cache_key(texts, set_vocabulary=False)}.pt", texts)
         if built is None:
             return None
-        same = Tokenizer(self.tokenizer_kind, built["vocab"], self.lowercase).to_dict() == self.tokenizer.to_dict()
+        tokenizer = self.tokenizer
+        same = (tokenizer.kind, tokenizer.lowercase, tokenizer.vocab) == (self.tokenizer_kind, self.lowercase, built["vocab"])
         return built if same else None
 
     @staticmethod
