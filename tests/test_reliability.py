@@ -218,14 +218,12 @@ def test_bad_config_on_the_command_line_is_one_clear_message(tmp_path: Path, ove
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seconds", ["1.0", "0"], ids=["every-second", "every-batch"])
-def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(tmp_path: Path, seconds: str) -> None:
+def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(tmp_path: Path) -> None:
     """SIGTERM to rank 0 of two DDP processes (Lightning passes it on to the other): both stop
-    after the same batch, write last.ckpt there and exit, with the SIGTERM broadcast about every
-    second (genlab's default) and before every batch (Lightning's, ``ddp_sigterm_seconds=0``)."""
+    after the same batch, write last.ckpt there and exit."""
     env = {"GENLAB_ROOT": str(tmp_path), "PYTHONPATH": TESTS}
     proc = run("train.py", "model=vae", "trainer=ddp_cpu", "data.source=bundled", "trainer.max_epochs=20",
-               "trainer.limit_val_batches=2", "test=false", "logger=csv", f"ddp_sigterm_seconds={seconds}",
+               "trainer.limit_val_batches=2", "test=false", "logger=csv",
                f"hydra.run.dir={tmp_path}/outputs/train/runs/term", "+callbacks.kill._target_=fault_injection.KillAt",
                "+callbacks.kill.epoch=1", "+callbacks.kill.batch=2", "+callbacks.kill.signal_name=SIGTERM",
                "+callbacks.kill.rank=0", env=env)
@@ -237,52 +235,3 @@ def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(t
     ckpt = load_checkpoint(tmp_path / "outputs" / "train" / "runs" / "term" / "checkpoints" / "last.ckpt")
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == int(saved[0])  # mid-epoch, where both stopped
 
-
-def test_sigterm_broadcast_comes_about_every_n_seconds_and_stops_at_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
-    """genlab.utils.sigterm.SigtermBroadcast in one gloo process: rank 0 sends the next interval
-    with the flag, sized from the time per batch; a SIGTERM stops at the next broadcast."""
-    from types import SimpleNamespace
-
-    import torch.distributed as dist
-    from lightning_fabric.plugins.environments.lightning import find_free_network_port
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
-
-    import genlab.utils.sigterm as sigterm
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{find_free_network_port()}", rank=0, world_size=1)
-    try:
-        total = SimpleNamespace(ready=0)
-        loop = SimpleNamespace(batch_progress=SimpleNamespace(total=total), _broadcast_sigterm_tensor=None)
-        trainer = SimpleNamespace(fit_loop=SimpleNamespace(epoch_loop=loop), world_size=2, is_global_zero=True,
-                                  received_sigterm=False, strategy=SimpleNamespace(root_device=torch.device("cpu")))
-        assert sigterm.broadcast_sigterm_every(trainer, 1.0) and isinstance(loop._broadcast_sigterm_tensor,
-                                                                            sigterm.SigtermBroadcast)
-        assert not sigterm.broadcast_sigterm_every(trainer, 0)  # 0: Lightning's, before every batch
-        assert not sigterm.broadcast_sigterm_every(SimpleNamespace(**{**vars(trainer), "world_size": 1}), 1.0)
-        clock = [0.0]
-        monkeypatch.setattr(sigterm.time, "perf_counter", lambda: clock[0])
-        sent = []
-        broadcast = dist.broadcast
-        monkeypatch.setattr(sigterm.dist, "broadcast", lambda t, src: (sent.append((total.ready, int(t.item()))),
-                                                                        broadcast(t, src)))
-        step = sigterm.SigtermBroadcast(trainer, seconds=1.0)
-
-        def batches(n: int, seconds_each: float) -> None:
-            for _ in range(n):
-                step()
-                total.ready += 1
-                clock[0] += seconds_each
-
-        batches(3, 1 / 64)  # 1/64 s batches: the first two broadcast (no time per batch yet), then every 64
-        assert [(b, v // 2) for b, v in sent] == [(0, 1), (1, 64)]
-        batches(130, 1 / 64)
-        assert [b for b, _ in sent] == [0, 1, 65, 129]
-        batches(70, 2.0)  # batches longer than a second: after the interval already sent (up to 193),
-        assert [b for b, _ in sent][3:] == [129, *range(193, 203)]  # the broadcast before every one
-        assert all(v == 2 for _, v in sent[4:])  # interval 1, no SIGTERM
-        trainer.received_sigterm = True
-        with pytest.raises(SIGTERMException):
-            step()
-        assert sent[-1] == (total.ready, 1 + 2 * 1)
-    finally:
-        dist.destroy_process_group()

@@ -133,7 +133,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
     from genlab.utils.direct_step import use_direct_optimization
-    from genlab.utils.sigterm import broadcast_sigterm_every
     from genlab.utils.validate import check_config
 
     startup.mark("torch, lightning")
@@ -171,8 +170,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False, **extra)
     if cfg.get("direct_step", True):
         use_direct_optimization(trainer)
-    if broadcast_sigterm_every(trainer, float(cfg.get("ddp_sigterm_seconds", 0) or 0)):
-        log.debug("DDP: SIGTERM broadcast about every %s s (ddp_sigterm_seconds)", cfg.ddp_sigterm_seconds)
     if keep_host_memory_on_cpu(trainer, cfg.get("keep_host_memory", True)):
         log.debug("malloc keeps freed host memory for reuse (keep_host_memory=true)")
     for logger in loggers:
