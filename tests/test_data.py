@@ -261,11 +261,12 @@ def test_index_batches_are_the_batches_of_the_loaders_sampler(drop_last: bool) -
     assert all(isinstance(b, list) for b in IndexBatches(other, 16, drop_last))
 
 
-def test_training_batches_come_as_index_slices_in_one_process_and_by_sampler_under_ddp(tmp_path: Path) -> None:
+def test_training_batches_come_as_index_slices_in_one_process_and_under_ddp(tmp_path: Path) -> None:
     """One process: the loader's batch sampler hands ``__getitems__`` slices of one index tensor per
     epoch, and the batches are those of the plain sampler. Under DDP (world size 2) the loader
-    carries genlab's sampler itself, which Lightning wraps to give each process its share."""
-    from genlab.data.in_memory import EpochShuffle, IndexBatches
+    carries this process's share (``EpochShard``), which Lightning leaves as it is, and hands out
+    slices of it; with Lightning's ``use_distributed_sampler=False`` each process gets all."""
+    from genlab.data.in_memory import EpochShard, EpochShuffle, IndexBatches
 
     dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=100, seed=5)
     dm.setup()
@@ -278,12 +279,55 @@ def test_training_batches_come_as_index_slices_in_one_process_and_by_sampler_und
     val = dm.val_dataloader()
     assert torch.equal(next(iter(val))[0], dm._splits["val"].images[:dm.eval_batch_size])
 
-    class TwoProcesses:
-        world_size = 2
+    class RankOneOfTwo:
+        distributed_sampler_kwargs = {"num_replicas": 2, "rank": 1}
 
-    dm.trainer = TwoProcesses()
+    dm.trainer = RankOneOfTwo()
     loader = dm.train_dataloader()
-    assert isinstance(loader.sampler, EpochShuffle) and loader.batch_size == 100
+    assert isinstance(loader.sampler, EpochShard) and loader.batch_size == 100
+    shard = EpochShard(len(train), num_replicas=2, rank=1, shuffle=True, seed=5).order()
+    assert torch.equal(shard, order[1::2])
+    x, y = next(iter(loader))
+    assert torch.equal(x, train.images[shard[:100]]) and torch.equal(y, train.labels[shard[:100]])
+    assert isinstance(dm.val_dataloader().sampler, EpochShard)
+    RankOneOfTwo._accelerator_connector = type("Connector", (), {"use_distributed_sampler": False})
+    assert isinstance(dm.train_dataloader().batch_sampler, IndexBatches)  # each process all the data
+
+
+@pytest.mark.parametrize("n,world", [(50, 2), (51, 4), (3, 8)])
+def test_epoch_shard_deals_the_epochs_order_out_to_the_processes_as_lightning_pads(n: int, world: int) -> None:
+    """Under DDP each process gets genlab's order of the epoch dealt out in turn, padded as
+    Lightning pads (for evaluation, in order, exactly Lightning's ``DistributedSampler``); step
+    k's batches of all the processes are step k's batch of one process at ``world`` times the
+    batch size."""
+    from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+    from torch.utils.data import BatchSampler, DistributedSampler
+
+    from genlab.data.in_memory import EpochShard, EpochShuffle, IndexBatches
+
+    for rank in range(world):
+        for shuffle in (True, False):
+            ours = EpochShard(n, num_replicas=world, rank=rank, shuffle=shuffle, seed=3)
+            theirs = (DistributedSamplerWrapper(EpochShuffle(n, seed=3), num_replicas=world, rank=rank, shuffle=False)
+                      if shuffle else DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=False))
+            assert len(ours) == len(theirs)
+            for epoch in (0, 1, 2):
+                ours.set_epoch(epoch)
+                theirs.set_epoch(epoch)
+                assert list(ours) == list(theirs)
+                batches = list(IndexBatches(ours, 4, drop_last=False))
+                assert all(isinstance(b, torch.Tensor) for b in batches)
+                assert [b.tolist() for b in batches] == list(BatchSampler(theirs, 4, drop_last=False))
+    for epoch in (0, 1):
+        whole = EpochShuffle(n, seed=3)
+        shards = [EpochShard(n, num_replicas=world, rank=r, shuffle=True, seed=3) for r in range(world)]
+        for sampler in (whole, *shards):
+            sampler.set_epoch(epoch)
+        per_process = [list(IndexBatches(s, 4, drop_last=False)) for s in shards]
+        full = n // (4 * world)  # the steps before the padded last one
+        for k, big in enumerate(list(IndexBatches(whole, 4 * world, drop_last=False))[:full]):
+            step = torch.cat([batches[k] for batches in per_process])
+            assert sorted(step.tolist()) == sorted(big.tolist())
 
 
 @pytest.mark.parametrize("split", ["train", "val"])

@@ -3,12 +3,13 @@ batches (``__getitems__``), and the loaders over them."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 
 def batch_indices(indices: Sequence[int] | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
@@ -56,10 +57,42 @@ class EpochShuffle(Sampler[int]):
         yield from self.order().tolist()
 
 
+class EpochShard(DistributedSampler):
+    """This process's share of each epoch's order under DDP: genlab's shuffle (``EpochShuffle``)
+    or the indices in order, padded with its first indices to a multiple of the number of
+    processes and dealt out to them in turn, one tensor per epoch. Step k's batches of all the
+    processes together are then step k's batch of one process with the batch size times the
+    number of processes. For evaluation these are the indices Lightning's ``DistributedSampler``
+    gives each process; for training Lightning would wrap ``EpochShuffle`` and shuffle its order
+    once more with the global seed, handing out one Python int at a time. A loader that carries
+    it is left as it is by Lightning (its sampler is already a ``DistributedSampler``)."""
+
+    def __init__(self, n: int, num_replicas: int, rank: int, shuffle: bool, seed: int = 0) -> None:
+        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed, drop_last=False)
+        self.n = n
+        self.base = EpochShuffle(n, seed) if shuffle else None
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if self.base is not None:
+            self.base.set_epoch(epoch)
+
+    def order(self) -> torch.Tensor:
+        """This epoch's indices for this process, int64 on the host."""
+        order = self.base.order() if self.base is not None else torch.arange(self.n)
+        pad = self.total_size - self.n
+        if pad > 0:
+            order = torch.cat([order, order.repeat(math.ceil(pad / self.n))[:pad]])
+        return order[self.rank : self.total_size : self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.order().tolist()
+
+
 class IndexBatches(BatchSampler):
     """``BatchSampler`` whose batches are slices of one index tensor per pass over the data,
-    held where the dataset is (``device``), when the order is genlab's own (``EpochShuffle``, or
-    in order): the DataLoader hands them to ``__getitems__`` as they are. A pass then costs one
+    held where the dataset is (``device``), when the order is genlab's own (``EpochShuffle``,
+    ``EpochShard`` under DDP, or in order): the DataLoader hands them to ``__getitems__`` as they are. A pass then costs one
     ``randperm`` and one copy to the device instead of, per batch, a list of Python ints, its
     conversion to a tensor and, on a GPU, a copy through pinned memory (``batch_indices``).
     The batches are the same as ``BatchSampler``'s over the same sampler. Any other sampler (one
@@ -71,7 +104,7 @@ class IndexBatches(BatchSampler):
         self.device = device
 
     def __iter__(self) -> Iterator[Any]:
-        if isinstance(self.sampler, EpochShuffle):
+        if isinstance(self.sampler, (EpochShuffle, EpochShard)):
             order = self.sampler.order()
         elif type(self.sampler) is SequentialSampler:
             order = torch.arange(len(self.sampler))
@@ -101,7 +134,11 @@ class InMemoryLoader(DataLoader):
 
     def _batches(self) -> Iterator[Any]:
         getitems, collate = self.dataset.__getitems__, self.collate_fn
-        for indices in self.batch_sampler:
+        batches = self.batch_sampler
+        if type(batches) is BatchSampler:  # the DataLoader's own over ``sampler=``: sliced if genlab's
+            batches = IndexBatches(batches.sampler, batches.batch_size, batches.drop_last,
+                                   getattr(self.dataset, "device", None))
+        for indices in batches:
             yield collate(getitems(indices))
 
 
@@ -130,13 +167,28 @@ class InMemoryDataModule(LightningDataModule):
             pin_memory=self.pin_memory and device.type == "cpu",
             persistent_workers=self.num_workers > 0,
         )
-        if getattr(self.trainer, "world_size", 1) > 1 or getattr(self.trainer, "overfit_batches", 0):
-            # Lightning puts a sampler of its own in the loader's: under DDP one that gives each
-            # process its share of genlab's order, with overfit_batches one in order. It looks for
-            # the loader's sampler, not a batch sampler's
+        if getattr(self.trainer, "overfit_batches", 0):
+            # Lightning puts a sampler in order in the loader's (and under DDP its share of it). It
+            # looks for the loader's sampler, not a batch sampler's
             return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
+        shard = self._shard()
+        if shard is not None:
+            # under DDP this process's share, which Lightning would otherwise cut with its
+            # DistributedSampler, one Python int at a time
+            sampler = EpochShard(len(dataset), **shard, shuffle=shuffle, seed=self.seed)
+            return InMemoryLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
         return InMemoryLoader(dataset, batch_sampler=IndexBatches(sampler, batch_size, drop_last=False, device=device),
                               **common)
+
+    def _shard(self) -> dict[str, int] | None:
+        """``num_replicas`` and ``rank`` when the trainer runs several processes and shares the data
+        out among them (Lightning's ``use_distributed_sampler``, on by default); else None."""
+        trainer = self.trainer
+        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if not kwargs or kwargs.get("num_replicas", 1) <= 1 or not getattr(connector, "use_distributed_sampler", True):
+            return None
+        return {"num_replicas": kwargs["num_replicas"], "rank": kwargs["rank"]}
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
