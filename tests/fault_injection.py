@@ -11,16 +11,27 @@ from pytorch_lightning import Callback
 
 
 class KillAt(Callback):
-    """Sends ``signal_name`` to its own process at training batch ``batch`` of ``epoch``; under
-    DDP, with ``rank``, only that process does (as a scheduler signals one process)."""
+    """Sends ``signal_name`` to its own process at training batch ``batch`` of ``epoch``, at the
+    batch's start or (``when="before_backward"``) before its backward pass; under DDP, with
+    ``rank``, only that process does (as a scheduler signals one process)."""
 
-    def __init__(self, epoch: int, batch: int, signal_name: str = "SIGKILL", rank: int | None = None) -> None:
+    def __init__(self, epoch: int, batch: int, signal_name: str = "SIGKILL", rank: int | None = None,
+                 when: str = "batch_start") -> None:
         self.epoch, self.batch, self.signal, self.rank = epoch, batch, getattr(signal, signal_name), rank
+        self.when, self.batch_idx = when, -1
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch \
+    def _kill(self, trainer, when: str) -> None:
+        if self.when == when and trainer.current_epoch == self.epoch and self.batch_idx == self.batch \
                 and self.rank in (None, trainer.global_rank):
             os.kill(os.getpid(), self.signal)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch_idx = batch_idx
+        self._kill(trainer, "batch_start")
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        """``when="before_backward"``: after the forward pass, before the gradients' all-reduce."""
+        self._kill(trainer, "before_backward")
 
 
 def poison_vae_loss(monkeypatch, step: int) -> None:

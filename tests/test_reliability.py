@@ -218,15 +218,18 @@ def test_bad_config_on_the_command_line_is_one_clear_message(tmp_path: Path, ove
 
 
 @pytest.mark.slow
-def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["batch_start", "before_backward"])
+def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(tmp_path: Path, when: str) -> None:
     """SIGTERM to rank 0 of two DDP processes (Lightning passes it on to the other): both stop
-    after the same batch, write last.ckpt there and exit."""
+    after the same batch, the one it landed in, write last.ckpt there and exit. Before its
+    backward pass the other process already waits in the gradients' all-reduce, where Lightning's
+    own handler, broadcasting at once, hung the run for good (``genlab.utils.sigterm``)."""
     env = {"GENLAB_ROOT": str(tmp_path), "PYTHONPATH": TESTS}
     proc = run("train.py", "model=vae", "trainer=ddp_cpu", "data.source=bundled", "trainer.max_epochs=20",
                "trainer.limit_val_batches=2", "test=false", "logger=csv",
                f"hydra.run.dir={tmp_path}/outputs/train/runs/term", "+callbacks.kill._target_=fault_injection.KillAt",
                "+callbacks.kill.epoch=1", "+callbacks.kill.batch=2", "+callbacks.kill.signal_name=SIGTERM",
-               "+callbacks.kill.rank=0", env=env)
+               "+callbacks.kill.rank=0", f"+callbacks.kill.when={when}", env=env, timeout=180)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "[rank: 1] Received SIGTERM" in out
@@ -234,4 +237,5 @@ def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(t
     assert len(saved) == 2 and saved[0] == saved[1], saved  # both processes, the same step
     ckpt = load_checkpoint(tmp_path / "outputs" / "train" / "runs" / "term" / "checkpoints" / "last.ckpt")
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == int(saved[0])  # mid-epoch, where both stopped
+    assert ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] == 3  # batches 0-2
 

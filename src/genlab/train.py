@@ -133,6 +133,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
     from genlab.utils.direct_step import use_direct_optimization
+    from genlab.utils.sigterm import agree_on_sigterm
     from genlab.utils.validate import check_config
 
     startup.mark("torch, lightning")
@@ -168,6 +169,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         extra["profiler"] = NoProfiler()
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False, **extra)
+    agree_on_sigterm(trainer)  # under DDP a SIGTERM stops every process after the same batch
     if cfg.get("direct_step", True):
         use_direct_optimization(trainer)
     if keep_host_memory_on_cpu(trainer, cfg.get("keep_host_memory", True)):
