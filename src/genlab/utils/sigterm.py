@@ -8,8 +8,8 @@ is set stops. The broadcast in the handler is a collective that runs wherever ra
 be. When the signal lands while rank 0 is in a batch's forward or backward pass, the other
 processes are already waiting in that batch's gradient all-reduce (their own handler, passed on
 by rank 0, cannot run while they wait there): the handler's broadcast meets an all-reduce, and
-the run hangs for good. ``KillAt(..., when="before_backward")`` in the tests makes it happen every
-time. And a process's own flag, set by a signal passed on, can stop it one batch before or after
+the run hangs for good. ``KillAt(..., when="before_backward")`` in the tests hung 2 of 4 runs
+that way. And a process's own flag, set by a signal passed on, can stop it one batch before or after
 the others.
 
 :func:`agree_on_sigterm` keeps Lightning's behaviour in one process and changes it under DDP: the
