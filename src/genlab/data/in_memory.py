@@ -92,11 +92,11 @@ class EpochShard(DistributedSampler):
 class IndexBatches(BatchSampler):
     """``BatchSampler`` whose batches are slices of one index tensor per pass over the data,
     held where the dataset is (``device``), when the order is genlab's own (``EpochShuffle``,
-    ``EpochShard`` under DDP, or in order): the DataLoader hands them to ``__getitems__`` as they are. A pass then costs one
-    ``randperm`` and one copy to the device instead of, per batch, a list of Python ints, its
-    conversion to a tensor and, on a GPU, a copy through pinned memory (``batch_indices``).
-    The batches are the same as ``BatchSampler``'s over the same sampler. Any other sampler (one
-    Lightning puts in its place) is batched as ``BatchSampler`` does."""
+    ``EpochShard`` under DDP, or in order): the DataLoader hands them to ``__getitems__`` as they
+    are. A pass then costs one ``randperm`` and one copy to the device instead of, per batch, a
+    list of Python ints, its conversion to a tensor and, on a GPU, a copy through pinned memory
+    (``batch_indices``). The batches are the same as ``BatchSampler``'s over the same sampler.
+    Any other sampler (one Lightning puts in its place) is batched as ``BatchSampler`` does."""
 
     def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool,
                  device: torch.device | str | None = None) -> None:
