@@ -505,21 +505,9 @@ class WindowToFile(BatchTimer):
     pads the split to a multiple of the processes), in step with the others (the gradients'
     all-reduce at every step), so rank 0's images times the processes are all of them."""
 
-    def __init__(self, warmup: int, last: int, out: str, sigterm_broadcast: bool = True) -> None:
+    def __init__(self, warmup: int, last: int, out: str) -> None:
         super().__init__(warmup, last)
-        self.out, self.sigterm_broadcast = out, sigterm_broadcast
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        """``sigterm_broadcast=false``: this process skips the broadcast of a SIGTERM flag from rank
-        0 that Lightning (2.6) makes before every training batch under DDP (a collective, and on a
-        GPU a wait for it; Lightning-AI/pytorch-lightning#21487): what that costs. Every process
-        of the run skips it alike (each builds this callback from the same command line)."""
-        if self.sigterm_broadcast:
-            return
-        loop = trainer.fit_loop.epoch_loop
-        if not hasattr(loop, "_broadcast_sigterm_tensor"):
-            raise RuntimeError("this Lightning makes no SIGTERM broadcast per batch to skip")
-        loop._broadcast_sigterm_tensor = lambda: None
+        self.out = out
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -530,11 +518,12 @@ class WindowToFile(BatchTimer):
 
 
 def train_py_run(model: str, batch_size: int, warmup: int, steps: int, device: str, devices: int,
-                 extra: list[str], sigterm_broadcast: bool = True) -> dict:
+                 extra: list[str], sigterm_seconds: float | None = None) -> dict:
     """``python train.py`` on ``devices`` devices (more than one: DDP, a process each, as
     ``trainer.gpus=N`` or ``trainer=ddp_cpu`` run it), ``batch_size`` images per device, timed by
     ``WindowToFile``: the window's images/s over all processes, and its processes and threads.
-    ``sigterm_broadcast=False``: without Lightning's SIGTERM broadcast before every batch."""
+    ``sigterm_seconds``: ``ddp_sigterm_seconds`` (None: train.py's default; 0: the SIGTERM
+    broadcast before every batch, Lightning's cadence)."""
     env = {**os.environ, "WANDB_MODE": "disabled",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")]))}
     if device == "cpu":
@@ -545,7 +534,8 @@ def train_py_run(model: str, batch_size: int, warmup: int, steps: int, device: s
             sys.executable, "train.py", *timed_overrides(model, batch_size, warmup, steps, device, "benchmark.WindowToFile"),
             "++callbacks.sample_quality=null", f"trainer.devices={devices}",
             *(["trainer.strategy=ddp"] if devices > 1 else []),
-            f"+callbacks.timer.out={window}", f"+callbacks.timer.sigterm_broadcast={sigterm_broadcast}",
+            f"+callbacks.timer.out={window}",
+            *([] if sigterm_seconds is None else [f"ddp_sigterm_seconds={sigterm_seconds}"]),
             f"hydra.run.dir={out}/run", "optimized_metric=null", *extra,
         ], cwd=ROOT, env=env, check=True, capture_output=True)
         timed = json.loads(window.read_text())
@@ -613,19 +603,20 @@ def scaling(models: list[str], batch_size: int, devices: list[int], warmup: int,
     for model in models if len(counts) > 1 else ():
         steps = steps_for(model, batch_size, seconds, device)
         sides = {f"{side}_{n}": (side, n) for n in counts for side in ("genlab", "raw")}
-        sides[f"genlab_nosigterm_{counts[-1]}"] = ("genlab_nosigterm", counts[-1])
+        sides[f"genlab_everybatch_{counts[-1]}"] = ("genlab_everybatch", counts[-1])
         runs: dict[str, list[dict]] = {name: [] for name in sides}
         for name in interleaved(sides, reps):
             side, n = sides[name]
             runs[name].append(raw_ddp_run(model, batch_size, warmup, steps, device, n) if side == "raw" else
                               train_py_run(model, batch_size, warmup, steps, device, n, extra,
-                                           sigterm_broadcast=side == "genlab"))
+                                           sigterm_seconds=0 if side == "genlab_everybatch" else None))
         median = {name: statistics.median(r["img_per_s"] for r in rs) for name, rs in runs.items()}
         rows.append({"model": model, "batch_size": batch_size, "steps": steps, "reps": reps, "devices": counts,
                      "runs": runs, "median": median})
         print(f"{model} scaling, batch {batch_size} per device: " + ", ".join(
             f"{n}: genlab {median[f'genlab_{n}']:.0f} img/s, raw {median[f'raw_{n}']:.0f}" for n in counts)
-            + f"; {counts[-1]}, genlab without the SIGTERM broadcast: {median[f'genlab_nosigterm_{counts[-1]}']:.0f}",
+            + f"; {counts[-1]}, genlab with the SIGTERM broadcast before every batch: "
+            f"{median[f'genlab_everybatch_{counts[-1]}']:.0f}",
             flush=True)
     return {"devices_visible": visible, "devices_asked": devices, "rows": rows}
 
@@ -913,8 +904,8 @@ def scaling_report(sc: dict, device: str) -> list[str]:
               "",
               "| model | timed batches × repetitions | "
               + " | ".join(f"{many(n)}: genlab img/s | raw img/s | genlab / raw" for n in counts)
-              + f" | genlab {last} / {first} | raw {last} / {first} | {many(last)}: genlab without Lightning's "
-              "SIGTERM broadcast, img/s | / raw |",
+              + f" | genlab {last} / {first} | raw {last} / {first} | {many(last)}: genlab with the SIGTERM "
+              "broadcast before every batch, img/s | / raw |",
               "|---|---|" + "---|" * (3 * len(counts) + 4)]
 
     def cell(r: dict, name: str) -> str:
@@ -927,14 +918,14 @@ def scaling_report(sc: dict, device: str) -> list[str]:
                      + " | ".join(f"{cell(r, f'genlab_{n}')} | {cell(r, f'raw_{n}')} | "
                                   f"{m[f'genlab_{n}'] / m[f'raw_{n}']:.3f}" for n in counts)
                      + f" | {m[f'genlab_{last}'] / m[f'genlab_{first}']:.2f} | {m[f'raw_{last}'] / m[f'raw_{first}']:.2f} | "
-                     + (f"{cell(r, f'genlab_nosigterm_{last}')} | {m[f'genlab_nosigterm_{last}'] / m[f'raw_{last}']:.3f} |"
-                        if f"genlab_nosigterm_{last}" in m else "— | — |"))
+                     + (f"{cell(r, f'genlab_everybatch_{last}')} | {m[f'genlab_everybatch_{last}'] / m[f'raw_{last}']:.3f} |"
+                        if f"genlab_everybatch_{last}" in m else "— | — |"))
     lines += ["", "Lightning (2.6) broadcasts a SIGTERM flag from rank 0 to every process before each training "
               "batch under DDP (so that all processes stop together when one is told to), a collective per "
               "batch that the raw loop does not make, and on a GPU a wait for the device "
-              "(Lightning-AI/pytorch-lightning#21487). The last columns time genlab with that broadcast "
-              "skipped in every process (`WindowToFile(sigterm_broadcast=false)`): what it costs. genlab "
-              "keeps Lightning's behaviour (docs/scaling.md says why)."]
+              "(Lightning-AI/pytorch-lightning#21487). genlab makes it about once a second "
+              "(`ddp_sigterm_seconds=1.0`, `genlab.utils.sigterm`); the last columns time genlab with "
+              "`ddp_sigterm_seconds=0`, the broadcast before every batch: what that cadence costs."]
     return lines
 
 

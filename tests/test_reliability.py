@@ -186,6 +186,7 @@ BAD_VALUES = [
     ("model=text_vae data=text model.sample.temperature=0", "model.sample.temperature=0 is not valid: it must be a number > 0"),
     ("model=text_vae data=text data.tokenizer=bpe", "data.tokenizer='bpe' is unknown; choose word or char"),
     ("nonfinite=ignore", "nonfinite='ignore' is unknown; choose stop or skip"),
+    ("ddp_sigterm_seconds=-1", "ddp_sigterm_seconds=-1 is not valid: it must be a number of seconds >= 0"),
 ]
 
 
@@ -218,15 +219,19 @@ def test_bad_config_on_the_command_line_is_one_clear_message(tmp_path: Path, ove
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("when", ["batch_start", "before_backward"])
-def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(tmp_path: Path, when: str) -> None:
+@pytest.mark.parametrize("when, seconds", [("batch_start", "0"), ("before_backward", "0"), ("before_backward", "1.0")],
+                         ids=["batch-start-every-batch", "before-backward-every-batch", "before-backward-every-second"])
+def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(tmp_path: Path, when: str,
+                                                                              seconds: str) -> None:
     """SIGTERM to rank 0 of two DDP processes (Lightning passes it on to the other): both stop
-    after the same batch, the one it landed in, write last.ckpt there and exit. Before its
-    backward pass the other process already waits in the gradients' all-reduce, where Lightning's
-    own handler, broadcasting at once, hung the run for good (``genlab.utils.sigterm``)."""
+    after the same batch, write last.ckpt there and exit. Before its backward pass the other
+    process already waits in the gradients' all-reduce, where Lightning's own handler,
+    broadcasting at once, hung the run for good (``genlab.utils.sigterm``). With the broadcast
+    before every batch (``ddp_sigterm_seconds=0``) the stop comes after the batch the signal landed
+    in; about once a second (the default), within about a second of training after it."""
     env = {"GENLAB_ROOT": str(tmp_path), "PYTHONPATH": TESTS}
-    proc = run("train.py", "model=vae", "trainer=ddp_cpu", "data.source=bundled", "trainer.max_epochs=20",
-               "trainer.limit_val_batches=2", "test=false", "logger=csv",
+    proc = run("train.py", "model=vae", "trainer=ddp_cpu", "data.source=bundled", "trainer.max_epochs=1000",
+               "trainer.limit_val_batches=2", "test=false", "logger=csv", f"ddp_sigterm_seconds={seconds}",
                f"hydra.run.dir={tmp_path}/outputs/train/runs/term", "+callbacks.kill._target_=fault_injection.KillAt",
                "+callbacks.kill.epoch=1", "+callbacks.kill.batch=2", "+callbacks.kill.signal_name=SIGTERM",
                "+callbacks.kill.rank=0", f"+callbacks.kill.when={when}", env=env, timeout=180)
@@ -236,5 +241,70 @@ def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(t
     saved = sorted(line.split("(step ")[1].split(")")[0] for line in out.splitlines() if "SIGTERM: saved" in line)
     assert len(saved) == 2 and saved[0] == saved[1], saved  # both processes, the same step
     ckpt = load_checkpoint(tmp_path / "outputs" / "train" / "runs" / "term" / "checkpoints" / "last.ckpt")
-    assert ckpt["epoch"] == 1 and ckpt["global_step"] == int(saved[0])  # mid-epoch, where both stopped
-    assert ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] == 3  # batches 0-2
+    assert ckpt["global_step"] == int(saved[0])  # where both stopped
+    batches_per_epoch = 15  # 4,500 training images in 2 shares, 128 a batch
+    signalled = batches_per_epoch + 3  # the step after batch 2 of epoch 1, the one the signal landed in
+    if seconds == "0":
+        assert ckpt["global_step"] == signalled and ckpt["epoch"] == 1
+        assert ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] == 3  # batches 0-2
+    else:
+        assert signalled <= ckpt["global_step"] < 1000 * batches_per_epoch  # stopped, later, not at the end
+
+
+def test_sigterm_broadcast_comes_about_every_n_seconds_and_stops_at_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """genlab.utils.sigterm.SigtermBroadcast in one gloo process: rank 0 sends the next interval
+    with its note, sized from the time per batch; a noted SIGTERM stops at the next broadcast."""
+    import socket
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    import genlab.utils.sigterm as sigterm
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        total = SimpleNamespace(ready=0)
+        loop = SimpleNamespace(batch_progress=SimpleNamespace(total=total))
+        connector = SimpleNamespace(genlab_sigterm_noted=False, received_sigterm=False)
+        trainer = SimpleNamespace(fit_loop=SimpleNamespace(epoch_loop=loop), global_rank=0, _signal_connector=connector,
+                                  strategy=SimpleNamespace(root_device=torch.device("cpu")))
+        clock = [0.0]
+        monkeypatch.setattr(sigterm.time, "perf_counter", lambda: clock[0])
+        sent = []
+        broadcast = dist.broadcast
+        monkeypatch.setattr(sigterm.dist, "broadcast", lambda t, src: (sent.append((total.ready, int(t.item()))),
+                                                                        broadcast(t, src)))
+
+        def batches(step, n: int, seconds_each: float) -> None:
+            for _ in range(n):
+                step()
+                total.ready += 1
+                clock[0] += seconds_each
+
+        every_batch = sigterm.SigtermBroadcast(trainer, seconds=0)
+        batches(every_batch, 5, 1 / 64)
+        assert sent == [(b, 2) for b in range(5)]  # before every batch, interval 1, no SIGTERM
+        sent.clear()
+        total.ready = 0
+        step = sigterm.SigtermBroadcast(trainer, seconds=1.0)
+        batches(step, 3, 1 / 64)  # 1/64 s batches: the first two broadcast (no time per batch yet), then every 64
+        assert [(b, v // 2) for b, v in sent] == [(0, 1), (1, 64)]
+        batches(step, 130, 1 / 64)
+        assert [b for b, _ in sent] == [0, 1, 65, 129]
+        batches(step, 70, 2.0)  # batches longer than a second: after the interval already sent (up to 193),
+        assert [b for b, _ in sent][3:] == [129, *range(193, 203)]  # the broadcast before every one
+        assert all(v == 2 for _, v in sent[4:])  # interval 1, no SIGTERM
+        batches(step, 1, 1 / 64)
+        batches(step, 1, 1 / 64)  # one 1/64 s batch since the last broadcast: the next 64 batches on
+        connector.genlab_sigterm_noted = True  # the handler's note: nothing happens until that broadcast
+        batches(step, 63, 1 / 64)
+        assert not connector.received_sigterm and sent[-1][0] == total.ready - 64
+        with pytest.raises(SIGTERMException):
+            step()
+        assert sent[-1][0] == total.ready and sent[-1][1] % 2 == 1 and connector.received_sigterm
+    finally:
+        dist.destroy_process_group()

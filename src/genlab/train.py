@@ -169,7 +169,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         extra["profiler"] = NoProfiler()
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False, **extra)
-    agree_on_sigterm(trainer)  # under DDP a SIGTERM stops every process after the same batch
+    # under DDP a SIGTERM stops every process after the same batch, agreed on about every ddp_sigterm_seconds
+    agree_on_sigterm(trainer, float(cfg.get("ddp_sigterm_seconds", 1.0)))
     if cfg.get("direct_step", True):
         use_direct_optimization(trainer)
     if keep_host_memory_on_cpu(trainer, cfg.get("keep_host_memory", True)):

@@ -1,4 +1,5 @@
-"""A SIGTERM under DDP that stops every process after the same batch, wherever it lands.
+"""A SIGTERM under DDP that stops every process after the same batch, wherever it lands, at the
+cost of one broadcast about once a second.
 
 Lightning (2.6) handles SIGTERM in two places. Its signal handler sets the process's flag, passes
 the signal on to the processes it started and, under DDP, broadcasts a 1 from rank 0 at once;
@@ -14,17 +15,27 @@ the others.
 
 :func:`agree_on_sigterm` keeps Lightning's behaviour in one process and changes it under DDP: the
 handler only notes the signal (and still passes it on); rank 0's note travels to every process in
-Lightning's broadcast before the next training batch, the only collective it takes part in; when
-it is set, every process sets its flag, meets the others at a barrier and stops before that
+the training loop's broadcast (:class:`SigtermBroadcast`), the only collective it takes part in;
+when it is set, every process sets its flag, meets the others at a barrier and stops before that
 batch, all after the same one. Signals that reach the other processes themselves (passed on by
 Lightning, or sent to every process by SLURM's ``srun`` or ``torchrun``) are noted and wait for
 rank 0's.
+
+Lightning makes that broadcast before every batch: a collective per step that a hand-written DDP
+loop does not make, and on a GPU a wait for the device (the flag is read on the host). Since the
+handler makes no collective of its own, the broadcast can come less often without a race:
+:class:`SigtermBroadcast` makes it about every ``seconds`` (``ddp_sigterm_seconds`` in
+``train.py``; 0: before every batch). Rank 0 times the batches since the last broadcast and sends,
+with its note, after how many batches the next one comes; every process counts the same batches,
+so all meet at the same collective. A SIGTERM then stops the run at most about ``seconds`` of
+training later, instead of after the current batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import types
 from typing import Any
 
@@ -35,6 +46,8 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_prefixed_message
 
 log = logging.getLogger("pytorch_lightning.trainer.connectors.signal_connector")
+
+MAX_INTERVAL = 1000  # batches between two broadcasts at most
 
 
 def _distributed(trainer: Trainer) -> bool:
@@ -55,25 +68,60 @@ def _note_sigterm(connector: Any, signum: int, frame: Any) -> None:
     connector.genlab_sigterm_noted = True
 
 
-def _broadcast_sigterm(epoch_loop: Any) -> None:
-    """The epoch loop's ``_broadcast_sigterm_tensor``: rank 0's note (or flag) to every process."""
-    trainer = epoch_loop.trainer
-    connector = trainer._signal_connector
-    noted = connector.genlab_sigterm_noted or connector.received_sigterm
-    flag = torch.tensor([1 if noted else 0], device=trainer.strategy.root_device)
-    dist.broadcast(flag, src=0)
-    if flag.item() == 1:
-        connector.received_sigterm = True
-        with contextlib.suppress(Exception):
-            dist.barrier()
-        raise SIGTERMException()
+class SigtermBroadcast:
+    """The epoch loop's ``_broadcast_sigterm_tensor``: rank 0's note (or flag) to every process,
+    every ``interval`` batches, with ``interval`` chosen by rank 0 so that the broadcasts come
+    about ``seconds`` apart (``seconds`` <= 0: before every batch).
+
+    One int64 carries both, ``noted + 2 * interval``. The batches are counted by the loop's
+    ``batch_progress.total.ready`` (batches started in this fit, resumed ones included), the same in
+    every process."""
+
+    def __init__(self, trainer: Trainer, seconds: float) -> None:
+        self.trainer, self.seconds = trainer, seconds
+        self.loop = trainer.fit_loop.epoch_loop
+        self.next_batch = 0  # the count of batches started at which the next broadcast comes
+        self.last: tuple[float, int] | None = None  # rank 0: the clock and batch count at the last one
+
+    def batches_done(self) -> int:
+        return self.loop.batch_progress.total.ready
+
+    def interval(self, done: int) -> int:
+        """Rank 0: batches until the next broadcast, from the time per batch since the last one
+        (validation in between counts as training time: the next interval comes out shorter)."""
+        now = time.perf_counter()
+        last, self.last = self.last, (now, done)
+        if self.seconds <= 0 or last is None or done <= last[1]:
+            return 1
+        per_batch = (now - last[0]) / (done - last[1])
+        return max(1, min(MAX_INTERVAL, int(self.seconds / per_batch) if per_batch > 0 else MAX_INTERVAL))
+
+    def __call__(self) -> None:
+        done = self.batches_done()
+        if done < self.next_batch:
+            return
+        trainer = self.trainer
+        connector = trainer._signal_connector
+        value = 0
+        if trainer.global_rank == 0:
+            noted = connector.genlab_sigterm_noted or connector.received_sigterm
+            value = int(bool(noted)) + 2 * self.interval(done)
+        message = torch.tensor([value], dtype=torch.int64, device=trainer.strategy.root_device)
+        dist.broadcast(message, src=0)
+        value = int(message.item())
+        self.next_batch = done + max(1, value // 2)
+        if value % 2:
+            connector.received_sigterm = True
+            with contextlib.suppress(Exception):
+                dist.barrier()  # as Lightning: every process here before any leaves
+            raise SIGTERMException()
 
 
-def agree_on_sigterm(trainer: Trainer) -> None:
+def agree_on_sigterm(trainer: Trainer, seconds: float = 1.0) -> None:
     """Install the handler and the broadcast above on ``trainer`` (before ``fit``: Lightning
-    registers its handlers when the run starts, from the connector's attribute)."""
+    registers its handlers when the run starts, from the connector's attribute); under DDP the
+    processes agree on a SIGTERM about every ``seconds`` of training (0: before every batch)."""
     connector = trainer._signal_connector
     connector.genlab_sigterm_noted = False
     connector._sigterm_notifier_fn = types.MethodType(_note_sigterm, connector)
-    epoch_loop = trainer.fit_loop.epoch_loop
-    epoch_loop._broadcast_sigterm_tensor = types.MethodType(_broadcast_sigterm, epoch_loop)
+    trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor = SigtermBroadcast(trainer, seconds)

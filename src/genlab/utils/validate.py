@@ -32,6 +32,7 @@ CHECKS: list[Check] = [
     ("model.sample.top_k", NON_NEGATIVE_INT, "a whole number >= 0 (0: all tokens)"),
     ("trainer.max_epochs", lambda v: v is None or (isinstance(v, int) and (v >= 1 or v == -1)), "a whole number >= 1, or -1 for no limit"),
     ("trainer.gpus", lambda v: v is None or NON_NEGATIVE_INT(v), "a whole number >= 0 or null"),
+    ("ddp_sigterm_seconds", NON_NEGATIVE, "a number of seconds >= 0 (0: before every batch)"),
 ]
 OPTIMIZERS = ("model.optimizer", "model.optimizer_g", "model.optimizer_d", "model.optimizer_ae")
 
