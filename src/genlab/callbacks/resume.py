@@ -46,7 +46,8 @@ class ResumeState(Callback):
     """Saves the RNG state in every checkpoint and restores it when training restarts from one
     (before the first training batch, after Lightning's sanity check has drawn its own numbers;
     the order of training batches does not use this state, see ``EpochShuffle``).
-    On SIGTERM, Lightning stops after the current batch; this callback then writes
+    On SIGTERM, Lightning stops after the current batch (under DDP every process after the same
+    batch, ``genlab.utils.sigterm``); this callback then writes
     ``last.ckpt`` so ``ckpt_path=last`` resumes from there."""
 
     def __init__(self) -> None:
