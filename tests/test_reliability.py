@@ -242,7 +242,7 @@ def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(t
     assert len(saved) == 2 and saved[0] == saved[1], saved  # both processes, the same step
     ckpt = load_checkpoint(tmp_path / "outputs" / "train" / "runs" / "term" / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == int(saved[0])  # where both stopped
-    batches_per_epoch = 15  # 4,500 training images in 2 shares, 128 a batch
+    batches_per_epoch = 15  # 3,600 training images (5,000 bundled less test and validation), 2 shares, 128 a batch
     signalled = batches_per_epoch + 3  # the step after batch 2 of epoch 1, the one the signal landed in
     if seconds == "0":
         assert ckpt["global_step"] == signalled and ckpt["epoch"] == 1
