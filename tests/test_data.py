@@ -357,6 +357,44 @@ def test_in_memory_loader_gives_the_dataloaders_batches(tmp_path: Path, split: s
     assert isinstance(iter(pinned), _BaseDataLoaderIter)
 
 
+def test_in_memory_loader_goes_on_mid_epoch_from_its_state(tmp_path: Path, caplog) -> None:
+    """``InMemoryLoader.state_dict`` after 3 of an epoch's batches, loaded into a new loader (as
+    Lightning does on a restart): the first pass over that epoch gives the epoch's other batches,
+    the next epoch all of its own; a state from an epoch already over skips nothing. The
+    DataLoader's iterator (pinned memory here) says it cannot go on mid-epoch."""
+    from genlab.data.in_memory import InMemoryLoader
+
+    dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=300, seed=5)
+    dm.setup()
+
+    def labels(loader, epoch: int, stop: int | None = None) -> list[list[int]]:
+        loader.batch_sampler.sampler.set_epoch(epoch)
+        out = []
+        for _, y in loader:
+            out.append(y.tolist())
+            if len(out) == stop:
+                break
+        return out
+
+    first = dm.train_dataloader()
+    whole = labels(first, 2)
+    assert labels(first, 2, stop=3) == whole[:3]
+    state = first.state_dict()
+    assert state == {"epoch": 2, "batches": 3}
+    resumed = dm.train_dataloader()
+    resumed.load_state_dict(state)
+    assert labels(resumed, 2) == whole[3:]
+    assert labels(resumed, 3) == labels(dm.train_dataloader(), 3)  # then whole epochs again
+    ended = dm.train_dataloader()
+    ended.load_state_dict({"epoch": 2, "batches": len(whole)})  # written at the end of epoch 2
+    assert labels(ended, 3) == labels(dm.train_dataloader(), 3)
+    pinned = InMemoryLoader(first.dataset, batch_sampler=first.batch_sampler, collate_fn=first.collate_fn,
+                            pin_memory=True)
+    with caplog.at_level("WARNING", logger="genlab.data.in_memory"):
+        pinned.load_state_dict(state)
+    assert "cannot go on mid-epoch" in caplog.text
+
+
 def test_overfit_batches_trains_on_one_batch_every_epoch() -> None:
     """``debug=overfit`` (``trainer.overfit_batches=1``): Lightning replaces the loader's shuffled
     sampler with one in order, so each epoch trains on the same batch."""

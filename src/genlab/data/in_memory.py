@@ -3,6 +3,7 @@ batches (``__getitems__``), and the loaders over them."""
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Iterator, Sequence
 
@@ -10,6 +11,8 @@ import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
+
+log = logging.getLogger(__name__)
 
 
 def batch_indices(indices: Sequence[int] | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
@@ -124,13 +127,55 @@ class InMemoryLoader(DataLoader):
     ``__getitems__`` and the collate function once per batch, as the DataLoader's own iterator
     does, without that iterator's machinery around the call (a profiler range, the index fetch,
     the fetcher object): about 50 us a batch of a training run on a 2-core CPU. With workers or
-    pinned memory it is the DataLoader."""
+    pinned memory it is the DataLoader.
+
+    It can be resumed mid-epoch (Lightning's ``state_dict``/``load_state_dict`` interface for
+    loaders, which it saves in every checkpoint): the state is the sampler's epoch and the batches
+    handed out in it. After a restart from a checkpoint written mid-epoch (a SIGTERM, a checkpoint
+    every N steps), the first pass over that epoch skips the batches already trained and goes on
+    with the rest of the epoch's order, which depends on the seed and the epoch alone. Lightning
+    counts those batches as done and expects only the rest; without the state it got the epoch's
+    first batches again, and the last ones never. The DataLoader's own iterator (workers, pinned
+    memory) is not resumed this way: it starts its epoch before Lightning sets the epoch."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handed_out: int | None = None  # batches of the current pass; None: not counted
+        self._resume: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[Any]:
-        if self.num_workers > 0 or self.pin_memory or self.batch_sampler is None \
-                or not hasattr(self.dataset, "__getitems__"):
+        if not self._own_iterator():
+            self._handed_out = None
             return super().__iter__()
         return self._batches()
+
+    def _own_iterator(self) -> bool:
+        return self.num_workers == 0 and not self.pin_memory and self.batch_sampler is not None \
+            and hasattr(self.dataset, "__getitems__")
+
+    def _epoch(self) -> int | None:
+        sampler = self.batch_sampler.sampler if self.batch_sampler is not None else self.sampler
+        return getattr(sampler, "epoch", None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self._epoch(), "batches": self._handed_out}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("batches") is None or not self._own_iterator():
+            log.warning("This data loader cannot go on mid-epoch from the checkpoint: a restart in the middle of "
+                        "an epoch trains that epoch's first batches again (num_workers=0 and pin_memory=false "
+                        "resume where the checkpoint was written)")
+            return
+        self._resume = state
+
+    def _skip(self) -> int:
+        """Batches to skip at the start of this pass: those handed out before the checkpoint this
+        run restarted from, when the pass is over the same epoch (else the restart came at the end
+        of that epoch, and this pass is a new one)."""
+        resume, self._resume = self._resume, None
+        if resume is None or resume["epoch"] != self._epoch():
+            return 0
+        return int(resume["batches"])
 
     def _batches(self) -> Iterator[Any]:
         getitems, collate = self.dataset.__getitems__, self.collate_fn
@@ -138,7 +183,14 @@ class InMemoryLoader(DataLoader):
         if type(batches) is BatchSampler:  # the DataLoader's own over ``sampler=``: sliced if genlab's
             batches = IndexBatches(batches.sampler, batches.batch_size, batches.drop_last,
                                    getattr(self.dataset, "device", None))
+        skip = self._skip()
+        self._handed_out = 0
         for indices in batches:
+            if skip:  # trained before the restart: no gather
+                skip -= 1
+                self._handed_out += 1
+                continue
+            self._handed_out += 1
             yield collate(getitems(indices))
 
 
