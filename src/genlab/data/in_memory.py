@@ -162,9 +162,10 @@ class InMemoryLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("batches") is None or not self._own_iterator():
-            log.warning("This data loader cannot go on mid-epoch from the checkpoint: a restart in the middle of "
-                        "an epoch trains that epoch's first batches again (num_workers=0 and pin_memory=false "
-                        "resume where the checkpoint was written)")
+            log.warning("This data loader cannot go on mid-epoch (torch's DataLoader with data.num_workers > 0 or "
+                        "data.pin_memory=true): if the checkpoint was written mid-epoch, the resumed epoch trains "
+                        "its first batches again; with num_workers=0 and pin_memory=false it goes on where the "
+                        "checkpoint was written")
             return
         self._resume = state
 
