@@ -261,17 +261,15 @@ def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(t
 def test_sigterm_broadcast_comes_about_every_n_seconds_and_stops_at_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
     """genlab.utils.sigterm.SigtermBroadcast in one gloo process: rank 0 sends the next interval
     with its note, sized from the time per batch; a noted SIGTERM stops at the next broadcast."""
-    import socket
     from types import SimpleNamespace
 
     import torch.distributed as dist
+    from lightning_fabric.plugins.environments.lightning import find_free_network_port
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     import genlab.utils.sigterm as sigterm
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = find_free_network_port()
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     try:
         total = SimpleNamespace(ready=0)

@@ -3,6 +3,7 @@ batches (``__getitems__``), and the loaders over them."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from typing import Any, Iterator, Sequence
@@ -185,12 +186,8 @@ class InMemoryLoader(DataLoader):
             batches = IndexBatches(batches.sampler, batches.batch_size, batches.drop_last,
                                    getattr(self.dataset, "device", None))
         skip = self._skip()
-        self._handed_out = 0
-        for indices in batches:
-            if skip:  # trained before the restart: no gather
-                skip -= 1
-                self._handed_out += 1
-                continue
+        self._handed_out = skip
+        for indices in itertools.islice(batches, skip, None):  # those trained before a restart: no gather
             self._handed_out += 1
             yield collate(getitems(indices))
 
