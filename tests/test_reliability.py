@@ -31,17 +31,23 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, signal_name", [("gan", "SIGKILL"), ("vae", "SIGKILL"), ("gan", "SIGTERM"), ("vae", "SIGTERM")])
-def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, model: str, signal_name: str) -> None:
+@pytest.mark.parametrize("model, signal_name, loader", [
+    ("gan", "SIGKILL", []), ("vae", "SIGKILL", []), ("gan", "SIGTERM", []), ("vae", "SIGTERM", []),
+    ("vae", "SIGTERM", ["data.num_workers=1"])], 
+    ids=lambda v: ("workers" if v else "in-process") if isinstance(v, list) else None)
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, model: str, signal_name: str,
+                                                           loader: list[str]) -> None:
     """SIGKILL in the middle of epoch 3, resume from the newest last.ckpt (ckpt_path=last): the
     final weights equal an uninterrupted run's, bit for bit (optimizers, scheduler, EMA, the GAN's
     own counter and the RNG state all come back). SIGTERM instead: last.ckpt is written there,
     mid-epoch, and the resumed run goes on with that epoch's batches that were not trained yet
-    (``InMemoryLoader.state_dict``), not with its first ones again."""
+    (``InMemoryLoader.state_dict``), not with its first ones again. With a worker process too:
+    torch's DataLoader iterator, which Lightning creates before it sets the epoch."""
     env = {"GENLAB_ROOT": str(tmp_path), "PYTHONPATH": TESTS}
-    whole = run("train.py", *MODELS[model], *SHORT, f"hydra.run.dir={tmp_path}/whole", env=env)
+    short = [*SHORT, *loader]
+    whole = run("train.py", *MODELS[model], *short, f"hydra.run.dir={tmp_path}/whole", env=env)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    killed = run("train.py", *MODELS[model], *SHORT, f"hydra.run.dir={tmp_path}/outputs/train/runs/killed",
+    killed = run("train.py", *MODELS[model], *short, f"hydra.run.dir={tmp_path}/outputs/train/runs/killed",
                  "+callbacks.kill._target_=fault_injection.KillAt", "+callbacks.kill.epoch=2", "+callbacks.kill.batch=3",
                  f"+callbacks.kill.signal_name={signal_name}", env=env)
     if signal_name == "SIGKILL":
@@ -50,7 +56,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, model
         assert killed.returncode == 0 and "SIGTERM: saved" in killed.stdout + killed.stderr
         assert load_checkpoint(tmp_path / "outputs" / "train" / "runs" / "killed" / "checkpoints" / "last.ckpt")[
             "global_step"] == (2 * 6 + 4) * (2 if model == "gan" else 1)  # mid-epoch: batches 0-3 of epoch 2
-    resumed = run("train.py", *MODELS[model], *SHORT, "ckpt_path=last", f"hydra.run.dir={tmp_path}/outputs/train/runs/resumed",
+    resumed = run("train.py", *MODELS[model], *short, "ckpt_path=last", f"hydra.run.dir={tmp_path}/outputs/train/runs/resumed",
                   env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "killed/checkpoints/last.ckpt" in resumed.stdout + resumed.stderr

@@ -128,7 +128,10 @@ class InMemoryLoader(DataLoader):
     ``__getitems__`` and the collate function once per batch, as the DataLoader's own iterator
     does, without that iterator's machinery around the call (a profiler range, the index fetch,
     the fetcher object): about 50 us a batch of a training run on a 2-core CPU. With workers or
-    pinned memory it is the DataLoader.
+    pinned memory it is the DataLoader's iterator, created at the first batch of a pass, after
+    Lightning has set the epoch: created earlier, as Lightning does with the first iterator of a
+    run, worker processes would fetch the batches of the sampler's epoch before that (epoch 0 after
+    a restart) at once.
 
     It can be resumed mid-epoch (Lightning's ``state_dict``/``load_state_dict`` interface for
     loaders, which it saves in every checkpoint): the state is the sampler's epoch and the batches
@@ -136,18 +139,16 @@ class InMemoryLoader(DataLoader):
     every N steps), the first pass over that epoch skips the batches already trained and goes on
     with the rest of the epoch's order, which depends on the seed and the epoch alone. Lightning
     counts those batches as done and expects only the rest; without the state it got the epoch's
-    first batches again, and the last ones never. The DataLoader's own iterator (workers, pinned
-    memory) is not resumed this way: it starts its epoch before Lightning sets the epoch."""
+    first batches again, and the last ones never."""
+
+    _skip_now = 0  # batches the next DataLoader iterator skips (``_index_sampler``)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._handed_out: int | None = None  # batches of the current pass; None: not counted
+        self._handed_out = 0  # batches of the current pass
         self._resume: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[Any]:
-        if not self._own_iterator():
-            self._handed_out = None
-            return super().__iter__()
         return self._batches()
 
     def _own_iterator(self) -> bool:
@@ -162,11 +163,10 @@ class InMemoryLoader(DataLoader):
         return {"epoch": self._epoch(), "batches": self._handed_out}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("batches") is None or not self._own_iterator():
-            log.warning("This data loader cannot go on mid-epoch (torch's DataLoader with data.num_workers > 0 or "
-                        "data.pin_memory=true): if the checkpoint was written mid-epoch, the resumed epoch trains "
-                        "its first batches again; with num_workers=0 and pin_memory=false it goes on where the "
-                        "checkpoint was written")
+        if state.get("batches") is None:
+            # from a loader that did not count its batches (earlier, torch's iterator with workers or pinned memory)
+            log.warning("The checkpoint holds no position in the epoch for the training data: if it was written "
+                        "mid-epoch, the resumed epoch trains its first batches again")
             return
         self._resume = state
 
@@ -180,16 +180,50 @@ class InMemoryLoader(DataLoader):
         return int(resume["batches"])
 
     def _batches(self) -> Iterator[Any]:
+        skip = self._skip()  # at the first batch: after Lightning's set_epoch
+        self._handed_out = skip
+        for batch in self._gathered(skip) if self._own_iterator() else self._fetched(skip):
+            self._handed_out += 1
+            yield batch
+
+    def _gathered(self, skip: int) -> Iterator[Any]:
         getitems, collate = self.dataset.__getitems__, self.collate_fn
         batches = self.batch_sampler
         if type(batches) is BatchSampler:  # the DataLoader's own over ``sampler=``: sliced if genlab's
             batches = IndexBatches(batches.sampler, batches.batch_size, batches.drop_last,
                                    getattr(self.dataset, "device", None))
-        skip = self._skip()
-        self._handed_out = skip
         for indices in itertools.islice(batches, skip, None):  # those trained before a restart: no gather
-            self._handed_out += 1
             yield collate(getitems(indices))
+
+    def _fetched(self, skip: int) -> Iterator[Any]:
+        """The DataLoader's iterator (workers, pinned memory), its index sampler without the first
+        ``skip`` batches: the workers never fetch those."""
+        self._skip_now = skip
+        try:
+            iterator = super().__iter__()  # starts its pass over ``_index_sampler``, with workers fetches ahead
+        finally:
+            self._skip_now = 0
+        yield from iterator
+
+    @property
+    def _index_sampler(self) -> Any:
+        # torch's iterator keeps the index sampler it was created with and starts each of its passes
+        # (persistent workers) with iter() on it: the skip is read then
+        return SkipFirst(super()._index_sampler, self)
+
+
+class SkipFirst:
+    """An index sampler (a batch sampler) without the first ``loader._skip_now`` items of a pass
+    begun while that is set."""
+
+    def __init__(self, sampler: Any, loader: InMemoryLoader) -> None:
+        self.sampler, self.loader = sampler, loader
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(self.sampler, self.loader._skip_now, None)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 class InMemoryDataModule(LightningDataModule):
