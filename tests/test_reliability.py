@@ -78,6 +78,14 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
                   env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load_checkpoint(tmp_path / "outputs" / "train" / "runs" / "after" / "checkpoints" / "last.ckpt")["epoch"] == 2  # the third
+    assert "holds no place in the epoch" not in resumed.stdout + resumed.stderr
+    # the same checkpoint as one written before the loaders kept their place: resumed, with a warning
+    ckpt["loops"]["fit_loop"]["state_dict"].pop("combined_loader")
+    torch.save(ckpt, tmp_path / "unplaced.ckpt")
+    unplaced = run("train.py", "model=vae", *SHORT, f"ckpt_path={tmp_path}/unplaced.ckpt",
+                   f"hydra.run.dir={tmp_path}/outputs/train/runs/unplaced", env=env)
+    assert unplaced.returncode == 0, unplaced.stderr[-3000:]
+    assert "written mid-epoch and holds no place in the epoch" in unplaced.stdout + unplaced.stderr
 
 
 def test_a_kill_while_saving_leaves_the_previous_checkpoint_intact(tmp_path: Path, train_config) -> None:

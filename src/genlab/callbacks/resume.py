@@ -52,12 +52,29 @@ class ResumeState(Callback):
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self._unplaced = False  # restored from a mid-epoch checkpoint without the loaders' place
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": rng_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict.get("rng")
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        fit = checkpoint.get("loops", {}).get("fit_loop", {})
+        batches = fit.get("epoch_loop.batch_progress", {})
+        mid_epoch = batches.get("current", {}).get("completed", 0) > 0 and not batches.get("is_last_batch", True)
+        states = fit.get("state_dict", {}).get("combined_loader") or [{}]
+        self._unplaced = mid_epoch and any(not isinstance(s, dict) or s.get("batches") is None for s in states)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        loader = trainer.fit_loop._combined_loader
+        # a loader that cannot keep its place has Lightning's own warning
+        if self._unplaced and loader is not None and all(hasattr(dl, "load_state_dict") for dl in loader.flattened):
+            log.warning("The checkpoint was written mid-epoch and holds no place in the epoch for the training data "
+                        "(it was written before genlab's loaders all kept it): the resumed epoch trains its first batches "
+                        "again, not the ones left")
+        self._unplaced = False
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self._pending is not None:

@@ -4,7 +4,6 @@ batches (``__getitems__``), and the loaders over them."""
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 from typing import Any, Iterator, Sequence
 
@@ -12,8 +11,6 @@ import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
-
-log = logging.getLogger(__name__)
 
 
 def batch_indices(indices: Sequence[int] | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
@@ -163,12 +160,9 @@ class InMemoryLoader(DataLoader):
         return {"epoch": self._epoch(), "batches": self._handed_out}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("batches") is None:
-            # from a loader that did not count its batches (earlier, torch's iterator with workers or pinned memory)
-            log.warning("The checkpoint holds no position in the epoch for the training data: if it was written "
-                        "mid-epoch, the resumed epoch trains its first batches again")
-            return
-        self._resume = state
+        # batches None: from a loader that did not count them (earlier, torch's iterator with workers or pinned
+        # memory); ``ResumeState`` warns when the checkpoint was written mid-epoch
+        self._resume = state if state.get("batches") is not None else None
 
     def _skip(self) -> int:
         """Batches to skip at the start of this pass: those handed out before the checkpoint this
@@ -214,7 +208,8 @@ class InMemoryLoader(DataLoader):
 
 class SkipFirst:
     """An index sampler (a batch sampler) without the first ``loader._skip_now`` items of a pass
-    begun while that is set."""
+    begun while that is set. Its length is the whole pass's, the loader's length, which Lightning
+    reads once for every epoch."""
 
     def __init__(self, sampler: Any, loader: InMemoryLoader) -> None:
         self.sampler, self.loader = sampler, loader
