@@ -929,12 +929,33 @@ def scaling_report(sc: dict, device: str) -> list[str]:
     return lines
 
 
+def cpu_name() -> str | None:
+    """The CPU's model name as the kernel reports it (Linux), else the platform's, else None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def cpu_description(machine: dict) -> str:
+    """`` (AMD EPYC, torch's AVX2 kernels)``: the CPU and the vector kernels torch picked on it,
+    which decide much of a CPU row's speed; empty for results written without them."""
+    parts = [p for p in (machine.get("cpu"), machine.get("cpu_capability") and
+                         f"torch's {machine['cpu_capability']} kernels") if p]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def report(results: dict, args: argparse.Namespace) -> str:
     m = results["machine"]
     lines = [
         "# Benchmarks", "",
         f"Written by `python scripts/benchmark.py{' --quick' if args.quick else ''}` on {results['date']}: "
-        f"{m['machine']}, {m['cpus']} cores, {m['threads']} torch threads, torch {m['torch']}, device {m['device']}, "
+        f"{m['machine']}{cpu_description(m)}, {m['cpus']} cores, {m['threads']} torch threads, torch {m['torch']}, "
+        f"device {m['device']}, "
         f"genlab commit {results.get('commit') or 'unknown'}. "
         "Rerun it to update this file; timings on shared machines drift, so compare rows of one run."
         + (f" Sections measured: {', '.join(results['sections'])}." if "sections" in results else ""), "",
@@ -1087,7 +1108,8 @@ def main() -> None:
     results = {
         "date": datetime.date.today().isoformat(),
         "commit": git_commit(),
-        "machine": {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+        "machine": {"machine": platform.machine(), "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                    "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"},
         "sections": args.sections,
     }
