@@ -107,7 +107,7 @@ def test_short_run_learns(train_config, tmp_path: Path, model_name: str) -> None
     cfg = train_config(
         f"model={model_name}", "data.source=bundled", "data.batch_size=64",
         "trainer.max_epochs=3", "trainer.num_sanity_val_steps=0",
-        "logger=csv", "test=true",
+        "logger=csv", "test=true", "model.nll_samples=10",  # test/nll's 100 samples took the conv VAE 18 s
     )
     metrics = train(cfg)
     rows = read_csv(tmp_path / "metrics.csv")
@@ -221,7 +221,10 @@ def test_clipped_gradients_under_mixed_precision_train(train_config, overrides: 
     with or without a grad scaler: there genlab builds the plain one, elsewhere the fused one."""
     RecordFused.seen = []
     metrics = train(train_config(*overrides, "debug=fast", "data.source=bundled", "logger=csv", "test=false",
-                                 "callbacks=none", "+callbacks.fused._target_=test_vae.RecordFused"))
+                                 "callbacks=none", "+callbacks.fused._target_=test_vae.RecordFused",
+                                 # bf16 convolutions are slow on CPUs without bf16 units: small batches
+                                 "data.batch_size=32", "data.eval_batch_size=64", "trainer.limit_train_batches=2",
+                                 "trainer.limit_val_batches=1"))
     assert RecordFused.seen == fused
     assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith("train/"))
 
