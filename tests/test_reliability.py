@@ -30,23 +30,40 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The final weights of an uninterrupted ``SHORT`` run of a model (in process, no workers),
+    trained once per module."""
+    done: dict[str, dict[str, torch.Tensor]] = {}
+
+    def weights_of(model: str) -> dict[str, torch.Tensor]:
+        if model not in done:
+            root = tmp_path_factory.mktemp(f"whole-{model}")
+            whole = run("train.py", *MODELS[model], *SHORT, f"hydra.run.dir={root}/whole",
+                        env={"GENLAB_ROOT": str(root), "PYTHONPATH": TESTS})
+            assert whole.returncode == 0, whole.stderr[-3000:]
+            done[model] = weights(root / "whole")
+        return done[model]
+
+    return weights_of
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model, signal_name, loader", [
     ("gan", "SIGKILL", []), ("vae", "SIGKILL", []), ("gan", "SIGTERM", []), ("vae", "SIGTERM", []),
-    ("vae", "SIGTERM", ["data.num_workers=1"])], 
+    ("vae", "SIGTERM", ["data.num_workers=1"])],
     ids=lambda v: ("workers" if v else "in-process") if isinstance(v, list) else None)
-def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, model: str, signal_name: str,
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, uninterrupted, model: str, signal_name: str,
                                                            loader: list[str]) -> None:
     """SIGKILL in the middle of epoch 3, resume from the newest last.ckpt (ckpt_path=last): the
     final weights equal an uninterrupted run's, bit for bit (optimizers, scheduler, EMA, the GAN's
     own counter and the RNG state all come back). SIGTERM instead: last.ckpt is written there,
     mid-epoch, and the resumed run goes on with that epoch's batches that were not trained yet
-    (``InMemoryLoader.state_dict``), not with its first ones again. With a worker process too:
-    torch's DataLoader iterator, which Lightning creates before it sets the epoch."""
+    (``InMemoryLoader.state_dict``), not with its first ones again. With a worker process too
+    (torch's DataLoader iterator, which Lightning creates before it sets the epoch), against the
+    same uninterrupted run in one process."""
     env = {"GENLAB_ROOT": str(tmp_path), "PYTHONPATH": TESTS}
     short = [*SHORT, *loader]
-    whole = run("train.py", *MODELS[model], *short, f"hydra.run.dir={tmp_path}/whole", env=env)
-    assert whole.returncode == 0, whole.stderr[-3000:]
     killed = run("train.py", *MODELS[model], *short, f"hydra.run.dir={tmp_path}/outputs/train/runs/killed",
                  "+callbacks.kill._target_=fault_injection.KillAt", "+callbacks.kill.epoch=2", "+callbacks.kill.batch=3",
                  f"+callbacks.kill.signal_name={signal_name}", env=env)
@@ -61,7 +78,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, model
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "killed/checkpoints/last.ckpt" in resumed.stdout + resumed.stderr
     assert "dataloader is not resumable" not in resumed.stdout + resumed.stderr
-    a, b = weights(tmp_path / "whole"), weights(tmp_path / "outputs" / "train" / "runs" / "resumed")
+    a, b = uninterrupted(model), weights(tmp_path / "outputs" / "train" / "runs" / "resumed")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
