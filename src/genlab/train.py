@@ -125,6 +125,11 @@ def compile_nets(model: Any) -> list[str]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
+    from genlab.utils.validate import check_config
+
+    # a bad value or a missing checkpoint is reported before torch and Lightning are imported
+    check_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
     startup.mark("config")
     import pytorch_lightning as pl
     from hydra.utils import get_class, instantiate
@@ -134,10 +139,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from genlab.callbacks.run_info import RunInfo
     from genlab.utils.direct_step import use_direct_optimization
     from genlab.utils.sigterm import agree_on_sigterm
-    from genlab.utils.validate import check_config
 
     startup.mark("torch, lightning")
-    check_config(cfg)
 
     model_cls = get_class(cfg.model._target_)
     trainer_kwargs = resolve_trainer_kwargs(
@@ -154,7 +157,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.nonfinite = check_nonfinite(cfg.get("nonfinite", "stop"))
     run_info = RunInfo(config)
     callbacks = with_progress_bar([*instantiate_group(cfg.get("callbacks")), run_info, ResumeState()], trainer_kwargs)
-    ckpt_path = resolve_ckpt_path(cfg)
     if cfg.get("compile"):
         compile_nets(model)
     startup.mark("data module, model")
