@@ -14,6 +14,7 @@ from genlab.utils.config import CONF_DIR, instantiate_group, to_container
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
 from genlab.utils.trainer_setup import cheap_cuda_checks, keep_host_memory_on_cpu, resolve_trainer_kwargs
+from genlab.utils.validate import check_config
 
 log = logging.getLogger("genlab.train")
 startup.mark("python, hydra")
@@ -125,8 +126,6 @@ def compile_nets(model: Any) -> list[str]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
-    from genlab.utils.validate import check_config
-
     # a bad value or a missing checkpoint is reported before torch and Lightning are imported
     check_config(cfg)
     ckpt_path = resolve_ckpt_path(cfg)

@@ -145,9 +145,6 @@ class InMemoryLoader(DataLoader):
         self._handed_out = 0  # batches of the current pass
         self._resume: dict[str, Any] | None = None
 
-    def __iter__(self) -> Iterator[Any]:
-        return self._batches()
-
     def _own_iterator(self) -> bool:
         return self.num_workers == 0 and not self.pin_memory and self.batch_sampler is not None \
             and hasattr(self.dataset, "__getitems__")
@@ -173,7 +170,7 @@ class InMemoryLoader(DataLoader):
             return 0
         return int(resume["batches"])
 
-    def _batches(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:
         skip = self._skip()  # at the first batch: after Lightning's set_epoch
         self._handed_out = skip
         for batch in self._gathered(skip) if self._own_iterator() else self._fetched(skip):
