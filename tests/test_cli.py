@@ -107,16 +107,36 @@ def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
     assert "trainer.gpus=0" in proc.stderr
 
 
-def test_bad_value_is_one_clear_message(tmp_path: Path) -> None:
-    proc = run("train.py", "debug=fast", "data.source=internet", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "data.source='internet' is unknown" in proc.stderr
-
-
-def test_eval_missing_checkpoint(tmp_path: Path) -> None:
-    proc = run("eval.py", f"ckpt_path={tmp_path}/nope.ckpt", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "no such file" in proc.stderr
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("train.py", ["debug=fast", "data.source=internet"], "data.source='internet' is unknown"),
+        ("train.py", ["model=text_vae", "data=text", "data.corpus=wiki"], "data.corpus='wiki' is unknown"),
+        ("train.py", ["model.optimizer.lr=0"], "model.optimizer.lr=0 is not valid"),
+        ("train.py", ["model=vae", "data=text"], "data=text needs a text model"),
+        ("train.py", ["model=text_lm"], "model=text_lm is a text model: use it with data=text"),
+        ("train.py", ["ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt': no such file"),
+        ("eval.py", ["ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt': no such file"),
+        ("eval.py", ["ckpt_path=nope.ckpt", "split=train"], "split='train' is unknown"),
+        ("generate.py", ["ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt': no such file"),
+        ("generate.py", ["ckpt_path=nope.ckpt", "mode=video"], "mode='video' is unknown"),
+    ],
+    ids=["train-data-value", "train-text-corpus", "train-lr", "train-image-model-text-data",
+         "train-text-model-image-data", "train-ckpt", "eval-ckpt", "eval-split",
+         "generate-ckpt", "generate-mode"],
+)
+def test_bad_input_is_one_clear_message_before_torch_is_imported(tmp_path: Path, script: str, args: list[str],
+                                                                  message: str) -> None:
+    """A mistyped value or path is reported without the ~10 s import of torch and Lightning: here a
+    ``torch`` that fails on import sits first on the path, and the message must still come."""
+    blocker = tmp_path / "blocker" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch was imported')\n")
+    path = os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = run(script, *args, f"hydra.run.dir={tmp_path}/run", env={"PYTHONPATH": path})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "torch was imported" not in proc.stderr
+    assert message in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -222,7 +222,10 @@ BAD_VALUES = [
     ("model=gan model.loss=wasserstein", "model.loss='wasserstein' is unknown; choose one of nonsaturating, hinge, wgan-gp"),
     ("model=gan model.n_critic=0", "model.n_critic=0 is not valid"),
     ("model=text_vae data=text model.sample.temperature=0", "model.sample.temperature=0 is not valid: it must be a number > 0"),
-    ("model=text_vae data=text data.tokenizer=bpe", "data.tokenizer='bpe' is unknown; choose word or char"),
+    ("model=text_vae data=text data.tokenizer=bpe", "data.tokenizer='bpe' is unknown; choose one of char, word"),
+    ("model=text_vae data=text data.corpus=wikipedia", "data.corpus='wikipedia' is unknown; choose one of shakespeare, file"),
+    ("data.val_size=1.5", "data.val_size must be a fraction in (0, 1) or a whole count, got 1.5"),
+    ("data.dataset=fashion_mnist data.source=bundled", "data.source=bundled exists for MNIST only"),
     ("nonfinite=ignore", "nonfinite='ignore' is unknown; choose stop or skip"),
     ("ddp_sigterm_seconds=-1", "ddp_sigterm_seconds=-1 is not valid: it must be a number of seconds >= 0"),
 ]

@@ -126,12 +126,6 @@ def test_generate_prints_sentences_and_interpolates(tmp_path: Path) -> None:
     assert len(sentences(proc.stdout)) == 6
 
 
-def test_image_model_on_text_data_is_one_clear_message(tmp_path: Path) -> None:
-    proc = run("train.py", "model=vae", "data=text", "debug=fast", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "data=text needs a text model" in proc.stderr
-
-
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_recurrent_nets_shapes_and_likelihood(cell: str) -> None:
     from genlab.nets.text import RNNDecoder, RNNEncoder

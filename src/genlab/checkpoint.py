@@ -5,16 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from genlab.utils.errors import GenlabError
+
+
+def check_ckpt_file(path: str | Path) -> Path:
+    """``path`` as a ``Path`` if it names a file; checked before torch is imported, so a mistyped
+    path is reported at once."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"ckpt_path={str(path)!r}: no such file. Give the path of a .ckpt under a run's checkpoints/ folder.")
+    return path
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint written by ``train.py``; tensors and plain data only (``weights_only``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise GenlabError(f"ckpt_path={str(path)!r}: no such file. Give the path of a .ckpt under a run's checkpoints/ folder.")
+    path = check_ckpt_file(path)
+    import torch
+
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a checkpoint, unsafe pickle ...

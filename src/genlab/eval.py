@@ -8,7 +8,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.checkpoint import model_from_checkpoint, run_dir_of, tokenizer_from_checkpoint
+from genlab.checkpoint import check_ckpt_file, model_from_checkpoint, run_dir_of, tokenizer_from_checkpoint
 from genlab.metrics.inception import WEIGHTS_NAME, find_weights, inception_fid
 from genlab.train import make_loggers
 from genlab.utils.config import CONF_DIR
@@ -21,13 +21,15 @@ log = logging.getLogger("genlab.eval")
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Rebuild model and data from the checkpoint's own config, load its weights, and test."""
+    # a bad value or a missing file is reported before torch and Lightning are imported
+    if cfg.split not in ("test", "val"):
+        raise GenlabError(f"split={cfg.split!r} is unknown; choose test or val.")
+    check_ckpt_file(cfg.ckpt_path)
+    inception_weights = find_weights(cfg.metrics.get("inception_weights"))
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    if cfg.split not in ("test", "val"):
-        raise GenlabError(f"split={cfg.split!r} is unknown; choose test or val.")
     trainer_kwargs = resolve_trainer_kwargs(OmegaConf.to_container(cfg.trainer, resolve=True))
-    inception_weights = find_weights(cfg.metrics.get("inception_weights"))  # a bad path fails before any work
     model, run_cfg, ckpt = model_from_checkpoint(cfg.ckpt_path)
     if cfg.get("nll_samples") is not None and hasattr(model, "nll_samples"):
         model.nll_samples = cfg.nll_samples

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from genlab.checkpoint import model_from_checkpoint, run_dir_of, tokenizer_from_checkpoint
@@ -15,11 +15,16 @@ from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import run_task
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger("genlab.generate")
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between rows of ``a`` and ``b`` (stays in the Gaussian's shell)."""
+    import torch
+
     a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
     omega = torch.acos((a_n * b_n).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
     so = torch.sin(omega)
@@ -32,6 +37,8 @@ DEFAULT_COUNT = {"samples": 64, "interpolate": 8}  # a grid of 8 x 8; 8 rows of 
 def _latents(model, cfg: DictConfig, tokenizer=None) -> tuple[torch.Tensor, int]:
     """The latent batch to decode and the number per row: prior draws, or rows of interpolations
     between two prior draws or between two given sentences (``sentences=[a, b]``, text VAEs)."""
+    import torch
+
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.mode == "samples":
         return model.sample_latents(cfg.num_samples, generator=gen), cfg.nrow
@@ -57,6 +64,8 @@ def _latents(model, cfg: DictConfig, tokenizer=None) -> tuple[torch.Tensor, int]
 
 
 def generate(cfg: DictConfig) -> dict[str, float]:
+    """Decode latents of ``cfg.mode`` from the checkpoint's model; the checks of the values and of
+    ``ckpt_path`` come before torch is imported."""
     if cfg.mode not in DEFAULT_COUNT:
         raise GenlabError(f"mode={cfg.mode!r} is unknown; choose samples or interpolate.")
     if cfg.num_samples is None:
@@ -64,6 +73,8 @@ def generate(cfg: DictConfig) -> dict[str, float]:
     if cfg.num_samples < 1 or cfg.steps < 2:
         raise GenlabError("num_samples must be at least 1 and steps at least 2.")
     model, _, ckpt = model_from_checkpoint(cfg.ckpt_path)
+    import torch
+
     tokenizer = tokenizer_from_checkpoint(ckpt)
     z, nrow = _latents(model, cfg, tokenizer)
     default = run_dir_of(cfg.ckpt_path) / "generated" / f"{cfg.mode}_{len(z)}"
@@ -85,6 +96,8 @@ def generate(cfg: DictConfig) -> dict[str, float]:
 def _write_sentences(model, tokenizer, z: torch.Tensor, nrow: int, cfg: DictConfig, out: Path) -> dict[str, float]:
     """Decode ``z`` to sentences with the model's sampling settings (overridden by
     ``temperature``/``top_k``/``greedy`` when given), print them and write them, one per line."""
+    import torch
+
     from genlab.metrics.text_quality import to_sentences
 
     sample = {k: cfg[k] for k in ("temperature", "top_k", "greedy") if cfg.get(k) is not None}

@@ -14,6 +14,7 @@ from genlab.utils.config import CONF_DIR, instantiate_group, to_container
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
 from genlab.utils.trainer_setup import cheap_cuda_checks, keep_host_memory_on_cpu, resolve_trainer_kwargs
+from genlab.data.checks import kind_of_data
 from genlab.utils.validate import check_config
 
 log = logging.getLogger("genlab.train")
@@ -76,14 +77,21 @@ def fill_model_settings(cfg: DictConfig, datamodule: Any) -> None:
 
     settings = datamodule.model_settings() if hasattr(datamodule, "model_settings") else {}
     needs = {key for key in ("vocab_size",) if key in cfg}
-    model_name = _choices(cfg).get("model", cfg.model._target_)
-    if needs - settings.keys():
-        raise GenlabError(f"model={model_name} is a text model: use it with data=text.")
-    if settings and not needs:
-        raise GenlabError(f"data=text needs a text model (model=text_vae, text_gan or text_lm), not model={model_name}.")
+    check_model_fits_data(cfg, text_data="vocab_size" in settings)
     with open_dict(cfg):
         for key in needs:
             cfg[key] = settings[key]
+
+
+def check_model_fits_data(cfg: DictConfig, text_data: bool) -> None:
+    """A text model (one that takes its ``vocab_size`` from the data) needs text data, and text
+    data a text model."""
+    text_model = "vocab_size" in cfg
+    model_name = _choices(cfg).get("model", cfg.model._target_)
+    if text_model and not text_data:
+        raise GenlabError(f"model={model_name} is a text model: use it with data=text.")
+    if text_data and not text_model:
+        raise GenlabError(f"data=text needs a text model (model=text_vae, text_gan or text_lm), not model={model_name}.")
 
 
 def check_nonfinite(policy: str) -> str:
@@ -128,6 +136,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
     # a bad value or a missing checkpoint is reported before torch and Lightning are imported
     check_config(cfg)
+    nonfinite = check_nonfinite(cfg.get("nonfinite", "stop"))
+    data_kind = kind_of_data(cfg.data)
+    if data_kind is not None:  # a genlab data module; any other says what it is once it is built
+        check_model_fits_data(cfg, text_data=data_kind == "text")
     ckpt_path = resolve_ckpt_path(cfg)
     startup.mark("config")
     import pytorch_lightning as pl
@@ -153,7 +165,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     fill_model_settings(cfg, datamodule)
     config = to_container(cfg)
     model = instantiate(cfg.model)
-    model.nonfinite = check_nonfinite(cfg.get("nonfinite", "stop"))
+    model.nonfinite = nonfinite
     run_info = RunInfo(config)
     callbacks = with_progress_bar([*instantiate_group(cfg.get("callbacks")), run_info, ResumeState()], trainer_kwargs)
     if cfg.get("compile"):

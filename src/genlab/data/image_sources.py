@@ -16,15 +16,11 @@ import numpy as np
 import torch
 
 from genlab.data.cache import cache_dir, store
+from genlab.data.checks import DATASETS
 from genlab.utils.errors import GenlabError
 
 log = logging.getLogger(__name__)
 
-# config name -> (torchvision folder and class name, human name)
-DATASETS = {
-    "mnist": ("MNIST", "MNIST"),
-    "fashion_mnist": ("FashionMNIST", "Fashion-MNIST"),
-}
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 BUNDLED_SIZE = 5000
 BUNDLED_TEST_PER_CLASS = 100  # held out as the test split when no real test split is at hand

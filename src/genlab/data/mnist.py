@@ -13,12 +13,11 @@ import torch
 from torch.utils.data import Dataset
 
 from genlab.data import image_sources as src
+from genlab.data.checks import check_image_args
 from genlab.data.in_memory import InMemoryDataModule, batch_indices
 from genlab.utils.errors import GenlabError
 
 log = logging.getLogger(__name__)
-
-SOURCES = ("auto", "local", "download", "bundled")
 
 
 class InMemoryImages(Dataset):
@@ -87,24 +86,8 @@ class MNISTDataModule(InMemoryDataModule):
         on_device: bool | str = "auto",
     ) -> None:
         super().__init__()
-        if dataset not in src.DATASETS:
-            raise GenlabError(f"data.dataset={dataset!r} is unknown; choose one of {sorted(src.DATASETS)}.")
-        if source not in SOURCES:
-            raise GenlabError(f"data.source={source!r} is unknown; choose one of {', '.join(SOURCES)}.")
-        if source == "bundled" and dataset != "mnist":
-            raise GenlabError(
-                f"data.source=bundled exists for MNIST only (data.dataset={dataset!r}); "
-                "use data.source=auto, local or download."
-            )
-        if batch_size < 1:
-            raise GenlabError(f"data.batch_size must be at least 1, got {batch_size}.")
-        if on_device not in (True, False, "auto"):
-            raise GenlabError(f"data.on_device={on_device!r} is unknown; choose auto, true or false.")
-        if on_device is True and num_workers > 0:
-            raise GenlabError("data.on_device=true needs data.num_workers=0: worker processes cannot cut "
-                              "batches from images on a GPU.")
-        if not 0 < val_size < 1 and not (val_size >= 1 and float(val_size).is_integer()):
-            raise GenlabError(f"data.val_size must be a fraction in (0, 1) or a whole count, got {val_size}.")
+        check_image_args(dataset=dataset, source=source, batch_size=batch_size, on_device=on_device,
+                         num_workers=num_workers, val_size=val_size)
         self.dataset, self.root, self.source = dataset, str(root), source
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.val_size, self.binarize, self.seed = val_size, binarize, seed

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from genlab.data.cache import cache_dir, store
+from genlab.data.checks import check_text_args
 from genlab.data.in_memory import InMemoryDataModule, batch_indices
 from genlab.data.text_corpora import load_corpus
 from genlab.data.tokenizers import EOS, PAD, SPECIALS, WORD_PATTERN, Tokenizer
@@ -117,13 +118,8 @@ class TextDataModule(InMemoryDataModule):
         download_timeout: float = 20.0,
     ) -> None:
         super().__init__()
-        if tokenizer not in ("word", "char"):
-            raise GenlabError(f"data.tokenizer={tokenizer!r} is unknown; choose word or char.")
-        if max_len < 1 or batch_size < 1 or min_freq < 1:
-            raise GenlabError("data.max_len, data.batch_size and data.min_freq must be at least 1.")
-        for key, value in (("val_size", val_size), ("test_size", test_size)):
-            if not 0 < value < 1 and not (value >= 1 and float(value).is_integer()):
-                raise GenlabError(f"data.{key} must be a fraction in (0, 1) or a whole count, got {value}.")
+        check_text_args(corpus=corpus, tokenizer=tokenizer, max_len=max_len, batch_size=batch_size,
+                        min_freq=min_freq, val_size=val_size, test_size=test_size)
         self.corpus, self.path, self.root, self.split_sentences = corpus, path, str(root), split_sentences
         self.tokenizer_kind, self.lowercase, self.min_freq, self.max_vocab = tokenizer, lowercase, min_freq, max_vocab
         self.max_len, self.val_size, self.test_size, self.max_examples = max_len, val_size, test_size, max_examples

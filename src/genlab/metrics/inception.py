@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from genlab.utils.errors import GenlabError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,8 @@ def find_weights(path: str | None) -> Path | None:
             raise GenlabError(f"metrics.inception_weights={path!r}: no such file. Give the path of "
                               f"{WEIGHTS_NAME} (torch-fidelity's InceptionV3 weights).")
         return p
+    import torch
+
     cached = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME
     return cached if cached.is_file() else None
 

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.data.checks import check_data_config
 from genlab.utils.errors import GenlabError
 
 Check = tuple[str, Callable[[Any], bool], str]
@@ -49,6 +50,9 @@ def check_config(cfg: DictConfig) -> None:
         lr = OmegaConf.select(cfg, f"{key}.lr", default=_ABSENT)
         if lr is not _ABSENT and not POSITIVE(lr):
             raise GenlabError(f"{key}.lr={lr!r} is not valid: a learning rate must be a number > 0.")
+    data = OmegaConf.select(cfg, "data", default=None)
+    if isinstance(data, DictConfig):
+        check_data_config(data)  # the data module's own checks, run before it is imported
 
 
 _ABSENT = object()

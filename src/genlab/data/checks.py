@@ -1,0 +1,87 @@
+"""The data modules' checks of their arguments, free of torch: the modules run them when they are
+built, and ``train.py`` runs them on ``cfg.data`` before it imports torch and Lightning, so a bad
+``data.*`` value is reported in about a second."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+from genlab.data.text_corpora import CORPORA
+from genlab.data.tokenizers import KINDS
+from genlab.utils.errors import GenlabError
+
+# config name -> (torchvision folder and class name, human name)
+DATASETS = {
+    "mnist": ("MNIST", "MNIST"),
+    "fashion_mnist": ("FashionMNIST", "Fashion-MNIST"),
+}
+SOURCES = ("auto", "local", "download", "bundled")
+
+
+def _check_split_size(key: str, value: Any) -> None:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or (not 0 < value < 1 and not (value >= 1 and float(value).is_integer())):
+        raise GenlabError(f"data.{key} must be a fraction in (0, 1) or a whole count, got {value}.")
+
+
+def check_image_args(*, dataset: str, source: str, batch_size: int, on_device: bool | str, num_workers: int,
+                     val_size: float) -> None:
+    """``MNISTDataModule``'s arguments (MNIST and Fashion-MNIST)."""
+    if dataset not in DATASETS:
+        raise GenlabError(f"data.dataset={dataset!r} is unknown; choose one of {sorted(DATASETS)}.")
+    if source not in SOURCES:
+        raise GenlabError(f"data.source={source!r} is unknown; choose one of {', '.join(SOURCES)}.")
+    if source == "bundled" and dataset != "mnist":
+        raise GenlabError(
+            f"data.source=bundled exists for MNIST only (data.dataset={dataset!r}); "
+            "use data.source=auto, local or download."
+        )
+    if batch_size < 1:
+        raise GenlabError(f"data.batch_size must be at least 1, got {batch_size}.")
+    if on_device not in (True, False, "auto"):
+        raise GenlabError(f"data.on_device={on_device!r} is unknown; choose auto, true or false.")
+    if on_device is True and num_workers > 0:
+        raise GenlabError("data.on_device=true needs data.num_workers=0: worker processes cannot cut "
+                          "batches from images on a GPU.")
+    _check_split_size("val_size", val_size)
+
+
+def check_text_args(*, corpus: str, tokenizer: str, max_len: int, batch_size: int, min_freq: int,
+                    val_size: float, test_size: float) -> None:
+    """``TextDataModule``'s arguments."""
+    if corpus not in CORPORA:
+        raise GenlabError(f"data.corpus={corpus!r} is unknown; choose one of {', '.join(CORPORA)}.")
+    if tokenizer not in KINDS:
+        raise GenlabError(f"data.tokenizer={tokenizer!r} is unknown; choose one of {', '.join(KINDS)}.")
+    if max_len < 1 or batch_size < 1 or min_freq < 1:
+        raise GenlabError("data.max_len, data.batch_size and data.min_freq must be at least 1.")
+    _check_split_size("val_size", val_size)
+    _check_split_size("test_size", test_size)
+
+
+# a data config's _target_ -> the check of its arguments
+CHECKS: dict[str, Callable[..., None]] = {
+    "genlab.data.MNISTDataModule": check_image_args,
+    "genlab.data.mnist.MNISTDataModule": check_image_args,
+    "genlab.data.TextDataModule": check_text_args,
+    "genlab.data.text.TextDataModule": check_text_args,
+}
+
+
+def kind_of_data(data: Mapping[str, Any]) -> str | None:
+    """``"image"`` or ``"text"`` for a genlab data module's config, ``None`` for any other."""
+    check = CHECKS.get(str(data.get("_target_", "")))
+    return {check_image_args: "image", check_text_args: "text"}.get(check) if check else None
+
+
+def check_data_config(data: Mapping[str, Any]) -> None:
+    """The module's own check on a data config's values, when the config names a genlab data module
+    and sets every argument the check reads (a key left out takes the module's default, checked
+    when the module is built)."""
+    check = CHECKS.get(str(data.get("_target_", "")))
+    if check is None:
+        return
+    names = inspect.signature(check).parameters
+    if all(name in data for name in names):
+        check(**{name: data[name] for name in names})
