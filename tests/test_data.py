@@ -416,3 +416,35 @@ def test_overfit_batches_trains_on_one_batch_every_epoch() -> None:
                       enable_progress_bar=False, enable_model_summary=False, callbacks=[Labels()])
     trainer.fit(instantiate(cfg.model), datamodule=instantiate(cfg.data))
     assert len(seen) == 3 and seen[0] == seen[1] == seen[2]
+
+
+def test_overfit_batches_resume_mid_epoch(tmp_path: Path) -> None:
+    """``trainer.overfit_batches=3`` resumed from a checkpoint written after 2 of an epoch's 3
+    batches: the epoch goes on with its third batch, not its first again."""
+    from hydra.utils import instantiate
+    from pytorch_lightning import Callback, Trainer
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from genlab.utils.config import compose_config
+
+    seen: list[float] = []
+
+    class Images(Callback):  # the split in order starts with one class: the images tell batches apart
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            seen.append(batch[0].double().sum().item())
+
+    cfg = compose_config("train", ["data.source=bundled", "data.batch_size=32"])
+
+    def fit(max_epochs: int, callbacks: list, ckpt_path: str | None = None) -> None:
+        trainer = Trainer(overfit_batches=3, max_epochs=max_epochs, limit_val_batches=0, logger=False,
+                          enable_progress_bar=False, enable_model_summary=False, callbacks=[Images(), *callbacks],
+                          enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
+        trainer.fit(instantiate(cfg.model), datamodule=instantiate(cfg.data), ckpt_path=ckpt_path)
+
+    fit(2, [])
+    whole, seen[:] = list(seen), []
+    assert len(whole) == 6 and whole[:3] == whole[3:] and len(set(whole[:3])) == 3
+    fit(1, [ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_top_k=-1, filename="{step}")])
+    seen[:] = []
+    fit(2, [], ckpt_path=str(tmp_path / "step=2.ckpt"))
+    assert seen == whole[2:]

@@ -243,15 +243,16 @@ class InMemoryDataModule(LightningDataModule):
             pin_memory=self.pin_memory and device.type == "cpu",
             persistent_workers=self.num_workers > 0,
         )
-        if getattr(self.trainer, "overfit_batches", 0):
-            # Lightning puts a sampler in order in the loader's (and under DDP its share of it). It
-            # looks for the loader's sampler, not a batch sampler's
-            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
-        shard = self._shard()
+        # overfit_batches: Lightning puts a sampler in order in the loader's place (under DDP its
+        # share of it), and builds the loader anew with it. It looks for the loader's sampler, not a
+        # batch sampler's
+        overfit = bool(getattr(self.trainer, "overfit_batches", 0))
+        shard = None if overfit else self._shard()
         if shard is not None:
             # under DDP this process's share, which Lightning would otherwise cut with its
             # DistributedSampler, one Python int at a time
             sampler = EpochShard(len(dataset), **shard, shuffle=shuffle, seed=self.seed)
+        if overfit or shard is not None:
             return InMemoryLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False, **common)
         return InMemoryLoader(dataset, batch_sampler=IndexBatches(sampler, batch_size, drop_last=False, device=device),
                               **common)
