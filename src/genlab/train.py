@@ -9,12 +9,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.data.checks import kind_of_data
 from genlab.utils import startup
 from genlab.utils.config import CONF_DIR, instantiate_group, to_container
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
 from genlab.utils.trainer_setup import cheap_cuda_checks, keep_host_memory_on_cpu, resolve_trainer_kwargs
-from genlab.data.checks import kind_of_data
 from genlab.utils.validate import check_config
 
 log = logging.getLogger("genlab.train")

@@ -60,28 +60,29 @@ def check_text_args(*, corpus: str, tokenizer: str, max_len: int, batch_size: in
     _check_split_size("test_size", test_size)
 
 
-# a data config's _target_ -> the check of its arguments
-CHECKS: dict[str, Callable[..., None]] = {
-    "genlab.data.MNISTDataModule": check_image_args,
-    "genlab.data.mnist.MNISTDataModule": check_image_args,
-    "genlab.data.TextDataModule": check_text_args,
-    "genlab.data.text.TextDataModule": check_text_args,
+# a data config's _target_ -> the kind of data and the check of its arguments
+MODULES: dict[str, tuple[str, Callable[..., None]]] = {
+    "genlab.data.MNISTDataModule": ("image", check_image_args),
+    "genlab.data.mnist.MNISTDataModule": ("image", check_image_args),
+    "genlab.data.TextDataModule": ("text", check_text_args),
+    "genlab.data.text.TextDataModule": ("text", check_text_args),
 }
 
 
 def kind_of_data(data: Mapping[str, Any]) -> str | None:
     """``"image"`` or ``"text"`` for a genlab data module's config, ``None`` for any other."""
-    check = CHECKS.get(str(data.get("_target_", "")))
-    return {check_image_args: "image", check_text_args: "text"}.get(check) if check else None
+    module = MODULES.get(str(data.get("_target_", "")))
+    return module[0] if module else None
 
 
 def check_data_config(data: Mapping[str, Any]) -> None:
     """The module's own check on a data config's values, when the config names a genlab data module
     and sets every argument the check reads (a key left out takes the module's default, checked
     when the module is built)."""
-    check = CHECKS.get(str(data.get("_target_", "")))
-    if check is None:
+    module = MODULES.get(str(data.get("_target_", "")))
+    if module is None:
         return
+    check = module[1]
     names = inspect.signature(check).parameters
     if all(name in data for name in names):
         check(**{name: data[name] for name in names})
