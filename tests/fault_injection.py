@@ -1,6 +1,6 @@
 """Faults for tests: a callback that kills its own process at a given training batch, to test
 resuming (from the command line: +callbacks.kill._target_=fault_injection.KillAt, tests/ on
-PYTHONPATH), and a NaN training loss at a given step."""
+PYTHONPATH), and a NaN training loss at a given step (in process, or from the command line)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,19 @@ def poison_vae_loss(monkeypatch, step: int) -> None:
         return (nll * float("nan") if self.training and self.global_step == step else nll), kl, mu
 
     monkeypatch.setattr(VAE, "_elbo_parts", poisoned)
+
+
+class NaNWeightsAt(Callback):
+    """Fills the model's first parameter with NaN at the start of training step ``step`` (from
+    the command line: ``+callbacks.nan._target_=fault_injection.NaNWeightsAt``), so the loss of
+    that step is non-finite."""
+
+    def __init__(self, step: int = 0) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            import torch
+
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))

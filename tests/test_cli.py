@@ -14,11 +14,12 @@ from genlab.utils.config import PROJECT_ROOT
 from wandb_records import summarize
 
 
-def run(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 300,
+        cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "WANDB_MODE": "disabled", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
     return subprocess.run(
         [sys.executable, str(PROJECT_ROOT / script), *args],
-        cwd=PROJECT_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
 
 
@@ -113,6 +114,9 @@ def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
         ("train.py", ["debug=fast", "data.source=internet"], "data.source='internet' is unknown"),
         ("train.py", ["model=text_vae", "data=text", "data.corpus=wiki"], "data.corpus='wiki' is unknown"),
         ("train.py", ["model.optimizer.lr=0"], "model.optimizer.lr=0 is not valid"),
+        ("train.py", ["model.optimizer.lr=inf"], "model.optimizer.lr=inf is not valid: a learning rate must be a finite"),
+        ("train.py", ["seed=-1"], "seed=-1 is not valid: it must be a whole number from 0 to 2**32 - 1"),
+        ("train.py", ["data.num_workers=-1"], "data.num_workers=-1 is not valid: it must be a whole number >= 0"),
         ("train.py", ["model=vae", "data=text"], "data=text needs a text model"),
         ("train.py", ["model=text_lm"], "model=text_lm is a text model: use it with data=text"),
         ("train.py", ["ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt': no such file"),
@@ -121,7 +125,8 @@ def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
         ("generate.py", ["ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt': no such file"),
         ("generate.py", ["ckpt_path=nope.ckpt", "mode=video"], "mode='video' is unknown"),
     ],
-    ids=["train-data-value", "train-text-corpus", "train-lr", "train-image-model-text-data",
+    ids=["train-data-value", "train-text-corpus", "train-lr", "train-lr-inf", "train-seed", "train-workers",
+         "train-image-model-text-data",
          "train-text-model-image-data", "train-ckpt", "eval-ckpt", "eval-split",
          "generate-ckpt", "generate-mode"],
 )
@@ -137,6 +142,7 @@ def test_bad_input_is_one_clear_message_before_torch_is_imported(tmp_path: Path,
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "torch was imported" not in proc.stderr
     assert message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # the run folder made for it is gone again
 
 
 @pytest.mark.slow

@@ -146,6 +146,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import get_class, instantiate
 
     from genlab.callbacks.progress import with_progress_bar
+    from genlab.checkpoint import check_resume
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
     from genlab.utils.direct_step import use_direct_optimization
@@ -165,6 +166,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     fill_model_settings(cfg, datamodule)
     config = to_container(cfg)
     model = instantiate(cfg.model)
+    if ckpt_path is not None:  # unreadable, foreign or another model's: one clear line, before W&B starts
+        check_resume(ckpt_path, model)
     model.nonfinite = nonfinite
     run_info = RunInfo(config)
     callbacks = with_progress_bar([*instantiate_group(cfg.get("callbacks")), run_info, ResumeState()], trainer_kwargs)

@@ -49,18 +49,25 @@ _SPEAKER = re.compile(r"[A-Z][A-Za-z ]*:")  # tiny-shakespeare's speaker lines (
 
 # ----------------------------------------------------------------- reading files
 def read_text(path: str | Path) -> str:
-    """A UTF-8 file's text; a clear error for a missing file or bytes that are not UTF-8."""
+    """A UTF-8 file's text; a clear error for a missing file, a folder, bytes that are not UTF-8,
+    and NUL bytes (which UTF-8 allows, but no text file holds: a binary file given by mistake)."""
     path = Path(path)
+    if path.is_dir():
+        raise GenlabError(f"text corpus {str(path)!r} is a folder. Set data.path to a UTF-8 text file in it.")
     if not path.is_file():
         raise GenlabError(f"text corpus {str(path)!r}: no such file. Set data.path to a UTF-8 text file.")
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise GenlabError(
             f"text corpus {str(path)!r} is not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start} "
             f"({e.reason}). Convert it, e.g. iconv -f latin1 -t utf-8."
         ) from e
+    if "\0" in text:
+        raise GenlabError(f"text corpus {str(path)!r} holds NUL bytes (first at offset {data.index(0)}): "
+                          "a binary file, not text. Set data.path to a UTF-8 text file.")
+    return text
 
 
 def to_examples(text: str, split_sentences: bool = False) -> list[str]:

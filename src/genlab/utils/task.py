@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig
 
-from genlab.utils import wandb_setup
+from genlab.utils import run_folder, wandb_setup
 from genlab.utils.errors import GenlabError
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,9 @@ def _multirun_job(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def _discard_unstarted_run() -> None:
-    """Remove the run folder Hydra made for a run that a user error stopped before it trained
-    (no checkpoints), so it does not sit among the real runs."""
+    """Remove the run folder of a run that a user error stopped before it trained (no
+    checkpoints), so it does not sit among the real runs; only when this process made the folder
+    (``run_folder.created_here``), never one that was there before the run."""
     import shutil
 
     from hydra.core.hydra_config import HydraConfig
@@ -135,9 +136,12 @@ def _discard_unstarted_run() -> None:
     if not HydraConfig.initialized():
         return
     folder = Path(HydraConfig.get().runtime.output_dir)
+    if not run_folder.created_here(folder):
+        return
     if folder.is_dir() and not (folder / "checkpoints").exists() and not (folder / "metrics.json").exists():
         logging.shutdown()  # close the run's log file before its folder goes
         shutil.rmtree(folder, ignore_errors=True)
+    run_folder.release(folder)
 
 
 def _record_failure(job: dict[str, Any], error: BaseException) -> None:

@@ -3,6 +3,7 @@ what it accepts, instead of a traceback from deep inside PyTorch minutes later."
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -14,10 +15,13 @@ Check = tuple[str, Callable[[Any], bool], str]
 
 POSITIVE_INT: Callable[[Any], bool] = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
 NON_NEGATIVE_INT: Callable[[Any], bool] = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
-POSITIVE: Callable[[Any], bool] = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0  # noqa: E731
-NON_NEGATIVE: Callable[[Any], bool] = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0  # noqa: E731
+NUMBER: Callable[[Any], bool] = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+POSITIVE: Callable[[Any], bool] = lambda v: NUMBER(v) and v > 0  # noqa: E731
+NON_NEGATIVE: Callable[[Any], bool] = lambda v: NUMBER(v) and v >= 0  # noqa: E731
 
 CHECKS: list[Check] = [
+    ("seed", lambda v: v is None or (NON_NEGATIVE_INT(v) and v < 2**32), "a whole number from 0 to 2**32 - 1, or null"),
+    ("data.num_workers", NON_NEGATIVE_INT, "a whole number >= 0 (0: batches are made in the training process)"),
     ("data.batch_size", POSITIVE_INT, "a whole number >= 1"),
     ("data.eval_batch_size", lambda v: v is None or POSITIVE_INT(v), "a whole number >= 1 or null"),
     ("data.max_len", POSITIVE_INT, "a whole number >= 1"),
@@ -49,7 +53,7 @@ def check_config(cfg: DictConfig) -> None:
     for key in OPTIMIZERS:
         lr = OmegaConf.select(cfg, f"{key}.lr", default=_ABSENT)
         if lr is not _ABSENT and not POSITIVE(lr):
-            raise GenlabError(f"{key}.lr={lr!r} is not valid: a learning rate must be a number > 0.")
+            raise GenlabError(f"{key}.lr={lr!r} is not valid: a learning rate must be a finite number > 0.")
     data = OmegaConf.select(cfg, "data", default=None)
     if isinstance(data, DictConfig):
         check_data_config(data)  # the data module's own checks, run before it is imported
