@@ -212,7 +212,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 
 BAD_VALUES = [
-    ("model.optimizer.lr=-1e-3", "model.optimizer.lr=-0.001 is not valid: a learning rate must be a number > 0"),
+    ("model.optimizer.lr=-1e-3", "model.optimizer.lr=-0.001 is not valid: a learning rate must be a finite number > 0"),
     ("data.batch_size=0", "data.batch_size=0 is not valid: it must be a whole number >= 1"),
     ("model.latent_dim=0", "model.latent_dim=0 is not valid"),
     ("model.latent_dim=abc", "model.latent_dim='abc' is not valid: it must be a whole number >= 1"),

@@ -89,10 +89,7 @@ def lock_folder(folder: Path) -> None:
         except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise RunFolderError(
-                f"run folder {folder} is in use by another run (PID {holder}); wait for it to end, "
-                "or choose another hydra.run.dir."
-            ) from None
+            raise RunFolderError(f"run folder {folder} is in use by another run (PID {holder})") from None
         # the holder before us may have removed the file as it released it: lock the file on disk
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
@@ -123,7 +120,12 @@ def claim(folder: str | Path, named_by_user: bool) -> Path:
     """Make (or take) and lock the run folder; return the folder the run uses."""
     made = make_folder(Path(folder), suffix_if_taken=not named_by_user)
     if not is_secondary_rank():
-        lock_folder(made)
+        try:
+            lock_folder(made)
+        except OSError:
+            if created_here(made):
+                made.rmdir()  # still empty: nothing was written into it
+            raise
     return made
 
 
@@ -136,7 +138,7 @@ def _claim_or_exit(config: DictConfig, key: str) -> Path:
     try:
         made = claim(folder, _named_by_user(config, key))
     except RunFolderError as e:
-        _exit(str(e))
+        _exit(f"{e}; wait for it to end, or choose another {key}.")
     except OSError as e:  # a name too long, a read-only or foreign folder, a file in the way ...
         _exit(f"{key}={str(folder)!r}: cannot make or use the run folder ({e.strerror or e}). Choose another {key}.")
     return made
