@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab.checkpoint import check_resume, load_checkpoint, model_from_checkpoint
+from genlab.checkpoint import load_checkpoint, model_from_checkpoint
 from genlab.utils import run_folder
 from genlab.utils.config import PROJECT_ROOT
 from genlab.utils.errors import GenlabError
