@@ -12,8 +12,8 @@ Measured, on this machine's CPU (or GPU with --device cuda):
   uint8 tensor), for ``vae`` (MLP), ``vae_conv`` and ``dcgan``, at batch 128 and 512; repetitions
   interleave the two sides; median, range and the ratio genlab/raw;
 - the framework's host cost per batch: the MLP VAE and GAN with nets 16 units wide at batch 16,
-  where the step is the host's work (as for small nets on a GPU): genlab, and genlab on
-  Lightning's own loop (``direct_step=false``), minus the tuned raw loop, in milliseconds;
+  where the step is the host's work (as for small nets on a GPU): genlab minus the tuned raw
+  loop, in milliseconds;
 - ``trainer.precision``: genlab's DCGAN and conv VAE in each precision the device takes (CPU:
   ``bf16-mixed``; GPU: ``16-mixed`` and ``bf16-mixed``) against ``32-true``;
 - ``compile=true`` against eager;
@@ -47,13 +47,8 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 from pytorch_lightning import Callback
-from torch.utils.data import BatchSampler
 
-from data_gather import images_before  # scripts/data_gather.py
-from genlab.data.in_memory import IndexBatches
-from genlab.data.mnist import InMemoryImages
 from genlab.models.base import GenerativeModule
-from genlab.utils.trainer_setup import NVML_CHECK, cheap_cuda_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMES: dict[str, float] = {}
@@ -110,20 +105,6 @@ def bundled_images() -> torch.Tensor:
 
 # ----------------------------------------------------------------- the hand-written loops
 def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False,
-             overrides: list[str] = (), world: int = 1, rank: int = 0) -> float:
-    """:func:`plain_loop` as it runs in a process that never imported Lightning: without the
-    ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` that importing Lightning sets (see
-    ``genlab.utils.trainer_setup.cheap_cuda_checks``, which costs a plain loop ~50 us per
-    optimizer step on a machine without a GPU)."""
-    saved = os.environ.pop(NVML_CHECK, None)
-    try:
-        return plain_loop(model, batch_size, warmup, steps, device, tuned, overrides, world, rank)
-    finally:
-        if saved is not None:
-            os.environ[NVML_CHECK] = saved
-
-
-def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False,
                overrides: list[str] = (), world: int = 1, rank: int = 0) -> float:
     """The loop a researcher writes: shuffle indices, slice the uint8 tensor, to float, step.
 
@@ -205,11 +186,6 @@ def plain_loop(model: str, batch_size: int, warmup: int, steps: int, device: str
     return timed_images / (window_closes(device) - start)
 
 
-GATHER_NOW = InMemoryImages.__getitems__
-INDEX_BATCHES_NOW = IndexBatches.__iter__
-LIGHTNING_PROFILER = "pytorch_lightning.profilers.PassThroughProfiler"  # Lightning's default; genlab passes its own
-
-
 def timed_overrides(model: str, batch_size: int, warmup: int, steps: int, device: str, timer: str,
                     callbacks: str = "none", progress_bar: bool = False,
                     data: tuple[str, ...] = ("data.source=bundled",)) -> list[str]:
@@ -227,30 +203,15 @@ def timed_overrides(model: str, batch_size: int, warmup: int, steps: int, device
 
 
 def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str],
-               before: bool = False, nonfinite_deferred: bool | None = None, callbacks: str = "none",
+               nonfinite_deferred: bool | None = None, callbacks: str = "none",
                progress_bar: bool = False, data: tuple[str, ...] = ("data.source=bundled",)) -> float:
-    """``train.py``'s code path; ``before``: without the per-step fixes this benchmark led to
-    (Adam's plain kernel, ``+model.optimizer.fused=false``; torch's CUDA check as Lightning leaves
-    it; the DataLoader's list of indices per batch, gathered by ``torch.as_tensor`` and indexing;
-    Lightning's default profiler;
-    Lightning's whole automatic-optimization road, ``direct_step=false``; on a GPU also the
-    batches copied from the host, ``data.on_device=false``, and the NaN check read at every
-    step). ``nonfinite_deferred``: ``GenerativeModule.nonfinite_deferred`` for this run.
-    ``callbacks``, ``progress_bar``: the callbacks group and the progress bar (the table's runs have
-    neither; the sample-quality callback, which computes FID each epoch, is always left out).
-    ``data``: the data overrides (default: the bundled MNIST images)."""
-    import contextlib
-
-    import genlab.train
+    """``train.py``'s code path. ``nonfinite_deferred``: ``GenerativeModule.nonfinite_deferred``
+    for this run. ``callbacks``, ``progress_bar``: the callbacks group and the progress bar (the
+    table's runs have neither; the sample-quality callback, which computes FID each epoch, is
+    always left out). ``data``: the data overrides (default: the bundled MNIST images)."""
     from genlab.train import train
 
-    if before:
-        extra = ["+model.optimizer.fused=false", f"+trainer.profiler._target_={LIGHTNING_PROFILER}",
-                 "data.on_device=false", "direct_step=false", *extra]
-    genlab.train.cheap_cuda_checks = contextlib.nullcontext if before else cheap_cuda_checks
-    InMemoryImages.__getitems__ = images_before if before else GATHER_NOW
-    IndexBatches.__iter__ = BatchSampler.__iter__ if before else INDEX_BATCHES_NOW
-    GenerativeModule.nonfinite_deferred = False if before else nonfinite_deferred
+    GenerativeModule.nonfinite_deferred = nonfinite_deferred
 
     with tempfile.TemporaryDirectory() as out:
         from genlab.utils.config import compose_config
@@ -272,11 +233,6 @@ SIDES = {  # name: what it runs
     "raw_tuned": "the hand-written loop with genlab's gather (index_select) and the very optimizers genlab builds "
                  "(Adam's fused kernel)",
     "genlab": "genlab's train.py code path",
-    "genlab_before": "genlab without the per-step fixes: Adam's plain kernel (+model.optimizer.fused=false), "
-                     "torch's CUDA check as Lightning leaves it, a list of indices per batch gathered by indexing, "
-                     "Lightning's default profiler, Lightning's whole automatic-optimization road (direct_step=false); "
-                     "on a GPU, batches copied from the host (data.on_device=false) "
-                     "and the NaN check read at every step",
 }
 
 
@@ -317,7 +273,6 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
                 "raw": lambda: raw_loop(model, bs, warmup, steps, device),
                 "genlab": lambda: genlab_run(model, bs, warmup, steps, device, extra),
                 "raw_tuned": lambda: raw_loop(model, bs, warmup, steps, device, tuned=True),
-                "genlab_before": lambda: genlab_run(model, bs, warmup, steps, device, extra, before=True),
             }
             for side in interleaved(sides, row_reps):
                 runs[side].append(sides[side]())
@@ -325,7 +280,6 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
                    **{f"{side}_median": statistics.median(v) for side, v in runs.items()}}
             row["ratio"] = row["genlab_median"] / row["raw_median"]
             row["ratio_tuned"] = row["genlab_median"] / row["raw_tuned_median"]
-            row["ratio_before"] = row["genlab_before_median"] / row["raw_median"]
             # each repetition's genlab run against the raw run next to it: the machine's drift over the
             # minutes of a row cancels in these, not in the ratio of the medians
             row["paired"] = [g / r for g, r in zip(runs["genlab"], runs["raw"])]
@@ -333,7 +287,7 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
             row["ratio_paired"], row["ratio_paired_tuned"] = map(statistics.median, (row["paired"], row["paired_tuned"]))
             rows.append(row)
             print(f"{model:9s} batch {bs:4d} ({steps} steps, {row_reps} reps): raw {row['raw_median']:8.0f} img/s, tuned raw "
-                  f"{row['raw_tuned_median']:8.0f}, genlab {row['genlab_median']:8.0f} (before {row['genlab_before_median']:8.0f}); "
+                  f"{row['raw_tuned_median']:8.0f}, genlab {row['genlab_median']:8.0f}; "
                   f"ratio {row['ratio']:.3f} (paired {row['ratio_paired']:.3f}), vs tuned {row['ratio_tuned']:.3f} "
                   f"(paired {row['ratio_paired_tuned']:.3f})", flush=True)
     return rows
@@ -343,13 +297,13 @@ TINY_NETS = {  # nets 16 units wide, latent 4: the step is almost all host work 
     "vae": ["model.encoder.hidden_dims=[16]", "model.decoder.hidden_dims=[16]", "model.latent_dim=4"],
     "gan": ["model.generator.hidden_dims=[16]", "model.discriminator.hidden_dims=[16]", "model.latent_dim=4"],
 }
-HOST_SIDES = ("raw_tuned", "genlab", "lightning_loop")
+HOST_SIDES = ("raw_tuned", "genlab")
 
 
 def host_cost(models: list[str], batch_size: int, warmup: int, steps: int, reps: int, device: str,
               extra: list[str]) -> list[dict]:
     """Milliseconds per batch of the MLP models with nets too small to matter (``TINY_NETS``):
-    the tuned raw loop, genlab, and genlab on Lightning's own loop (``direct_step=false``). Each
+    the tuned raw loop and genlab. Each
     repetition's genlab run minus the raw run next to it is the framework's host cost per batch:
     what it adds where the host, not the arithmetic, sets the pace (small nets on a GPU)."""
     rows = []
@@ -358,21 +312,18 @@ def host_cost(models: list[str], batch_size: int, warmup: int, steps: int, reps:
         sides = {
             "raw_tuned": lambda: raw_loop(model, batch_size, warmup, steps, device, tuned=True, overrides=nets),
             "genlab": lambda: genlab_run(model, batch_size, warmup, steps, device, [*nets, *extra]),
-            "lightning_loop": lambda: genlab_run(model, batch_size, warmup, steps, device,
-                                                 [*nets, "direct_step=false", *extra]),
         }
         ms: dict[str, list[float]] = {side: [] for side in HOST_SIDES}
         for side in interleaved(HOST_SIDES, reps):
             ms[side].append(1e3 * batch_size / sides[side]())
         row = {"model": model, "batch_size": batch_size, "steps": steps, "reps": reps, "ms": ms,
                **{f"{side}_median": statistics.median(v) for side, v in ms.items()}}
-        for side in ("genlab", "lightning_loop"):
+        for side in ("genlab",):
             row[f"{side}_over_raw"] = [g - r for g, r in zip(ms[side], ms["raw_tuned"])]
             row[f"{side}_over_raw_median"] = statistics.median(row[f"{side}_over_raw"])
         rows.append(row)
         print(f"{model} tiny nets, batch {batch_size}: raw {row['raw_tuned_median']:.3f} ms, genlab "
-              f"{row['genlab_median']:.3f} ms (+{row['genlab_over_raw_median']:.3f}), Lightning's loop "
-              f"{row['lightning_loop_median']:.3f} ms (+{row['lightning_loop_over_raw_median']:.3f})", flush=True)
+              f"{row['genlab_median']:.3f} ms (+{row['genlab_over_raw_median']:.3f})", flush=True)
     return rows
 
 
@@ -384,19 +335,17 @@ def host_cost_report(rows: list[dict]) -> list[str]:
             f"The MLP models with nets 16 units wide and a latent of 4 (`TINY_NETS` in the script), batch "
             f"{rows[0]['batch_size']}: a step with so little arithmetic that its time is the host's (Python, "
             "operator dispatch, kernel launches). That is where small nets on a GPU are, and where each "
-            "microsecond the framework adds is lost throughput. The tuned raw loop, genlab, and genlab on "
-            "Lightning's own training loop (`direct_step=false`) run interleaved; each repetition's genlab run "
+            "microsecond the framework adds is lost throughput. The tuned raw loop and genlab run interleaved; each repetition's genlab run "
             "minus the raw run beside it is the framework's cost per batch (median, range). A GAN batch is two "
             "optimizer steps. Besides the framework, genlab's side also computes its models' objectives as "
             "written (e.g. a NaN check of each loss). Where this cost "
             "comes from and what was done about it: docs/benchmarks.md; `bash scripts/ab_commits.sh A B` times "
             "it at two commits in alternating rounds.", "",
-            "| model | timed batches × repetitions | tuned raw ms/batch | genlab ms/batch | Lightning's loop "
-            "ms/batch | genlab − raw, ms (paired, range) | Lightning's loop − raw, ms (paired, range) |",
-            "|---|---|---|---|---|---|---|",
+            "| model | timed batches × repetitions | tuned raw ms/batch | genlab ms/batch | "
+            "genlab − raw, ms (paired, range) |",
+            "|---|---|---|---|---|",
             *[f"| {r['model']} | {r['steps']} × {r['reps']} | {r['raw_tuned_median']:.3f} | {r['genlab_median']:.3f} | "
-              f"{r['lightning_loop_median']:.3f} | {spread(r['genlab_over_raw'])} | {spread(r['lightning_loop_over_raw'])} |"
-              for r in rows]]
+              f"{spread(r['genlab_over_raw'])} |" for r in rows]]
 
 
 BARS = {  # progress-bar variant: overrides for genlab's side
@@ -551,14 +500,10 @@ def _raw_ddp_process(rank: int, world: int, port: int, out: str, model: str, bat
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if device == "cuda":
         torch.cuda.set_device(rank)
-    else:
-        from genlab.utils.trainer_setup import keep_freed_host_memory
+    elif world > 1:  # Lightning's own rule for the processes it launches
+        from lightning_fabric.utilities.distributed import _set_num_threads_if_needed
 
-        keep_freed_host_memory()  # as train.py on a CPU, and this script's own process
-        if world > 1:  # Lightning's own rule for the processes it launches
-            from lightning_fabric.utilities.distributed import _set_num_threads_if_needed
-
-            _set_num_threads_if_needed(num_processes=world)
+        _set_num_threads_if_needed(num_processes=world)
     dist.init_process_group("nccl" if device == "cuda" else "gloo", rank=rank, world_size=world)
     try:
         rate = raw_loop(model, batch_size, warmup, steps, device, tuned=True, world=world, rank=rank)
@@ -570,7 +515,7 @@ def _raw_ddp_process(rank: int, world: int, port: int, out: str, model: str, bat
 
 
 def raw_ddp_run(model: str, batch_size: int, warmup: int, steps: int, device: str, devices: int) -> dict:
-    """The tuned raw loop (``plain_loop``) on ``devices`` devices, each in a process of its own
+    """The tuned raw loop (``raw_loop``) on ``devices`` devices, each in a process of its own
     (``torch.multiprocessing.spawn``), the nets in ``DistributedDataParallel`` from 2 on: the
     DDP loop a researcher writes, against ``train_py_run``. Images/s over all processes."""
     import torch.multiprocessing as mp
@@ -693,24 +638,16 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-# train.py as it started before genlab skipped W&B's look for staged Launch inputs
-# (genlab.utils.wandb_setup.skip_launch_inputs_when_none_staged): the same command, that one step undone
-TRAIN_WANDB_BEFORE = ("import runpy, sys; import genlab.utils.wandb_setup as w; "
-                      "w.skip_launch_inputs_when_none_staged = lambda: None; "
-                      "sys.argv = ['train.py', *sys.argv[1:]]; runpy.run_path('train.py', run_name='__main__')")
-
-
-def startup(reps: int, variants: tuple[str, ...] = ("wandb_offline", "wandb_before", "csv", "text_lm"),
+def startup(reps: int, variants: tuple[str, ...] = ("wandb_offline", "csv", "text_lm"),
             imports_floor: bool = True) -> dict:
     """Seconds from the process start of ``python train.py`` to its first training batch, by phase
-    (genlab's own marks, ``run_info.json``), with W&B offline (also as it started before W&B's
-    Launch-inputs look was skipped), with the CSV logger alone and for the text language model
+    (genlab's own marks, ``run_info.json``), with W&B offline, with the CSV logger alone and for the text language model
     (``model=text_lm data=text``, W&B offline); and the floor,
     ``python -c "import torch, pytorch_lightning"``. Repetitions interleave."""
     env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
     floor, floor_imports = [], []
     runs: dict[str, list[dict]] = {name: [] for name in variants}
-    commands = {"wandb_offline": ["train.py"], "wandb_before": ["-c", TRAIN_WANDB_BEFORE], "csv": ["train.py", "logger=csv"],
+    commands = {"wandb_offline": ["train.py"], "csv": ["train.py", "logger=csv"],
                 "text_lm": ["train.py", "model=text_lm", "data=text"]}
     imports_only = ("import time, torch, pytorch_lightning; from genlab.utils import startup; "
                     "print(time.time() - startup.process_start())")
@@ -758,9 +695,6 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
         "loop gathers as genlab does (`index_select`) and uses the very optimizers genlab builds "
         "(Adam's fused kernel, `genlab.models.base.make_optimizer`), so against it genlab does the same "
         "work down to the kernel and the ratio is the cost of the framework alone."
-        + ("" if on_gpu else " All sides run with malloc keeping freed host memory for reuse, which `train.py` "
-           "switches on for CPU training (`keep_host_memory`) and which lasts for the rest of a process; its "
-           "own effect is measured by `scripts/host_memory.py`.")
         + (" On a GPU the raw loops hold the images on the device and gather there, as genlab's data module "
            "does (`data.on_device=auto`)." if on_gpu else ""),
         "",
@@ -784,29 +718,10 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
         lines.append(f"| {r['model']} | {r['batch_size']} | {r['steps']} × {r.get('reps', len(r['raw']))} | {cell(r, 'raw')} | {cell(r, 'raw_tuned')} | "
                      f"{cell(r, 'genlab')} | {r['ratio']:.3f} | {paired(r, 'paired')} | {r['ratio_tuned']:.3f} | "
                      f"{paired(r, 'paired_tuned')} |")
-    lines += ["", "### Changed because of these numbers", "",
-              "genlab builds Adam with its fused kernel (one kernel per step instead of a Python loop over the "
-              "parameter tensors); on machines without a CUDA device it keeps torch from loading the NVML "
-              "library at every optimizer step (`genlab.utils.trainer_setup.cheap_cuda_checks`; importing "
-              "Lightning turns that on); its in-memory datasets gather a batch with `index_select` from "
-              "indices converted through numpy (`scripts/data_gather.py`: 11× faster for 512 images than "
-              "`torch.as_tensor` and indexing), and in one process from slices of one index tensor per epoch "
-              "instead of the DataLoader's list of indices per batch (`genlab.data.in_memory.IndexBatches`); "
-              "the Trainer gets a profiler that hands Lightning's ~35 "
-              "per-step `profile()` uses one shared null context (`genlab.utils.profiler.NoProfiler`); "
-              "where none of them has work, the optimizer step skips Lightning's closure, strategy, "
-              "precision-plugin and hook layers, and each batch the per-batch lookups of hook owners, "
-              "empty callback hooks and the step's signature (`genlab.utils.direct_step`, "
-              "`direct_step=true`); on a GPU, the images stay on the device and batches are cut there (`data.on_device`), and "
-              "the NaN check of the loss is queued instead of read at every step (no wait for the GPU). "
-              "Before and after all of these, from the same repetitions as the table above (before: "
-              "`+model.optimizer.fused=false`, torch's CUDA check as Lightning leaves it, a list of "
-              "indices per batch and the first `__getitems__`, Lightning's `PassThroughProfiler`, `direct_step=false`, `data.on_device=false`, the check read "
-              "at every step):", "",
-              "| model | batch | before img/s | after img/s | after / before | before / raw |", "|---|---|---|---|---|---|",
-              *[f"| {r['model']} | {r['batch_size']} | {cell(r, 'genlab_before')} | {cell(r, 'genlab')} | "
-                f"{r['genlab_median'] / r['genlab_before_median']:.2f} | {r['ratio_before']:.3f} |"
-                for r in results["throughput"]]]
+    lines += ["", "genlab's own speed-ups, all on public APIs: Adam and AdamW with their fused kernel, batches "
+              "gathered with `index_select` from slices of one index tensor per epoch "
+              "(`genlab.data.in_memory.IndexBatches`), on a GPU the images held on the device "
+              "(`data.on_device`) and the NaN check of the loss queued instead of read at every step."]
     return lines
 
 
@@ -844,7 +759,7 @@ def startup_report(results: dict) -> list[str]:
     floor, imports = s["floor_import_torch_lightning"], s["floor_imports_only"]
     nan = float("nan")
     # all but the first: not with --quick
-    columns = [s["wandb_offline"], s.get("wandb_before", {}), s.get("csv", {}), s.get("text_lm", {})]
+    columns = [s["wandb_offline"], s.get("csv", {}), s.get("text_lm", {})]
     totals = [c.get("total", nan) for c in columns]
 
     def row(label: str, values: list[float], bold: bool = False) -> str:
@@ -854,14 +769,11 @@ def startup_report(results: dict) -> list[str]:
     lines += ["", "## Start-up", "",
               "Seconds from the process start of `python train.py trainer.max_steps=1` to its first training batch, "
               "by phase (genlab's own marks, also in every run's `run_info.json` and log), median of the "
-              "repetitions; the floor is a process that only imports torch and Lightning. \"W&B offline, before\" "
-              "is the same command as it started before genlab skipped `wandb.init`'s look for staged W&B Launch "
-              "inputs, which imports `wandb.sdk.launch` (`genlab.utils.wandb_setup."
-              "skip_launch_inputs_when_none_staged`). The last column is the text language model "
+              "repetitions; the floor is a process that only imports torch and Lightning. The last column is the text language model "
               "(`model=text_lm data=text`, W&B offline): Shakespeare's plays read and tokenised, and a "
               "sanity check of two validation batches of 512 sentences over a 14,851-word vocabulary.", "",
-              "| phase | W&B offline (default) | W&B offline, before | `logger=csv` | `model=text_lm data=text` |",
-              "|---|---|---|---|---|",
+              "| phase | W&B offline (default) | `logger=csv` | `model=text_lm data=text` |",
+              "|---|---|---|---|",
               *[row(phase, [c.get(phase, nan) for c in columns]) for phase in s["wandb_offline"]
                 if phase not in ("total", "whole command")],
               row("total", totals, bold=True),
@@ -1071,12 +983,6 @@ def main() -> None:
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
-    if args.device == "cpu":
-        # what genlab's first run would switch on for the rest of this process: from the start, so
-        # that every side of every row runs with it (its own effect: scripts/host_memory.py)
-        from genlab.utils.trainer_setup import keep_freed_host_memory
-
-        keep_freed_host_memory()
 
     def section(name, fn):
         start = time.perf_counter()

@@ -3,17 +3,17 @@
 #   0. python train.py model=dcgan trainer.gpus=1 trainer.precision=16-mixed, a few epochs;
 #   1. tests/test_gpu.py: GAN manual optimization under 16-mixed, train.py's path on one GPU in
 #      each precision, 16-bit against fp32 learning, DDP on two GPUs where there are two;
-#   2. scripts/gpu_syncs.py: where the training step makes the host wait for the GPU;
-#   3. scripts/benchmark.py --device cuda: genlab against the raw loop, the framework's host cost
+#      and no host waits in a training step;
+#   2. scripts/benchmark.py --device cuda: genlab against the raw loop, the framework's host cost
 #      per batch (tiny nets), mixed precision, compile, and 1 against 2 GPUs under DDP (genlab and a
 #      raw DistributedDataParallel loop) where there are two.
 #
 #   bash scripts/gpu_check.sh [OUTDIR] [benchmark options...]     # OUTDIR: outputs/gpu_check
 #   GPU_STEPS="pytest_gpu benchmark" bash scripts/gpu_check.sh out --sections throughput --reps 3
 #
-# Each step has its own time limit (CLI_LIMIT, GPU_TEST_LIMIT, SYNCS_LIMIT, BENCHMARK_LIMIT), so
+# Each step has its own time limit (CLI_LIMIT, GPU_TEST_LIMIT, BENCHMARK_LIMIT), so
 # one that hangs leaves the others' results in OUTDIR; GPU_STEPS names the steps to run (default:
-# cli pytest_gpu syncs benchmark), for a machine lent for less time than all of them take.
+# cli pytest_gpu benchmark), for a machine lent for less time than all of them take.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-outputs/gpu_check}
@@ -30,7 +30,7 @@ export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to OUTDIR/NAME.txt
   local name=$1 limit=$2
   shift 2
-  [[ " ${GPU_STEPS:-cli pytest_gpu syncs benchmark} " == *" $name "* ]] || return 0
+  [[ " ${GPU_STEPS:-cli pytest_gpu benchmark} " == *" $name "* ]] || return 0
   local start=$SECONDS
   timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
   echo "[$name: exit ${PIPESTATUS[0]}, $((SECONDS - start)) s]" | tee -a "$out/$name.txt"
@@ -44,6 +44,5 @@ step cli "${CLI_LIMIT:-240}" python3 train.py model=dcgan trainer.gpus=1 trainer
 cp "$run"/samples/samples_epoch004.png "$out/" 2>/dev/null
 
 step pytest_gpu "${GPU_TEST_LIMIT:-300}" python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
-step syncs "${SYNCS_LIMIT:-180}" python3 scripts/gpu_syncs.py
 step benchmark "${BENCHMARK_LIMIT:-600}" python3 scripts/benchmark.py --device cuda \
   --out "$out/BENCHMARKS-cuda.md" --json "$out/benchmarks-cuda.json" "$@"

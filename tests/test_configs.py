@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
-from genlab.utils.trainer_setup import NVML_CHECK, cheap_cuda_checks, resolve_trainer_kwargs
+from genlab.utils.trainer_setup import resolve_trainer_kwargs
 
 GROUPS = ["data", "model", "trainer", "logger", "callbacks", "experiment", "hparams_search", "debug", "paths", "hydra"]
 
@@ -107,73 +107,6 @@ def test_gpus_n_translates_to_ddp() -> None:
     assert kw["strategy"] == "ddp_find_unused_parameters_true"
     kw = resolve_trainer_kwargs({**base(), "gpus": 1}, count_gpus=lambda: 1)
     assert (kw["accelerator"], kw["devices"], kw["strategy"]) == ("gpu", 1, "auto")
-
-
-def test_cheap_cuda_checks_only_where_no_device_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    import torch
-
-    monkeypatch.setenv(NVML_CHECK, "1")  # as importing Lightning leaves it
-    available = torch.cuda.is_available()
-    no_device = torch.backends.cuda.is_built() and not torch.cuda.is_initialized() and torch.cuda.device_count() == 0
-    with cheap_cuda_checks() as changed:
-        assert changed == no_device
-        assert os.environ[NVML_CHECK] == ("0" if no_device else "1")
-        assert torch.cuda.is_available() == available  # the same answer, found more cheaply
-    assert os.environ[NVML_CHECK] == "1"
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # a machine with GPUs: left alone
-    with cheap_cuda_checks() as changed:
-        assert not changed and os.environ[NVML_CHECK] == "1"
-    monkeypatch.setenv(NVML_CHECK, "0")  # set otherwise by the user: left alone
-    with cheap_cuda_checks() as changed:
-        assert not changed and os.environ[NVML_CHECK] == "0"
-
-
-FAULTS_AFTER_REUSE = """
-import resource, sys
-from genlab.utils.trainer_setup import keep_freed_host_memory
-applied = keep_freed_host_memory() if sys.argv[1] == "on" else None
-def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-block = bytearray(64 << 20)  # malloc'd and written: 16,384 pages of 4 KiB
-del block
-before = faults()
-block = bytearray(64 << 20)  # the same size again
-print(applied, faults() - before)
-"""
-
-
-def test_keep_freed_host_memory_reuses_freed_blocks() -> None:
-    """A freed 64 MiB block is faulted in anew by glibc's default malloc (it unmaps blocks over
-    its mmap threshold) and reused once ``keep_freed_host_memory`` took effect; in processes of
-    their own, as the setting lasts for the rest of a process."""
-    import subprocess
-    import sys
-
-    def run(side: str) -> tuple[str, int]:
-        out = subprocess.run([sys.executable, "-c", FAULTS_AFTER_REUSE, side], capture_output=True, text=True,
-                             check=True)
-        applied, faults = out.stdout.split()
-        return applied, int(faults)
-
-    applied, kept = run("on")
-    if applied != "True":
-        pytest.skip("no glibc mallopt here")
-    _, default = run("off")
-    assert default > 10_000 and kept < 1_000, (default, kept)
-
-
-@pytest.mark.parametrize("keep", [True, False])
-def test_train_keeps_host_memory_on_cpu_as_configured(train_config, monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:
-    import genlab.train
-    import genlab.utils.trainer_setup
-
-    calls = []
-    monkeypatch.setattr(genlab.utils.trainer_setup, "keep_freed_host_memory", lambda: calls.append(1) or True)
-    genlab.train.train(train_config("debug=fast", "data.source=bundled", "logger=csv", "test=false", "callbacks=none",
-                                    "trainer.max_steps=1", f"keep_host_memory={str(keep).lower()}"))
-    assert calls == ([1] if keep else [])
 
 
 def test_explicit_strategy_is_kept() -> None:

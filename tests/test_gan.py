@@ -71,41 +71,6 @@ def test_each_step_changes_only_its_net(train_config, tmp_path: Path, loss: str,
     assert model.batches_seen == 1 and trainer.global_step == n_critic + 1  # optimizer steps
 
 
-def test_toggled_optimizer_freezes_what_lightnings_does() -> None:
-    """genlab's cheaper toggle leaves every parameter as Lightning's own toggle does, and the
-    untoggle puts back the state from before, with a parameter shared by both optimizers, one that
-    never requires gradients, and one in no optimizer."""
-    from types import SimpleNamespace
-
-    from pytorch_lightning import LightningModule
-    from pytorch_lightning.core.optimizer import LightningOptimizer
-
-    from genlab.models.base import GenerativeModule
-
-    module = GenerativeModule()
-    module.a, module.b, module.shared, module.loose = (torch.nn.Linear(2, 2) for _ in range(4))
-    module.b.bias.requires_grad = False
-    opt_a = torch.optim.SGD([*module.a.parameters(), *module.shared.parameters()], lr=0.1)
-    opt_b = torch.optim.SGD([*module.b.parameters(), module.shared.weight], lr=0.1)
-    module._trainer = SimpleNamespace(optimizers=[opt_a, opt_b])
-
-    def state() -> dict[str, bool]:
-        return {name: p.requires_grad for name, p in module.named_parameters()}
-
-    before = state()
-    for optimizer in (opt_a, opt_b, LightningOptimizer(opt_a), LightningOptimizer(opt_b)):
-        LightningModule.toggle_optimizer(module, optimizer)
-        lightnings = state()
-        LightningModule.untoggle_optimizer(module, optimizer)
-        assert state() == before
-        with module.toggled_optimizer(optimizer):
-            assert state() == lightnings
-        assert state() == before
-    with module.toggled_optimizer(opt_a):
-        assert not module.b.weight.requires_grad and module.shared.weight.requires_grad
-        assert module.loose.weight.requires_grad  # in no optimizer: left alone, as Lightning does
-
-
 @pytest.mark.parametrize("model_name", ["gan", "dcgan"])
 def test_short_run_writes_samples_and_logs(train_config, tmp_path: Path, model_name: str) -> None:
     cfg = train_config(f"model={model_name}", "debug=fast", "data.source=bundled", "logger=csv")

@@ -20,8 +20,6 @@ from pytorch_lightning import Callback, Trainer
 from genlab.models.gan_losses import LOSSES
 from genlab.train import train
 from genlab.utils.config import PROJECT_ROOT, compose_config
-from genlab.utils.direct_step import batch_plan, direct_manual, use_direct_optimization
-from test_direct_step import Record, assert_same_training
 from test_gan import StepRecorder, step_effects, tiny_data  # tests/ is on sys.path (conftest)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -136,53 +134,25 @@ def test_16_bit_vae_learns_as_32_bit(tmp_path: Path) -> None:
         assert elbo[precision] == pytest.approx(elbo["32-true"], rel=0.02), elbo
 
 
-@pytest.mark.parametrize("direct", [True, False], ids=["direct_step", "lightning"])
 @pytest.mark.parametrize("precision", ["32-true", "16-mixed"])
 @pytest.mark.parametrize(
     ("model_name", "extra"),
     [("vae", ()), ("vae_conv", ()), ("dcgan", ()), ("gan", ("model.ema_decay=0.99",))],
     ids=["vae", "vae_conv", "dcgan", "gan-ema"],
 )
-def test_training_steps_never_wait_for_the_gpu(train_config, model_name: str, extra: tuple, precision: str,
-                                               direct: bool) -> None:
+def test_training_steps_never_wait_for_the_gpu(train_config, model_name: str, extra: tuple, precision: str) -> None:
     """Between logged steps a training step queues its work and moves on: no read of the loss
     (genlab's NaN check is queued on a GPU), no copy of the batch from host memory (the images
     are on the GPU), no read of the grad scaler's inf check (fused Adam takes it as a tensor),
     no read of the EMA's update count, no read of the progress bar's values after a logged step
-    (they are logged as host values). Through Lightning's loop and through ``direct_step``'s
-    (which ``train.py`` installs; it steps aside under 16-mixed)."""
+    (they are logged as host values)."""
     cfg = train_config(f"model={model_name}", "data.source=bundled", *extra)
     guard = NoHostWaits()
     trainer = Trainer(accelerator="gpu", devices=1, precision=precision, max_epochs=1, limit_train_batches=16,
                       limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, log_every_n_steps=5, callbacks=[guard])
-    if direct:
-        assert use_direct_optimization(trainer)
     trainer.fit(instantiate(cfg.model), datamodule=instantiate(cfg.data))
     assert guard.guarded == 10  # batches 2-13 but 4 and 9, whose values are logged
-    assert (batch_plan(trainer) is not None) == (direct and precision == "32-true")
-    if direct and precision == "32-true" and model_name.startswith("vae"):
-        assert trainer.fit_loop.epoch_loop.automatic_optimization.direct
-    assert direct_manual(trainer) == (direct and precision == "32-true" and "gan" in model_name)
-
-
-@pytest.mark.parametrize("model_name", ["vae", "dcgan"])
-def test_direct_step_trains_as_lightnings_loop_on_a_gpu(train_config, model_name: str) -> None:
-    """``train.py``'s path on one GPU in ``32-true``, with ``direct_step`` (the default) and without:
-    the direct road is taken (the VAE's automatic optimization, the DCGAN's manual one), and the
-    same seed ends with the same weights and Adam state."""
-    runs = []
-    for direct in ("true", "false"):
-        cfg = train_config(f"model={model_name}", *ON_ONE_GPU, "trainer.max_epochs=1", "trainer.limit_train_batches=20",
-                           "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "test=false",
-                           "callbacks=none", "trainer.deterministic=true", f"direct_step={direct}",
-                           "+callbacks.record._target_=test_direct_step.Record")
-        train(cfg)
-        runs.append(Record.runs[-1])
-    direct, lightning = runs
-    assert direct["batch_plan"] and not lightning["batch_plan"]
-    assert (direct["direct"] if model_name == "vae" else direct["manual_direct"]) and not lightning["manual_direct"]
-    assert_same_training(direct, lightning)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")

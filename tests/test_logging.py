@@ -76,24 +76,6 @@ def test_a_single_run_without_its_optimized_metric_says_nothing_of_a_sweeper(tra
     assert "optimized_metric" not in caplog.text
 
 
-def test_wandb_init_looks_for_launch_inputs_only_where_some_can_be_staged(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-    import types
-
-    from wandb.sdk.wandb_run import Run
-
-    applied = []
-    monkeypatch.setattr(Run, "_detect_and_apply_job_inputs", lambda self: applied.append(self))
-    wandb_setup.skip_launch_inputs_when_none_staged()
-    wandb_setup.skip_launch_inputs_when_none_staged()  # wraps W&B's step once
-    monkeypatch.delitem(sys.modules, wandb_setup.LAUNCH_INPUTS, raising=False)
-    Run._detect_and_apply_job_inputs("run")
-    assert applied == []  # nothing can have been staged: W&B's launch package is not imported
-    monkeypatch.setitem(sys.modules, wandb_setup.LAUNCH_INPUTS, types.ModuleType(wandb_setup.LAUNCH_INPUTS))
-    Run._detect_and_apply_job_inputs("run")
-    assert applied == ["run"]  # a Launch job that staged inputs gets W&B's own step
-
-
 def test_the_progress_bar_redraws_a_few_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
     from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
 

@@ -248,18 +248,3 @@ def test_callbacks_none_writes_no_checkpoints(train_config, tmp_path: Path, monk
     assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(phases["total"], abs=0.01)
 
 
-def test_trainer_gets_genlab_profiler_unless_the_config_names_one(train_config, monkeypatch) -> None:
-    import pytorch_lightning as pl
-    from pytorch_lightning.profilers import SimpleProfiler
-
-    from genlab.utils.profiler import NoProfiler
-
-    seen = []
-    monkeypatch.setattr(pl.Trainer, "fit", lambda self, *args, **kwargs: seen.append(self.profiler))
-    common = ["data.source=bundled", "callbacks=none", "logger=csv", "test=false"]
-    train(train_config(*common))
-    train(train_config(*common, "+trainer.profiler=simple"))
-    assert isinstance(seen[0], NoProfiler) and isinstance(seen[1], SimpleProfiler)
-    with seen[0].profile("[Callback]X.on_train_batch_start") as entered:  # nothing recorded, nothing raised
-        assert entered is None
-    assert seen[0].summary() == ""

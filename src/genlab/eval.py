@@ -14,7 +14,7 @@ from genlab.train import make_loggers
 from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
-from genlab.utils.trainer_setup import keep_host_memory_on_cpu, resolve_trainer_kwargs
+from genlab.utils.trainer_setup import resolve_trainer_kwargs
 
 log = logging.getLogger("genlab.eval")
 
@@ -39,7 +39,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if tokenizer is not None:  # the vocabulary the model was trained with, whatever the corpus holds now
         datamodule.tokenizer = tokenizer
     trainer = instantiate(trainer_kwargs)
-    keep_host_memory_on_cpu(trainer, cfg.get("keep_host_memory", True))
     run = trainer.validate if cfg.split == "val" else trainer.test
     results = run(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in results.items()}

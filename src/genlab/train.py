@@ -14,7 +14,7 @@ from genlab.utils import startup
 from genlab.utils.config import CONF_DIR, instantiate_group, to_container
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
-from genlab.utils.trainer_setup import cheap_cuda_checks, keep_host_memory_on_cpu, resolve_trainer_kwargs
+from genlab.utils.trainer_setup import resolve_trainer_kwargs
 from genlab.utils.validate import check_config
 
 log = logging.getLogger("genlab.train")
@@ -149,7 +149,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from genlab.checkpoint import check_resume
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
-    from genlab.utils.direct_step import use_direct_optimization
     from genlab.utils.sigterm import agree_on_sigterm
 
     startup.mark("torch, lightning")
@@ -179,36 +178,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer_kwargs["enable_checkpointing"] = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     loggers = make_loggers(cfg)
     startup.mark("loggers (W&B)")
-    extra = {}
-    if trainer_kwargs.get("profiler") is None:  # what Lightning's default would record: nothing
-        from genlab.utils.profiler import NoProfiler
-
-        extra["profiler"] = NoProfiler()
-    trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False, **extra)
+    trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
     # under DDP a SIGTERM stops every process after the same batch, agreed on about every ddp_sigterm_seconds
     agree_on_sigterm(trainer, float(cfg.get("ddp_sigterm_seconds", 1.0)))
-    if cfg.get("direct_step", True):
-        use_direct_optimization(trainer)
-    if keep_host_memory_on_cpu(trainer, cfg.get("keep_host_memory", True)):
-        log.debug("malloc keeps freed host memory for reuse (keep_host_memory=true)")
     for logger in loggers:
         logger.log_hyperparams(config)
     startup.mark("trainer")
 
-    with cheap_cuda_checks():
-        if cfg.get("train", True):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        metrics.update(run_info.timings)
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    metrics.update(run_info.timings)
 
-        if cfg.get("test", True):
-            best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""
-            if best:
-                log.info("Testing the best checkpoint: %s", best)
-            else:
-                log.info("No best checkpoint; testing the current weights")
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+    if cfg.get("test", True):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""
+        if best:
+            log.info("Testing the best checkpoint: %s", best)
+        else:
+            log.info("No best checkpoint; testing the current weights")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
 
     if trainer.is_global_zero:
         log.info("Final metrics:\n%s", format_metrics(metrics))

@@ -7,7 +7,6 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from pytorch_lightning import LightningModule
-from pytorch_lightning.core.optimizer import LightningOptimizer
 from pytorch_lightning.plugins.precision import MixedPrecision
 from torchmetrics import MeanMetric
 
@@ -22,7 +21,7 @@ def make_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Iterab
     """``factory(params=params)``, with ``fused=True`` for torch's Adam and AdamW when the config
     sets neither ``fused`` nor ``foreach`` and every parameter is a floating-point tensor on the
     CPU or a GPU: the same update, computed in one kernel instead of a Python loop over the
-    tensors (MLP VAE on CPU: 1.6-2.3 ms plain, 0.75-0.9 ms fused, ``scripts/vae_step_parts.py``).
+    tensors.
     A torch that has no fused kernel for the device gets the plain optimizer, and so does
     ``fuse=False`` (clipped gradients under mixed precision, see ``GenerativeModule.build_optimizer``).
     ``+model.optimizer.fused=false`` turns it off."""
@@ -60,35 +59,6 @@ class GenerativeModule(LightningModule):
     nonfinite: str = "stop"  # what a NaN/inf training loss does: stop | skip (train.py sets it)
     nonfinite_skipped: int = 0
     nonfinite_deferred: bool | None = None  # None: queue the checks on a GPU, check at once elsewhere
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning names the running hook on the module around every hook call, about 40 times a
-        # training step; a plain attribute set skips nn.Module's parameter/buffer/module checks
-        # (0.2 instead of 1.8 us each), as a string is none of those.
-        if name == "_current_fx_name" and (value is None or isinstance(value, str)):
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
-    def toggle_optimizer(self, optimizer: torch.optim.Optimizer | LightningOptimizer) -> None:
-        """Lightning's toggle: until :meth:`untoggle_optimizer`, the parameters of the other
-        optimizers do not require gradients; ``optimizer``'s own, and any parameter that did not
-        require them before, keep their state. Lightning's version records every parameter's
-        state in a dict keyed by tensor and sets it on all of them twice: 25-30 us a toggle and
-        untoggle for the MLP GAN on a 2-core CPU, twice a batch. This one switches off only the
-        parameters that change and keeps their list for the untoggle."""
-        own = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
-        mine = {id(p) for group in own.param_groups for p in group["params"]}
-        frozen = [p for other in self.trainer.optimizers if other is not own for group in other.param_groups
-                  for p in group["params"] if p.requires_grad and id(p) not in mine]
-        for p in frozen:
-            p.requires_grad = False
-        object.__setattr__(self, "_toggled_off", frozen)  # a plain attribute: no nn.Module bookkeeping
-
-    def untoggle_optimizer(self, optimizer: torch.optim.Optimizer | LightningOptimizer) -> None:
-        """Give back gradients to the parameters :meth:`toggle_optimizer` switched off."""
-        for p in self.__dict__.pop("_toggled_off", ()):
-            p.requires_grad = True
 
     def build_optimizer(self, factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         """``make_optimizer(factory, params)``, with fused kernels except where gradients are

@@ -114,8 +114,7 @@ class RNNDecoder(nn.Module):
         output layer over a vocabulary of 15,000 words is most of the step's work. Except in
         training on a GPU, which runs them on every position (``nll_every_position``): picking
         the tokens out needs their count on the host, and there the wait for it at every step costs
-        more than the padding's arithmetic (``scripts/text_step.py --device cuda``: 0.84-1.03x,
-        while evaluation, without gradients, gains 2.3-2.4x)."""
+        more than the padding's arithmetic (figures: docs/benchmarks.md)."""
         if x.device.type != "cpu" and torch.is_grad_enabled():
             return self.nll_every_position(x, z)
         return self.nll_on_tokens(x, z)

@@ -14,7 +14,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
 
     Grey images (``C == 1``) are written as a greyscale PNG with the same grey values:
     ``torchvision.utils.save_image`` repeats the channel three times, which doubles the file of a
-    grid of MNIST digits and slows the write (``scripts/sample_grid_png.py``)."""
+    grid of MNIST digits and slows the write."""
     grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=2, pad_value=1.0)
     # rounded as save_image does
     pixels = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)

@@ -51,32 +51,6 @@ def prepare_wandb_kwargs(kwargs: dict[str, Any], tags: list[str], job_type: str 
     return kwargs
 
 
-LAUNCH_INPUTS = "wandb.sdk.launch.inputs.internal"
-
-
-def skip_launch_inputs_when_none_staged() -> None:
-    """``wandb.init`` ends by applying W&B Launch job inputs staged before it (wandb/wandb#7496)
-    and imports ``wandb.sdk.launch`` to look for them: 0.5-0.8 s with torch loaded (its pydantic
-    models scan ``sys.modules``, wandb/wandb#10898), for nothing in a run that staged none. Inputs
-    can only be staged through that module, so while it has not been imported there are none to
-    apply and the look is skipped; once it has (a Launch job that stages inputs), W&B's own step
-    runs unchanged. A no-op on W&B versions without that step."""
-    try:
-        from wandb.sdk.wandb_run import Run
-    except ImportError:
-        return
-    apply = getattr(Run, "_detect_and_apply_job_inputs", None)
-    if apply is None or getattr(apply, "skips_when_none_staged", False):
-        return
-
-    def detect_and_apply_job_inputs(self: Any) -> None:
-        if LAUNCH_INPUTS in sys.modules:
-            apply(self)
-
-    detect_and_apply_job_inputs.skips_when_none_staged = True  # type: ignore[attr-defined]
-    Run._detect_and_apply_job_inputs = detect_and_apply_job_inputs
-
-
 def drop_unset_anonymous(logger: Any) -> Any:
     """Leave ``anonymous`` out of the logger's ``wandb.init`` arguments where it is unset.
 
@@ -93,7 +67,6 @@ def drop_unset_anonymous(logger: Any) -> Any:
 def start_or_fall_back(logger: Any, kwargs: dict[str, Any]) -> Any:
     """Start the W&B run now; if W&B cannot be reached or fails in online mode, say so and log
     offline instead (training never stops for W&B). Returns the logger to use."""
-    skip_launch_inputs_when_none_staged()
     drop_unset_anonymous(logger)
     try:
         logger.experiment  # noqa: B018 - creates the run
