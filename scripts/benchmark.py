@@ -105,7 +105,7 @@ def bundled_images() -> torch.Tensor:
 
 # ----------------------------------------------------------------- the hand-written loops
 def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False,
-               overrides: list[str] = (), world: int = 1, rank: int = 0) -> float:
+             overrides: list[str] = (), world: int = 1, rank: int = 0) -> float:
     """The loop a researcher writes: shuffle indices, slice the uint8 tensor, to float, step.
 
     Its optimizers come from genlab's optimizer config as written (``torch.optim.Adam(params,
@@ -116,7 +116,9 @@ def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, 
 
     ``world`` > 1: process ``rank`` of a DDP run (the process group initialised): each net wrapped
     in ``DistributedDataParallel``, and each epoch's order, the same in every process, dealt out
-    to them (``rank::world``, cut to equal shares). Returns this process's images/s."""
+    to them (``rank::world``, cut to equal shares); there the GAN's discriminator is not frozen for
+    the generator's step (DDP expects the gradients of every parameter it wraps). Returns this
+    process's images/s."""
     from hydra.utils import instantiate
     from torch.nn.parallel import DistributedDataParallel
 
@@ -174,10 +176,13 @@ def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, 
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
+                if world == 1:  # frozen for the generator's step, as genlab's toggle does: no gradients for it
+                    disc.requires_grad_(False)
                 g_loss = F.softplus(-disc(fake)).mean()
                 opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
                 opt_g.step()
+                disc.requires_grad_(True)
             if done >= warmup:
                 timed_images += len(x)
             done += 1
@@ -568,55 +573,28 @@ def scaling(models: list[str], batch_size: int, devices: list[int], warmup: int,
 
 # ----------------------------------------------------------------- data, start-up, memory
 def batches_per_s(loader, seconds: float, transfer=None) -> float:
-    """Batches per second ``loader`` delivers over ``seconds``, a new epoch (``set_epoch``, as
-    Lightning calls it) at each pass; ``transfer`` (the data module's hook) applied to each."""
-    n, epoch, start = 0, 0, time.perf_counter()
+    """Batches per second ``loader`` delivers over ``seconds``, pass after pass; ``transfer`` (the
+    data module's hook) applied to each."""
+    n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
         for batch in loader:
             if transfer is not None:
                 batch = transfer(batch, 0)
             n += 1
             if time.perf_counter() - start >= seconds:
                 break
-        epoch += 1
     return n / (time.perf_counter() - start)
 
 
-def ddp_loaders(dm, world: int = 2):
-    """Rank 0's training loader under DDP with ``world`` processes: genlab's (``EpochShard``, this
-    process's share as one index tensor per epoch) and the loader Lightning would make of a plain
-    ``DataLoader`` over genlab's shuffle (its ``DistributedSamplerWrapper``, one Python int at a
-    time; what genlab's loaders used under DDP before)."""
-    from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
-    from torch.utils.data import DataLoader
-
-    from genlab.data.in_memory import EpochShuffle, keep_batch
-
-    class Rank0:
-        distributed_sampler_kwargs = {"num_replicas": world, "rank": 0}
-
-    dm.trainer = Rank0()
-    ours = dm.train_dataloader()
-    dm.trainer = None
-    dataset = ours.dataset
-    sampler = DistributedSamplerWrapper(EpochShuffle(len(dataset), dm.seed), num_replicas=world, rank=0, shuffle=True)
-    lightning = DataLoader(dataset, batch_size=dm.batch_size, sampler=sampler, collate_fn=keep_batch)
-    return {"genlab": ours, "lightning": lightning}
-
-
 def data_pipeline(batch_size: int, seconds: float = 2.0) -> dict[str, dict]:
-    """Batches per second the data modules deliver to the model, transfer hook included, in one
-    process and as rank 0 of 2 DDP processes (genlab's loader and Lightning's sampler, see
-    ``ddp_loaders``); and the seconds their ``setup`` takes, first with an empty data cache (the
+    """Batches per second the data modules deliver to the model, transfer hook included; and the seconds their ``setup`` takes, first with an empty data cache (the
     bundled MNIST images parsed from their CSV; Shakespeare's plays read, split and tokenised) and
     then again, from the entries that first set-up left in genlab's cache (``genlab.data.cache``)."""
     from genlab.data import MNISTDataModule, TextDataModule
 
     makers = {"mnist": lambda: MNISTDataModule(root=tempfile.gettempdir(), source="bundled", batch_size=batch_size),
               "text": lambda: TextDataModule(corpus="shakespeare", batch_size=batch_size)}
-    out: dict[str, dict] = {"batches_per_s": {}, "setup_seconds": {}, "ddp_batches_per_s": {}}
+    out: dict[str, dict] = {"batches_per_s": {}, "setup_seconds": {}}
     with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"GENLAB_CACHE": cache}):
         for name, make in makers.items():
             out["setup_seconds"][name] = {}
@@ -627,8 +605,6 @@ def data_pipeline(batch_size: int, seconds: float = 2.0) -> dict[str, dict]:
                 out["setup_seconds"][name][when] = time.perf_counter() - start
             transfer = dm.on_after_batch_transfer if name == "mnist" else None
             out["batches_per_s"][name] = batches_per_s(dm.train_dataloader(), seconds, transfer)
-            out["ddp_batches_per_s"][name] = {side: batches_per_s(loader, seconds, transfer)
-                                             for side, loader in ddp_loaders(dm).items()}
     return out
 
 
@@ -720,7 +696,7 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
                      f"{paired(r, 'paired_tuned')} |")
     lines += ["", "genlab's own speed-ups, all on public APIs: Adam and AdamW with their fused kernel, batches "
               "gathered with `index_select` from slices of one index tensor per epoch "
-              "(`genlab.data.in_memory.IndexBatches`), on a GPU the images held on the device "
+              "(`genlab.data.in_memory.EpochBatches`), on a GPU the images held on the device "
               "(`data.on_device`) and the NaN check of the loss queued instead of read at every step."]
     return lines
 
@@ -737,15 +713,6 @@ def data_report(results: dict, args: argparse.Namespace) -> list[str]:
               "|---|---|---|---|---|",
               *[f"| {k} | {v:.0f} | {v / fastest:.0f}× | {d['setup_seconds'][k]['empty cache']:.2f} | "
                 f"{d['setup_seconds'][k]['cached']:.2f} |" for k, v in d["batches_per_s"].items()]]
-    if d.get("ddp_batches_per_s"):
-        lines += ["", "Under DDP, rank 0 of 2 processes: genlab's loader deals each process its share of the epoch's "
-                  "order as one index tensor (`genlab.data.in_memory.EpochShard`); Lightning's "
-                  "`DistributedSamplerWrapper` around genlab's shuffle, which it puts in a plain loader (and which "
-                  "genlab's loaders took under DDP before), hands out one Python int at a time.", "",
-                  "| data | genlab batches/s | µs per batch | Lightning's sampler batches/s | µs per batch |",
-                  "|---|---|---|---|---|",
-                  *[f"| {k} | {v['genlab']:.0f} | {1e6 / v['genlab']:.0f} | {v['lightning']:.0f} | "
-                    f"{1e6 / v['lightning']:.0f} |" for k, v in d["ddp_batches_per_s"].items()]]
     return lines
 
 
@@ -836,7 +803,7 @@ def scaling_report(sc: dict, device: str) -> list[str]:
               "batch under DDP (so that all processes stop together when one is told to), a collective per "
               "batch that the raw loop does not make, and on a GPU a wait for the device "
               "(Lightning-AI/pytorch-lightning#21487). genlab makes it about once a second "
-              "(`ddp_sigterm_seconds=1.0`, `genlab.utils.sigterm`); the last columns time genlab with "
+              "(`ddp_sigterm_seconds=1.0`, `genlab.compat`); the last columns time genlab with "
               "`ddp_sigterm_seconds=0`, the broadcast before every batch: what that cadence costs."]
     return lines
 

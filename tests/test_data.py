@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gzip
 import os
 from pathlib import Path
@@ -141,7 +143,7 @@ def test_images_stay_on_the_host_for_a_cpu_trainer(tmp_path: Path) -> None:
     dm.setup("fit")
     train = dm._splits["train"]
     assert train.device == torch.device("cpu") and train.to(torch.device("cpu")) is train
-    assert dm.train_dataloader().pin_memory
+    assert dm.train_dataloader().fetcher.pin_memory
 
 
 def test_corrupt_idx_file_is_named(tmp_path: Path) -> None:
@@ -239,122 +241,83 @@ def test_a_batch_is_the_examples_it_indexes() -> None:
             assert torch.equal(row[: lengths[i]], tokens[i][0]) and not row[lengths[i]:].any()  # padding beyond
 
 
-@pytest.mark.parametrize("drop_last", [False, True])
-def test_index_batches_are_the_batches_of_the_loaders_sampler(drop_last: bool) -> None:
-    """``IndexBatches`` gives, for genlab's shuffle of each epoch and for the in-order sampler,
-    the very batches ``BatchSampler`` makes of the same sampler (as index tensors); any other
-    sampler it batches as ``BatchSampler`` does (lists of ints)."""
-    from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+class FakeTrainer:
+    """What genlab's data modules read of a trainer: the epoch, the DDP share, overfit_batches."""
 
-    from genlab.data.in_memory import EpochShuffle, IndexBatches
-
-    for sampler in (EpochShuffle(50, seed=3), SequentialSampler(range(50))):
-        ours, plain = IndexBatches(sampler, 16, drop_last), BatchSampler(sampler, 16, drop_last)
-        assert len(ours) == len(plain) == (3 if drop_last else 4)
-        for epoch in (0, 1):
-            if isinstance(sampler, EpochShuffle):
-                sampler.set_epoch(epoch)
-            got = list(ours)
-            assert all(isinstance(b, torch.Tensor) and b.dtype == torch.int64 for b in got)
-            assert [b.tolist() for b in got] == list(plain)
-    other = RandomSampler(range(50), generator=torch.Generator().manual_seed(0))
-    assert all(isinstance(b, list) for b in IndexBatches(other, 16, drop_last))
-
-
-def test_training_batches_come_as_index_slices_in_one_process_and_under_ddp(tmp_path: Path) -> None:
-    """One process: the loader's batch sampler hands ``__getitems__`` slices of one index tensor per
-    epoch, and the batches are those of the plain sampler. Under DDP (world size 2) the loader
-    carries this process's share (``EpochShard``), which Lightning leaves as it is, and hands out
-    slices of it; with Lightning's ``use_distributed_sampler=False`` each process gets all."""
-    from genlab.data.in_memory import EpochShard, EpochShuffle, IndexBatches
-
-    dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=100, seed=5)
-    dm.setup()
-    loader = dm.train_dataloader()
-    assert isinstance(loader.batch_sampler, IndexBatches)
-    order = EpochShuffle(len(dm._splits["train"]), seed=5).order()
-    x, y = next(iter(loader))
-    train = dm._splits["train"]
-    assert torch.equal(x, train.images[order[:100]]) and torch.equal(y, train.labels[order[:100]])
-    val = dm.val_dataloader()
-    assert torch.equal(next(iter(val))[0], dm._splits["val"].images[:dm.eval_batch_size])
-
-    class RankOneOfTwo:
-        distributed_sampler_kwargs = {"num_replicas": 2, "rank": 1}
-
-    dm.trainer = RankOneOfTwo()
-    loader = dm.train_dataloader()
-    assert isinstance(loader.sampler, EpochShard) and loader.batch_size == 100
-    shard = EpochShard(len(train), num_replicas=2, rank=1, shuffle=True, seed=5).order()
-    assert torch.equal(shard, order[1::2])
-    x, y = next(iter(loader))
-    assert torch.equal(x, train.images[shard[:100]]) and torch.equal(y, train.labels[shard[:100]])
-    assert isinstance(dm.val_dataloader().sampler, EpochShard)
-    RankOneOfTwo._accelerator_connector = type("Connector", (), {"use_distributed_sampler": False})
-    assert isinstance(dm.train_dataloader().batch_sampler, IndexBatches)  # each process all the data
+    def __init__(self, current_epoch: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        self.current_epoch, self.overfit_batches = current_epoch, 0
+        self.distributed_sampler_kwargs = {"num_replicas": num_replicas, "rank": rank} if num_replicas > 1 else None
 
 
 @pytest.mark.parametrize("n,world", [(50, 2), (51, 4), (3, 8)])
-def test_epoch_shard_deals_the_epochs_order_out_to_the_processes_as_lightning_pads(n: int, world: int) -> None:
-    """Under DDP each process gets genlab's order of the epoch dealt out in turn, padded as
-    Lightning pads (for evaluation, in order, exactly Lightning's ``DistributedSampler``); step
-    k's batches of all the processes are step k's batch of one process at ``world`` times the
-    batch size."""
-    from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
-    from torch.utils.data import BatchSampler, DistributedSampler
+def test_epoch_order_deals_the_epoch_out_to_the_processes_as_torch_pads(n: int, world: int) -> None:
+    """Under DDP each process gets the epoch's order dealt out in turn, padded as torch's
+    ``DistributedSampler`` pads (for evaluation, in order, exactly its indices); step k's
+    batches of all the processes are step k's batch of one process at ``world`` times the batch
+    size. The order depends on the seed and the epoch alone."""
+    from torch.utils.data import DistributedSampler
 
-    from genlab.data.in_memory import EpochShard, EpochShuffle, IndexBatches
+    from genlab.data.in_memory import EpochBatches, epoch_order
 
     for rank in range(world):
-        for shuffle in (True, False):
-            ours = EpochShard(n, num_replicas=world, rank=rank, shuffle=shuffle, seed=3)
-            theirs = (DistributedSamplerWrapper(EpochShuffle(n, seed=3), num_replicas=world, rank=rank, shuffle=False)
-                      if shuffle else DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=False))
-            assert len(ours) == len(theirs)
-            for epoch in (0, 1, 2):
-                ours.set_epoch(epoch)
-                theirs.set_epoch(epoch)
-                assert list(ours) == list(theirs)
-                batches = list(IndexBatches(ours, 4, drop_last=False))
-                assert all(isinstance(b, torch.Tensor) for b in batches)
-                assert [b.tolist() for b in batches] == list(BatchSampler(theirs, 4, drop_last=False))
+        theirs = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=False)
+        assert epoch_order(n, 0, shuffle=False, num_replicas=world, rank=rank).tolist() == list(theirs)
     for epoch in (0, 1):
-        whole = EpochShuffle(n, seed=3)
-        shards = [EpochShard(n, num_replicas=world, rank=r, shuffle=True, seed=3) for r in range(world)]
-        for sampler in (whole, *shards):
-            sampler.set_epoch(epoch)
-        per_process = [list(IndexBatches(s, 4, drop_last=False)) for s in shards]
+        whole = epoch_order(n, epoch, shuffle=True, seed=3)
+        assert torch.equal(whole, epoch_order(n, epoch, shuffle=True, seed=3))
+        assert sorted(whole.tolist()) == list(range(n))
+        per_process = []
+        for rank in range(world):
+            batches = EpochBatches(n, 4, shuffle=True, seed=3, num_replicas=world, rank=rank)
+            batches.epoch = epoch
+            per_process.append(list(batches))
+            assert len(per_process[-1]) == len(batches)
+        one = EpochBatches(n, 4 * world, shuffle=True, seed=3)
+        one.epoch = epoch
         full = n // (4 * world)  # the steps before the padded last one
-        for k, big in enumerate(list(IndexBatches(whole, 4 * world, drop_last=False))[:full]):
+        for k, big in enumerate(list(one)[:full]):
             step = torch.cat([batches[k] for batches in per_process])
             assert sorted(step.tolist()) == sorted(big.tolist())
+    assert not torch.equal(epoch_order(n, 0, True, seed=3), epoch_order(n, 1, True, seed=3)) or n < 4
 
 
-@pytest.mark.parametrize("split", ["train", "val"])
-def test_in_memory_loader_gives_the_dataloaders_batches(tmp_path: Path, split: str) -> None:
-    """``InMemoryLoader`` without workers or pinned memory: a loop over the batch sampler that
-    gives the DataLoader's own batches, epoch after epoch; with pinned memory it runs the
-    DataLoader's iterator, and gives the same batches too."""
-    from torch.utils.data import DataLoader
+def test_training_batches_in_one_process_and_under_ddp(tmp_path: Path) -> None:
+    """One process: the epoch's batches are slices of its order, evaluation batches in order.
+    Under DDP (world size 2) each process gets its share, which Lightning leaves as it is."""
+    from genlab.data.in_memory import epoch_order
 
-    from genlab.data.in_memory import InMemoryLoader
+    dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=100, seed=5)
+    dm.setup()
+    train = dm._splits["train"]
+    for epoch in (0, 3):
+        dm.trainer = FakeTrainer(current_epoch=epoch)
+        order = epoch_order(len(train), epoch, shuffle=True, seed=5)
+        x, y = next(iter(dm.train_dataloader()))
+        assert torch.equal(x, train.images[order[:100]]) and torch.equal(y, train.labels[order[:100]])
+    assert torch.equal(next(iter(dm.val_dataloader()))[0], dm._splits["val"].images[:dm.eval_batch_size])
+    dm.trainer = FakeTrainer(current_epoch=1, num_replicas=2, rank=1)
+    loader = dm.train_dataloader()
+    shard = epoch_order(len(train), 1, shuffle=True, seed=5, num_replicas=2, rank=1)
+    assert torch.equal(shard, epoch_order(len(train), 1, shuffle=True, seed=5)[1::2])
+    x, y = next(iter(loader))
+    assert torch.equal(x, train.images[shard[:100]]) and torch.equal(y, train.labels[shard[:100]])
+    assert len(loader) == math.ceil(len(train) / 2 / 100)
+    val = dm._splits["val"]
+    assert torch.equal(next(iter(dm.val_dataloader()))[0], val.images[1 : 2 * dm.eval_batch_size : 2])
 
+
+def test_workers_and_pinned_memory_give_the_same_batches(tmp_path: Path) -> None:
     dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=300, seed=5)
     dm.setup()
-    loader = getattr(dm, f"{split}_dataloader")()
-    assert type(loader) is InMemoryLoader and loader._own_iterator()
-    plain = DataLoader(loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=loader.collate_fn)
-    pinned = InMemoryLoader(loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=loader.collate_fn,
-                            pin_memory=True)
-    assert not pinned._own_iterator()
-    for epoch in (0, 1):
-        sampler = loader.batch_sampler.sampler
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        ours, theirs, torchs = list(loader), list(plain), list(pinned)
-        assert len(ours) == len(theirs) == len(torchs) == len(loader) > 1
-        assert all(torch.equal(a, b) for x, y in zip(ours, theirs) for a, b in zip(x, y))
-        assert all(torch.equal(a, b) for x, y in zip(torchs, theirs) for a, b in zip(x, y))
+    dm.trainer = FakeTrainer(current_epoch=1)
+    plain = [y.tolist() for _, y in dm.train_dataloader()]
+    for settings in ({"pin_memory": True}, {"num_workers": 1}):
+        other = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=300, seed=5, **settings)
+        other.setup()
+        other.trainer = FakeTrainer(current_epoch=1)
+        loader = other.train_dataloader()
+        assert loader.fetcher is not None
+        assert [y.tolist() for _, y in loader] == plain and len(loader) == len(plain)
 
 
 @pytest.mark.parametrize("loader", [{}, {"pin_memory": True}, {"num_workers": 1}],
@@ -362,16 +325,16 @@ def test_in_memory_loader_gives_the_dataloaders_batches(tmp_path: Path, split: s
 def test_in_memory_loader_goes_on_mid_epoch_from_its_state(tmp_path: Path, loader: dict) -> None:
     """``InMemoryLoader.state_dict`` after 3 of an epoch's batches, loaded into a new loader (as
     Lightning does on a restart): the first pass over that epoch gives the epoch's other batches,
-    the next epoch all of its own; a state from an epoch already over skips nothing. As in
-    Lightning, the iterator is created before the epoch is set: with torch's iterator (pinned
-    memory, a worker process) the batches still come from the epoch set after it. A state that
-    holds no count of batches (written by a loader that did not count them) skips nothing."""
+    the next epoch all of its own; a state from an epoch already over skips nothing. The loader
+    is created and its iterator too before the trainer's epoch is known, as in Lightning. A state
+    that holds no count of batches (written by a loader that did not count them) skips nothing."""
     dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=300, seed=5, **loader)
     dm.setup()
+    dm.trainer = FakeTrainer()
 
     def labels(loader, epoch: int, stop: int | None = None) -> list[list[int]]:
         batches = iter(loader)
-        loader.batch_sampler.sampler.set_epoch(epoch)
+        dm.trainer.current_epoch = epoch
         out = []
         for _, y in batches:
             out.append(y.tolist())
@@ -398,8 +361,8 @@ def test_in_memory_loader_goes_on_mid_epoch_from_its_state(tmp_path: Path, loade
 
 
 def test_overfit_batches_trains_on_one_batch_every_epoch() -> None:
-    """``debug=overfit`` (``trainer.overfit_batches=1``): Lightning replaces the loader's shuffled
-    sampler with one in order, so each epoch trains on the same batch."""
+    """``debug=overfit`` (``trainer.overfit_batches=1``): the training batches come in order, as
+    Lightning makes its own loaders do, so each epoch trains on the same batch."""
     from hydra.utils import instantiate
     from pytorch_lightning import Callback, Trainer
 

@@ -267,7 +267,7 @@ def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(t
     """SIGTERM to rank 0 of two DDP processes (Lightning passes it on to the other): both stop
     after the same batch, write last.ckpt there and exit. Before its backward pass the other
     process already waits in the gradients' all-reduce, where Lightning's own handler,
-    broadcasting at once, hung the run for good (``genlab.utils.sigterm``). With the broadcast
+    broadcasting at once, hung the run for good (``genlab.compat``). With the broadcast
     before every batch (``ddp_sigterm_seconds=0``) the stop comes after the batch the signal landed
     in; about once a second (the default), within about a second of training after it."""
     env = {"GENLAB_ROOT": str(tmp_path), "PYTHONPATH": TESTS}
@@ -293,7 +293,7 @@ def test_sigterm_to_rank_0_under_ddp_stops_both_processes_after_the_same_batch(t
 
 
 def test_sigterm_broadcast_comes_about_every_n_seconds_and_stops_at_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
-    """genlab.utils.sigterm.SigtermBroadcast in one gloo process: rank 0 sends the next interval
+    """genlab.compat.SigtermBroadcast in one gloo process: rank 0 sends the next interval
     with its note, sized from the time per batch; a noted SIGTERM stops at the next broadcast."""
     from types import SimpleNamespace
 
@@ -301,7 +301,7 @@ def test_sigterm_broadcast_comes_about_every_n_seconds_and_stops_at_the_next(mon
     from lightning_fabric.plugins.environments.lightning import find_free_network_port
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    import genlab.utils.sigterm as sigterm
+    import genlab.compat as sigterm
 
     port = find_free_network_port()
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
@@ -347,3 +347,12 @@ def test_sigterm_broadcast_comes_about_every_n_seconds_and_stops_at_the_next(mon
         assert sent[-1][0] == total.ready and sent[-1][1] % 2 == 1 and connector.received_sigterm
     finally:
         dist.destroy_process_group()
+
+
+def test_the_sigterm_workaround_applies_only_to_the_lightning_it_was_tested_on() -> None:
+    import pytorch_lightning
+
+    from genlab import compat
+
+    assert compat.applies("2.6.6") and not compat.applies("2.5.3") and not compat.applies("2.7.0")
+    assert compat.applies() == pytorch_lightning.__version__.startswith("2.6.")

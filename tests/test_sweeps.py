@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,8 @@ def test_multirun_runs_are_grouped_and_compared(tmp_path: Path) -> None:
         assert info["best/val/elbo"] == pytest.approx(info["final_metrics"]["val/elbo"])
         assert info["timings"]["time/fit_seconds"] > 0
 
-    proc = run("scripts/compare.py", str(sweep), "--metric", "val/elbo")
+    proc = subprocess.run([sys.executable, "-m", "genlab.compare", str(sweep), "--metric", "val/elbo"],
+                          capture_output=True, text=True, timeout=300)  # genlab-compare
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(sweep / "compare.csv") as f:
         rows = list(csv.DictReader(f))

@@ -149,7 +149,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from genlab.checkpoint import check_resume
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
-    from genlab.utils.sigterm import agree_on_sigterm
+    from genlab.compat import agree_on_sigterm
 
     startup.mark("torch, lightning")
 

@@ -45,9 +45,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class ResumeState(Callback):
     """Saves the RNG state in every checkpoint and restores it when training restarts from one
     (before the first training batch, after Lightning's sanity check has drawn its own numbers;
-    the order of training batches does not use this state, see ``EpochShuffle``).
+    the order of training batches does not use this state, see ``genlab.data.in_memory.epoch_order``).
     On SIGTERM, Lightning stops after the current batch (under DDP every process after the same
-    batch, ``genlab.utils.sigterm``); this callback then writes
+    batch, ``genlab.compat``); this callback then writes
     ``last.ckpt`` so ``ckpt_path=last`` resumes from there."""
 
     def __init__(self) -> None:
@@ -68,9 +68,10 @@ class ResumeState(Callback):
         self._unplaced = mid_epoch and any(not isinstance(s, dict) or s.get("batches") is None for s in states)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        loader = trainer.fit_loop._combined_loader
+        loaders = trainer.train_dataloader
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
         # a loader that cannot keep its place has Lightning's own warning
-        if self._unplaced and loader is not None and all(hasattr(dl, "load_state_dict") for dl in loader.flattened):
+        if self._unplaced and all(hasattr(dl, "load_state_dict") for dl in loaders):
             log.warning("The checkpoint was written mid-epoch and holds no place in the epoch for the training data "
                         "(it was written before genlab's loaders all kept it): the resumed epoch trains its first batches "
                         "again, not the ones left")

@@ -32,7 +32,8 @@ class EMA(AveragedModel):
         mine = [t.detach() for t in chain(self.module.parameters(), self.module.buffers())]
         theirs = [t.detach().to(m.device) for m, t in zip(mine, chain(model.parameters(), model.buffers()))]
         if self._updates == 0:
-            torch._foreach_copy_(mine, theirs)
+            for m, t in zip(mine, theirs):
+                m.copy_(t)
         else:
             groups: dict[tuple[torch.device, torch.dtype], tuple[list, list]] = {}
             for m, t in zip(mine, theirs):

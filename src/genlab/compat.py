@@ -1,4 +1,12 @@
-"""A SIGTERM under DDP that stops every process after the same batch, wherever it lands, at the
+"""The one place where genlab reaches into a dependency: Lightning's SIGTERM handling under DDP.
+
+Applied only on the Lightning versions it was tested on (``TESTED_LIGHTNING``); on any other,
+``agree_on_sigterm`` leaves Lightning's own behaviour. It works around Lightning's
+pytorch-lightning#20806 (SIGTERM not raised consistently across DDP ranks), whose fix
+(pytorch-lightning#20825, the broadcast before every batch described below) still hangs when the
+signal lands during a forward or backward pass.
+
+A SIGTERM under DDP that stops every process after the same batch, wherever it lands, at the
 cost of one broadcast about once a second.
 
 Lightning (2.6) handles SIGTERM in two places. Its signal handler sets the process's flag, passes
@@ -117,11 +125,32 @@ class SigtermBroadcast:
             raise SIGTERMException()
 
 
-def agree_on_sigterm(trainer: Trainer, seconds: float = 1.0) -> None:
+TESTED_LIGHTNING = ("2.6.",)  # the versions whose internals this module was written and tested against
+
+
+def applies(version: str | None = None) -> bool:
+    """Whether the workaround is for this Lightning version."""
+    import pytorch_lightning
+
+    return (version or pytorch_lightning.__version__).startswith(TESTED_LIGHTNING)
+
+
+def agree_on_sigterm(trainer: Trainer, seconds: float = 1.0) -> bool:
     """Install the handler and the broadcast above on ``trainer`` (before ``fit``: Lightning
     registers its handlers when the run starts, from the connector's attribute); under DDP the
-    processes agree on a SIGTERM about every ``seconds`` of training (0: before every batch)."""
+    processes agree on a SIGTERM about every ``seconds`` of training (0: before every batch).
+    Nothing on a Lightning version not in ``TESTED_LIGHTNING``; returns whether it was installed."""
+    if not applies():
+        log.debug("Lightning %s is not among %s: its own SIGTERM handling", pl_version(), TESTED_LIGHTNING)
+        return False
     connector = trainer._signal_connector
     connector.genlab_sigterm_noted = False
     connector._sigterm_notifier_fn = types.MethodType(_note_sigterm, connector)
     trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor = SigtermBroadcast(trainer, seconds)
+    return True
+
+
+def pl_version() -> str:
+    import pytorch_lightning
+
+    return pytorch_lightning.__version__
