@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import pytest
@@ -95,16 +94,6 @@ def test_the_progress_bar_redraws_a_few_times_a_second(monkeypatch: pytest.Monke
     assert progress.with_progress_bar([], {"enable_progress_bar": False}) == []
     own = [TQDMProgressBar()]
     assert progress.with_progress_bar(own, {}) == own  # a bar from the callbacks group is kept
-
-
-@pytest.mark.parametrize(("max_epochs", "shown"), [(10, "Epoch 3/9"), (-1, "Epoch 3")])
-def test_the_progress_bar_names_the_epoch_limit_only_where_there_is_one(max_epochs: int, shown: str) -> None:
-    """``trainer.max_epochs=-1`` (``max_steps`` ends the run): Lightning's bar would read "Epoch 3/-2"."""
-    from genlab.callbacks import progress
-
-    bar = progress.ProgressBar()
-    bar._trainer = types.SimpleNamespace(max_epochs=max_epochs)
-    assert bar._get_train_description(3).strip() == shown
 
 
 def test_sample_grids_of_grey_images_are_grey_pngs_with_save_images_values(tmp_path: Path) -> None:

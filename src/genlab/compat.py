@@ -1,4 +1,5 @@
-"""The one place where genlab reaches into a dependency: Lightning's SIGTERM handling under DDP.
+"""The one place where genlab reaches into a dependency: Lightning's SIGTERM handling under DDP,
+and the ``anonymous`` argument Lightning's W&B logger always passes (``drop_unset_anonymous``).
 
 Applied only on the Lightning versions it was tested on (``TESTED_LIGHTNING``); on any other,
 ``agree_on_sigterm`` leaves Lightning's own behaviour. It works around Lightning's
@@ -154,3 +155,17 @@ def pl_version() -> str:
     import pytorch_lightning
 
     return pytorch_lightning.__version__
+
+
+def drop_unset_anonymous(logger: Any) -> Any:
+    """Leave ``anonymous`` out of the W&B logger's ``wandb.init`` arguments where it is unset.
+
+    Lightning's ``WandbLogger`` always passes ``anonymous`` (``None`` unless asked), and W&B
+    releases that deprecate the setting (0.31 among them) warn on every run that it "has no
+    effect and will be removed" for any value but an absent one: a warning about nothing the
+    user wrote. An ``anonymous`` the user does set is passed on as before. Only on the Lightning
+    versions in ``TESTED_LIGHTNING`` (it edits the logger's ``_wandb_init``)."""
+    init = getattr(logger, "_wandb_init", None)
+    if applies() and isinstance(init, dict) and init.get("anonymous", True) is None:
+        del init["anonymous"]
+    return logger

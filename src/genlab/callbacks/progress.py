@@ -35,13 +35,6 @@ class ProgressBar(RichProgressBar):
         self._drawn = now
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
-    def _get_train_description(self, current_epoch: int) -> str:
-        # Lightning writes "Epoch 7/-2" for trainer.max_epochs=-1 (no epoch limit, max_steps ends the run)
-        max_epochs = self.trainer.max_epochs
-        if max_epochs is None or max_epochs >= 0:
-            return super()._get_train_description(current_epoch)
-        return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"
-
 
 def with_progress_bar(callbacks: list[Callback], trainer_kwargs: dict[str, Any]) -> list[Callback]:
     """``callbacks`` plus genlab's :class:`ProgressBar` when the trainer shows one and the

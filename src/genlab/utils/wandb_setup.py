@@ -51,23 +51,12 @@ def prepare_wandb_kwargs(kwargs: dict[str, Any], tags: list[str], job_type: str 
     return kwargs
 
 
-def drop_unset_anonymous(logger: Any) -> Any:
-    """Leave ``anonymous`` out of the logger's ``wandb.init`` arguments where it is unset.
-
-    Lightning's ``WandbLogger`` always passes ``anonymous`` (``None`` unless asked), and W&B
-    releases that deprecate the setting (0.31 among them) warn on every run that it "has no
-    effect and will be removed" for any value but an absent one: a warning about nothing the
-    user wrote. An ``anonymous`` the user does set is passed on as before."""
-    init = getattr(logger, "_wandb_init", None)
-    if isinstance(init, dict) and init.get("anonymous", True) is None:
-        del init["anonymous"]
-    return logger
-
-
 def start_or_fall_back(logger: Any, kwargs: dict[str, Any]) -> Any:
     """Start the W&B run now; if W&B cannot be reached or fails in online mode, say so and log
     offline instead (training never stops for W&B). Returns the logger to use."""
-    drop_unset_anonymous(logger)
+    from genlab import compat
+
+    compat.drop_unset_anonymous(logger)
     try:
         logger.experiment  # noqa: B018 - creates the run
         return logger
@@ -79,7 +68,7 @@ def start_or_fall_back(logger: Any, kwargs: dict[str, Any]) -> Any:
         finish(exit_code=1)
         from hydra.utils import instantiate
 
-        fallback = drop_unset_anonymous(instantiate({**kwargs, "mode": "offline"}))
+        fallback = compat.drop_unset_anonymous(instantiate({**kwargs, "mode": "offline"}))
         fallback.experiment  # noqa: B018
         return fallback
 
