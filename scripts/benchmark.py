@@ -86,7 +86,7 @@ def drained_clock(device: str) -> float:
     return time.perf_counter()
 
 
-# the two edges by name, so that ``scripts/step_ops.py`` can wrap each to profile the same window
+# the two edges of a timed window, by name
 window_opens = window_closes = drained_clock
 
 
@@ -738,7 +738,7 @@ def startup_report(results: dict) -> list[str]:
               "by phase (genlab's own marks, also in every run's `run_info.json` and log), median of the "
               "repetitions; the floor is a process that only imports torch and Lightning. The last column is the text language model "
               "(`model=text_lm data=text`, W&B offline): Shakespeare's plays read and tokenised, and a "
-              "sanity check of two validation batches of 512 sentences over a 14,851-word vocabulary.", "",
+              "sanity check of two validation batches.", "",
               "| phase | W&B offline (default) | `logger=csv` | `model=text_lm data=text` |",
               "|---|---|---|---|",
               *[row(phase, [c.get(phase, nan) for c in columns]) for phase in s["wandb_offline"]
@@ -750,7 +750,7 @@ def startup_report(results: dict) -> list[str]:
                   "also exits the interpreter)", [imports] * len(columns)),
               row("over that", [t - imports for t in totals]),
               row("the whole command: also its training step, the end of the run and the interpreter's exit "
-                  "(`genlab.utils.task.quick_exit`; `scripts/exit_time.py`)",
+                  "(`genlab.utils.task.quick_exit`)",
                   [c.get("whole command", nan) for c in columns]),
               row("whole command over the floor's", [c.get("whole command", nan) - floor for c in columns])]
     return lines
