@@ -828,6 +828,156 @@ def cpu_description(machine: dict) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+# ----------------------------------------------------------------- against pytorch/examples
+class ExampleVAE(torch.nn.Module):
+    """pytorch/examples ``vae/main.py``'s net (784-400-20 MLP), re-typed so it runs offline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc21, self.fc22 = torch.nn.Linear(784, 400), torch.nn.Linear(400, 20), torch.nn.Linear(400, 20)
+        self.fc3, self.fc4 = torch.nn.Linear(20, 400), torch.nn.Linear(400, 784)
+
+    def forward(self, x):
+        h1 = F.relu(self.fc1(x.view(-1, 784)))
+        mu, logvar = self.fc21(h1), self.fc22(h1)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+
+def example_vae_loss(recon_x, x, mu, logvar):
+    """The example's ``loss_function``: BCE summed over pixels and the batch, plus the KL."""
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def example_vae_run(root: str, epochs: int, seed: int) -> dict:
+    """The example's training loop on Fashion-MNIST (torchvision dataset with ``ToTensor``, a
+    per-image ``DataLoader``, batch 128, Adam 1e-3): the test loss per image and seconds per epoch
+    (training plus the test pass)."""
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(seed)
+    train_set = datasets.FashionMNIST(root, train=True, download=False, transform=transforms.ToTensor())
+    test_set = datasets.FashionMNIST(root, train=False, download=False, transform=transforms.ToTensor())
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=128, shuffle=True)
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=128)
+    model = ExampleVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    seconds, test_loss = [], float("nan")
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        for x, _ in train_loader:
+            optimizer.zero_grad()
+            recon, mu, logvar = model(x)
+            example_vae_loss(recon, x, mu, logvar).backward()
+            optimizer.step()
+        model.eval()
+        test_loss = 0.0
+        with torch.no_grad():
+            for x, _ in test_loader:
+                recon, mu, logvar = model(x)
+                test_loss += example_vae_loss(recon, x, mu, logvar).item()
+        test_loss /= len(test_set)
+        seconds.append(time.perf_counter() - start)
+    return {"test_loss": test_loss, "epoch_seconds": statistics.median(seconds), "params": _params(model)}
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+EXAMPLE_VAE_VARIANTS = {  # genlab configurations against the example, as config overrides
+    "genlab `model=vae` (784-256-32, the default net)": [],
+    "genlab, the example's net (784-400-20)": ["model.latent_dim=20", "model.encoder.hidden_dims=[400]",
+                                               "model.decoder.hidden_dims=[400]"],
+    "genlab, 2-layer MLP (784-512-256-32)": ["model.encoder.hidden_dims=[512,256]", "model.decoder.hidden_dims=[256,512]"],
+}
+
+
+def genlab_vae_run(root: str, epochs: int, seed: int, overrides: list[str]) -> dict:
+    """``experiment=vae_fashion_mnist`` through ``train.py``'s code path: test −ELBO per image and
+    seconds per epoch (validation, checkpoints and sample grids included)."""
+    from hydra.utils import instantiate
+
+    from genlab.train import train
+    from genlab.utils.config import compose_config
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose_config("train", ["experiment=vae_fashion_mnist", f"data.root={root}", "data.source=local",
+                                       f"trainer.max_epochs={epochs}", f"seed={seed}", "logger=csv", *overrides],
+                             output_dir=out)
+        params = _params(instantiate(cfg.model))
+        metrics = train(cfg)
+    return {"test_loss": metrics["test/elbo"], "epoch_seconds": metrics["time/epoch_seconds"], "params": params}
+
+
+def example_dcgan_loop(root: str, batch_size: int, warmup: int, steps: int) -> float:
+    """pytorch/examples ``dcgan/main.py``'s loop on genlab's 28x28 DCGAN nets and Fashion-MNIST
+    (``ToTensor`` + ``Normalize``, a shuffling ``DataLoader``, D real and fake backward, D step, G
+    step on the same fakes, Adam(2e-4, (0.5, 0.999))): images per second."""
+    from hydra.utils import instantiate
+    from torchvision import datasets, transforms
+
+    cfg = compose("dcgan", [])
+    net_g, net_d, nz = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator), cfg.model.latent_dim
+    dataset = datasets.FashionMNIST(root, train=True, download=False, transform=transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+    criterion = torch.nn.BCEWithLogitsLoss()  # the example's BCELoss on sigmoid outputs, autocast-safe
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    start = None
+    for i, (real, _) in enumerate(loader):
+        if i == warmup:
+            start = time.perf_counter()
+        net_d.zero_grad()
+        b = real.size(0)
+        criterion(net_d(real), torch.ones(b)).backward()
+        fake = net_g(torch.randn(b, nz))
+        criterion(net_d(fake.detach()), torch.zeros(b)).backward()
+        opt_d.step()
+        net_g.zero_grad()
+        criterion(net_d(fake), torch.ones(b)).backward()
+        opt_g.step()
+        if i + 1 == warmup + steps:
+            break
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def pytorch_examples(root: str, epochs: int, reps: int, warmup: int, extra: list[str]) -> dict:
+    """The ``pytorch/examples`` VAE and DCGAN loops against genlab on Fashion-MNIST under ``root``
+    (``FashionMNIST/raw``): the VAE's test loss and seconds per epoch after ``epochs`` epochs; the
+    DCGAN's training throughput, ``reps`` interleaved repetitions of 40 timed batches."""
+    vae = {"pytorch/examples vae (784-400-20)": example_vae_run(root, epochs, 0)}
+    for name, overrides in EXAMPLE_VAE_VARIANTS.items():
+        vae[name] = genlab_vae_run(root, epochs, 0, [*overrides, *extra])
+        print(f"{name}: {vae[name]}", flush=True)
+    data = ("data=fashion_mnist", f"data.root={root}", "data.source=local")
+    dcgan: dict[str, list[float]] = {"pytorch/examples DCGAN loop": [], "genlab `model=dcgan`": []}
+    for _ in range(reps):
+        dcgan["pytorch/examples DCGAN loop"].append(example_dcgan_loop(root, 128, warmup, 40))
+        dcgan["genlab `model=dcgan`"].append(genlab_run("dcgan", 128, warmup, 40, "cpu", extra, data=data))
+    return {"epochs": epochs, "vae": vae, "dcgan": dcgan}
+
+
+def examples_report(r: dict) -> list[str]:
+    d = r["dcgan"]
+    ratio = statistics.median(d["genlab `model=dcgan`"]) / statistics.median(d["pytorch/examples DCGAN loop"])
+    return ["", "## Against `pytorch/examples` on Fashion-MNIST", "",
+            f"The VAE: {r['epochs']} epochs, batch 128, Adam 1e-3, the BCE ELBO on continuous pixels; test loss is "
+            "−ELBO in nats per image with one z sample, as the example computes it. The example trains on all 60,000 "
+            "images; genlab on 54,000 (6,000 held out for validation and the best checkpoint), and its epochs also "
+            "validate, write checkpoints and sample grids.", "",
+            "| run | params | test loss (nats/image) | s/epoch |", "|---|---|---|---|",
+            *[f"| {name} | {v['params'] / 1000:.0f} K | {v['test_loss']:.1f} | {v['epoch_seconds']:.2f} |"
+              for name, v in r["vae"].items()],
+            "", "The DCGAN: the same 28x28 nets, batch 128, training images per second (median, range).", "",
+            "| loop | img/s |", "|---|---|",
+            *[f"| {name} | {statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f}) |" for name, v in d.items()],
+            f"| **genlab / example** | **{ratio:.2f}** |"]
+
+
 def report(results: dict, args: argparse.Namespace) -> str:
     m = results["machine"]
     lines = [
@@ -890,6 +1040,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
                       if r.get("error") is None else f"failed: {r['error']} | — | — |") for r in results["compile"]]]
     if results.get("scaling"):
         lines += scaling_report(results["scaling"], results["machine"]["device"])
+    if results.get("examples"):
+        lines += examples_report(results["examples"])
     p = results.get("memory")
     if p is None:
         return "\n".join([*lines, "", "## Memory", "", "Not measured in this run (`--quick` or `--sections`).", ""])
@@ -899,7 +1051,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("throughput", "host_cost", "compile", "precision", "progress_bar", "data", "startup", "memory", "scaling")
+SECTIONS = ("throughput", "host_cost", "compile", "precision", "progress_bar", "data", "startup", "memory", "scaling",
+            "examples")
 CUDA_SECTIONS = ("throughput", "host_cost", "precision", "compile", "scaling")
 
 
@@ -925,6 +1078,9 @@ def main() -> None:
     parser.add_argument("--scaling-models", nargs="+", default=list(SCALING_MODELS), choices=["vae", "vae_conv", "dcgan"],
                         help="models of the scaling section (each costs 5 runs a repetition, each run "
                              "starting its processes)")
+    parser.add_argument("--examples-root", help="a folder holding FashionMNIST/raw: adds the examples section "
+                        "(the pytorch/examples VAE and DCGAN loops against genlab)")
+    parser.add_argument("--examples-epochs", type=int, default=10, help="the examples section's VAE epochs")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
     parser.add_argument("--no-precision", action="store_true", help="skip the mixed-precision comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -946,7 +1102,8 @@ def main() -> None:
             args.sections = [n for n in args.sections
                              if n not in ("host_cost", "compile", "precision", "memory", "scaling")]
     args.sections = [n for n in args.sections if not (n == "compile" and args.no_compile)
-                     and not (n == "precision" and args.no_precision)]
+                     and not (n == "precision" and args.no_precision)
+                     and not (n == "examples" and (args.examples_root is None or args.device == "cuda"))]
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -977,6 +1134,8 @@ def main() -> None:
         # twice the window of the in-process sections: DDP's runs on a shared CPU spread more
         "scaling": lambda: scaling(args.scaling_models, 128, args.scaling_devices, args.warmup, 2 * args.seconds,
                                    1 if args.quick else min(args.reps, 3), args.device, args.extra),
+        "examples": lambda: pytorch_examples(args.examples_root, 1 if args.quick else args.examples_epochs,
+                                             1 if args.quick else 3, args.warmup, args.extra),
     }
     results = {
         "date": datetime.date.today().isoformat(),
