@@ -1,4 +1,4 @@
-"""``genlab-compare <sweep or runs folder>`` / ``python scripts/compare.py``: one table of runs.
+"""``genlab-compare <sweep or runs folder>`` / ``python -m genlab.compare``: one table of runs.
 
 Every run folder below the given one (a folder with ``metrics.csv`` or ``run_info.json``) becomes
 a row: its overrides (``.hydra/overrides.yaml``), the final value of each metric, the best value

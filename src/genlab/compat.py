@@ -5,7 +5,8 @@ Applied only on the Lightning versions it was tested on (``TESTED_LIGHTNING``); 
 ``agree_on_sigterm`` leaves Lightning's own behaviour. It works around Lightning's
 pytorch-lightning#20806 (SIGTERM not raised consistently across DDP ranks), whose fix
 (pytorch-lightning#20825, the broadcast before every batch described below) still hangs when the
-signal lands during a forward or backward pass.
+signal lands during a forward or backward pass; the per-batch broadcast's own cost is
+pytorch-lightning#21487.
 
 A SIGTERM under DDP that stops every process after the same batch, wherever it lands, at the
 cost of one broadcast about once a second.
