@@ -1,6 +1,6 @@
-"""The data modules' checks of their arguments, free of torch: the modules run them when they are
-built, and ``train.py`` runs them on ``cfg.data`` before it imports torch and Lightning, so a bad
-``data.*`` value is reported in about a second."""
+"""The data modules' checks of their arguments, free of torch, the one place for each rule on a
+``data.*`` value: the modules run them when they are built, and ``train.py`` runs them on
+``cfg.data`` before it imports torch and Lightning, so a bad value is reported in about a second."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from typing import Any, Callable, Mapping
 from genlab.data.text_corpora import CORPORA
 from genlab.data.tokenizers import KINDS
 from genlab.utils.errors import GenlabError
+from genlab.utils.validate import NON_NEGATIVE_INT, POSITIVE_INT, require
+
+WHOLE_POSITIVE = "a whole number >= 1"
+WORKERS = "a whole number >= 0 (0: batches are made in the training process)"
 
 # config name -> (torchvision folder and class name, human name)
 DATASETS = {
@@ -37,8 +41,8 @@ def check_image_args(*, dataset: str, source: str, batch_size: int, on_device: b
             f"data.source=bundled exists for MNIST only (data.dataset={dataset!r}); "
             "use data.source=auto, local or download."
         )
-    if batch_size < 1:
-        raise GenlabError(f"data.batch_size must be at least 1, got {batch_size}.")
+    require("data.batch_size", batch_size, POSITIVE_INT, WHOLE_POSITIVE)
+    require("data.num_workers", num_workers, NON_NEGATIVE_INT, WORKERS)
     if on_device not in (True, False, "auto"):
         raise GenlabError(f"data.on_device={on_device!r} is unknown; choose auto, true or false.")
     if on_device is True and num_workers > 0:
@@ -47,15 +51,16 @@ def check_image_args(*, dataset: str, source: str, batch_size: int, on_device: b
     _check_split_size("val_size", val_size)
 
 
-def check_text_args(*, corpus: str, tokenizer: str, max_len: int, batch_size: int, min_freq: int,
+def check_text_args(*, corpus: str, tokenizer: str, max_len: int, batch_size: int, min_freq: int, num_workers: int,
                     val_size: float, test_size: float) -> None:
     """``TextDataModule``'s arguments."""
     if corpus not in CORPORA:
         raise GenlabError(f"data.corpus={corpus!r} is unknown; choose one of {', '.join(CORPORA)}.")
     if tokenizer not in KINDS:
         raise GenlabError(f"data.tokenizer={tokenizer!r} is unknown; choose one of {', '.join(KINDS)}.")
-    if max_len < 1 or batch_size < 1 or min_freq < 1:
-        raise GenlabError("data.max_len, data.batch_size and data.min_freq must be at least 1.")
+    for key, value in (("max_len", max_len), ("batch_size", batch_size), ("min_freq", min_freq)):
+        require(f"data.{key}", value, POSITIVE_INT, WHOLE_POSITIVE)
+    require("data.num_workers", num_workers, NON_NEGATIVE_INT, WORKERS)
     _check_split_size("val_size", val_size)
     _check_split_size("test_size", test_size)
 

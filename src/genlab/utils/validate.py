@@ -8,7 +8,6 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.data.checks import check_data_config
 from genlab.utils.errors import GenlabError
 
 Check = tuple[str, Callable[[Any], bool], str]
@@ -21,10 +20,7 @@ NON_NEGATIVE: Callable[[Any], bool] = lambda v: NUMBER(v) and v >= 0  # noqa: E7
 
 CHECKS: list[Check] = [
     ("seed", lambda v: v is None or (NON_NEGATIVE_INT(v) and v < 2**32), "a whole number from 0 to 2**32 - 1, or null"),
-    ("data.num_workers", NON_NEGATIVE_INT, "a whole number >= 0 (0: batches are made in the training process)"),
-    ("data.batch_size", POSITIVE_INT, "a whole number >= 1"),
     ("data.eval_batch_size", lambda v: v is None or POSITIVE_INT(v), "a whole number >= 1 or null"),
-    ("data.max_len", POSITIVE_INT, "a whole number >= 1"),
     ("model.latent_dim", POSITIVE_INT, "a whole number >= 1"),
     ("model.encoder.latent_dim", POSITIVE_INT, "a whole number >= 1"),
     ("model.beta", NON_NEGATIVE, "a number >= 0"),
@@ -42,14 +38,21 @@ CHECKS: list[Check] = [
 OPTIMIZERS = ("model.optimizer", "model.optimizer_g", "model.optimizer_d", "model.optimizer_ae")
 
 
+def require(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
+    """Raise ``GenlabError`` naming ``key`` and what it accepts unless ``ok(value)``."""
+    if not ok(value):
+        raise GenlabError(f"{key}={value!r} is not valid: it must be {allowed}.")
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Raise ``GenlabError`` for the first documented knob with a value it does not accept."""
+    """Raise ``GenlabError`` for the first documented knob with a value it does not accept. The
+    data module's arguments are its own checks' (``genlab.data.checks``), run here on the config."""
+    from genlab.data.checks import check_data_config
+
     for key, ok, allowed in CHECKS:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is _ABSENT:
-            continue
-        if not ok(value):
-            raise GenlabError(f"{key}={value!r} is not valid: it must be {allowed}.")
+        if value is not _ABSENT:
+            require(key, value, ok, allowed)
     for key in OPTIMIZERS:
         lr = OmegaConf.select(cfg, f"{key}.lr", default=_ABSENT)
         if lr is not _ABSENT and not POSITIVE(lr):
