@@ -38,7 +38,8 @@ def archive_problem(path: Path) -> str | None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint written by ``train.py``: an intact archive (``archive_problem``) holding
-    tensors and plain data only (``weights_only``, so no code in it runs)."""
+    tensors and plain data only (``weights_only``, so no code in it runs), whose stored config
+    builds nothing but genlab's own classes (``check_stored_config``)."""
     import pickle
 
     path = check_ckpt_file(path)
@@ -57,6 +58,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise GenlabError(f"ckpt_path={str(path)!r} is not a readable checkpoint ({type(e).__name__}: {first_line}).") from e
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict) or not isinstance(ckpt.get("genlab"), dict):
         raise GenlabError(f"ckpt_path={str(path)!r} was not written by genlab's train.py (no config inside).")
+    check_stored_config(ckpt["genlab"].get("config"), path)
     return ckpt
 
 
@@ -135,12 +137,11 @@ def check_stored_config(config: Any, path: str | Path) -> None:
 
 def model_from_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """Rebuild a trained model from a checkpoint alone: ``(model in eval mode, run config,
-    checkpoint)``; the stored config is checked first (``check_stored_config``)."""
+    checkpoint)``."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     ckpt = load_checkpoint(path)
-    check_stored_config(ckpt["genlab"].get("config"), path)
     run_cfg = OmegaConf.create(ckpt["genlab"]["config"])
     model = instantiate(run_cfg.model)
     model.load_state_dict(ckpt["state_dict"])
@@ -148,18 +149,16 @@ def model_from_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def check_resume(path: str | Path, model: Any) -> None:
-    """``train.py ckpt_path=``: the checkpoint is readable, its stored config passes
-    ``check_stored_config``, and its weights are this run's model's (same names and shapes), so
-    Lightning's own loading of it cannot fail halfway or build anything."""
+    """``train.py ckpt_path=``: the checkpoint passes ``load_checkpoint``'s checks and its weights
+    are this run's model's (same names and shapes), so Lightning's own loading of it cannot fail
+    halfway or build anything. (Lightning reads the file again: ``fit`` takes a path.)"""
     ckpt = load_checkpoint(path)
-    config = ckpt["genlab"].get("config")
-    check_stored_config(config, path)
     mine, theirs = model.state_dict(), ckpt["state_dict"]
     missing, unexpected = sorted(mine.keys() - theirs.keys()), sorted(theirs.keys() - mine.keys())
     reshaped = [k for k in sorted(mine.keys() & theirs.keys())
                 if getattr(theirs[k], "shape", None) != mine[k].shape]
     if missing or unexpected or reshaped:
-        stored = str(config["model"].get("_target_", "?")).rsplit(".", 1)[-1]
+        stored = str(ckpt["genlab"]["config"]["model"].get("_target_", "?")).rsplit(".", 1)[-1]
         first = (f"{reshaped[0]} is {tuple(theirs[reshaped[0]].shape)} there, {tuple(mine[reshaped[0]].shape)} here"
                  if reshaped else f"{(missing or unexpected)[0]} is {'missing there' if missing else 'not in this model'}")
         raise GenlabError(

@@ -146,9 +146,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import get_class, instantiate
 
     from genlab.callbacks.progress import with_progress_bar
-    from genlab.checkpoint import check_resume
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
+    from genlab.checkpoint import check_resume
     from genlab.compat import agree_on_sigterm
 
     startup.mark("torch, lightning")

@@ -99,7 +99,6 @@ class InMemoryLoader:
                 # the workers' seeds come from the loader's own generator, not from the global random state
                 generator=torch.Generator().manual_seed(seed),
             )
-        self.epoch: int | None = None
         self.handed_out = 0  # batches of the current pass
         self.resume: dict[str, Any] | None = None
 
@@ -107,7 +106,7 @@ class InMemoryLoader:
         return len(self.batches)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batches": self.handed_out}
+        return {"epoch": self.batches.epoch, "batches": self.handed_out}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # batches None: from a loader that did not count them; ``ResumeState`` warns when the
@@ -121,7 +120,7 @@ class InMemoryLoader:
         # the batches handed out before the checkpoint, if this pass is over the same epoch (else the
         # restart came at the end of that epoch, and this pass is a new one)
         skip = int(resume["batches"]) if resume is not None and resume["epoch"] == epoch else 0
-        self.epoch, self.handed_out = epoch, skip
+        self.handed_out = skip
         self.batches.epoch, self.batches.skip = epoch, skip
         if self.fetcher is not None:
             batches = iter(self.fetcher)

@@ -61,9 +61,10 @@ def quick_exit() -> None:
     """Spare the process's exit the garbage collector's walks over everything it imported.
 
     At exit the interpreter runs full collections over every tracked object, which with torch
-    and Lightning loaded takes seconds after the run's work is done (docs/benchmarks.md). ``gc.freeze()`` as the last exit handler moves those objects
-    out of the collector's sight; the other exit handlers (W&B's, logging's flush, weakref
-    finalizers) run as before, and memory goes back to the system with the process.
+    and Lightning loaded takes seconds after the run's work is done. ``gc.freeze()`` as the last
+    exit handler moves those objects out of the collector's sight; the other exit handlers
+    (W&B's, logging's flush, weakref finalizers) run as before, and memory goes back to the system
+    with the process.
     Registered once per process, when the first task starts; it acts only at exit, so a
     multirun's jobs, which run one after the other in one process, are not affected."""
     global _QUICK_EXIT
