@@ -48,7 +48,6 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning import Callback
 
-from genlab.models.base import GenerativeModule
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMES: dict[str, float] = {}
@@ -208,15 +207,12 @@ def timed_overrides(model: str, batch_size: int, warmup: int, steps: int, device
 
 
 def genlab_run(model: str, batch_size: int, warmup: int, steps: int, device: str, extra: list[str],
-               nonfinite_deferred: bool | None = None, callbacks: str = "none",
+               callbacks: str = "none",
                progress_bar: bool = False, data: tuple[str, ...] = ("data.source=bundled",)) -> float:
-    """``train.py``'s code path. ``nonfinite_deferred``: ``GenerativeModule.nonfinite_deferred``
-    for this run. ``callbacks``, ``progress_bar``: the callbacks group and the progress bar (the
+    """``train.py``'s code path. ``callbacks``, ``progress_bar``: the callbacks group and the progress bar (the
     table's runs have neither; the sample-quality callback, which computes FID each epoch, is
     always left out). ``data``: the data overrides (default: the bundled MNIST images)."""
     from genlab.train import train
-
-    GenerativeModule.nonfinite_deferred = nonfinite_deferred
 
     with tempfile.TemporaryDirectory() as out:
         from genlab.utils.config import compose_config

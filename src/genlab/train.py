@@ -94,12 +94,6 @@ def check_model_fits_data(cfg: DictConfig, text_data: bool) -> None:
         raise GenlabError(f"data=text needs a text model (model=text_vae, text_gan or text_lm), not model={model_name}.")
 
 
-def check_nonfinite(policy: str) -> str:
-    if policy not in ("stop", "skip"):
-        raise GenlabError(f"nonfinite={policy!r} is unknown; choose stop or skip.")
-    return policy
-
-
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """``ckpt_path=last``: the newest ``last.ckpt`` of this task's earlier runs (single runs and
     sweep jobs); any other value is a path, checked before training starts."""
@@ -136,7 +130,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
     # a bad value or a missing checkpoint is reported before torch and Lightning are imported
     check_config(cfg)
-    nonfinite = check_nonfinite(cfg.get("nonfinite", "stop"))
+    if cfg.get("nonfinite", "stop") not in ("stop", "skip"):
+        raise GenlabError(f"nonfinite={cfg.nonfinite!r} is unknown; choose stop or skip.")
     data_kind = kind_of_data(cfg.data)
     if data_kind is not None:  # a genlab data module; any other says what it is once it is built
         check_model_fits_data(cfg, text_data=data_kind == "text")
@@ -145,6 +140,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import pytorch_lightning as pl
     from hydra.utils import get_class, instantiate
 
+    from genlab.callbacks.nonfinite import NonFiniteLoss
     from genlab.callbacks.progress import with_progress_bar
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
@@ -167,9 +163,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model)
     if ckpt_path is not None:  # unreadable, foreign or another model's: one clear line, before W&B starts
         check_resume(ckpt_path, model)
-    model.nonfinite = nonfinite
     run_info = RunInfo(config)
-    callbacks = with_progress_bar([*instantiate_group(cfg.get("callbacks")), run_info, ResumeState()], trainer_kwargs)
+    callbacks = [*instantiate_group(cfg.get("callbacks")), run_info, ResumeState(), NonFiniteLoss(cfg.get("nonfinite", "stop"))]
+    callbacks = with_progress_bar(callbacks, trainer_kwargs)
     if cfg.get("compile"):
         compile_nets(model)
     startup.mark("data module, model")

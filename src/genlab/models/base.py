@@ -1,19 +1,16 @@
-"""What every genlab objective shares: prior draws, cheap per-step logging, perplexity."""
+"""What every genlab objective shares: optimizers from the config, prior draws, per-step logging."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from pytorch_lightning import LightningModule
 from pytorch_lightning.plugins.precision import MixedPrecision
-from torchmetrics import MeanMetric
-
-from genlab.utils.errors import GenlabError
 
 
 FUSED_OPTIMIZERS = ("Adam", "AdamW")
+OptimizerFactory = Callable[..., torch.optim.Optimizer]  # a partially applied optimizer (``_partial_: true``)
 
 
 def make_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.Tensor],
@@ -41,24 +38,10 @@ def make_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Iterab
     return factory(params=params)
 
 
-CHECKS_QUEUED = 64  # loss checks queued on a GPU before they are read (see loss_is_finite)
-
-
-def nonfinite_error(name: str, value: torch.Tensor, epoch: int, step: int) -> GenlabError:
-    return GenlabError(
-        f"non-finite loss at epoch {epoch}, step {step}: {name}={value.float().item()}. "
-        "Lower model.optimizer.lr, clip gradients, or set nonfinite=skip to skip such steps."
-    )
-
-
 class GenerativeModule(LightningModule):
     """Base class of genlab's objectives (subclasses set ``latent_dim``)."""
 
     latent_dim: int
-    _perplexity: dict[str, MeanMetric]
-    nonfinite: str = "stop"  # what a NaN/inf training loss does: stop | skip (train.py sets it)
-    nonfinite_skipped: int = 0
-    nonfinite_deferred: bool | None = None  # None: queue the checks on a GPU, check at once elsewhere
 
     def build_optimizer(self, factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         """``make_optimizer(factory, params)``, with fused kernels except where gradients are
@@ -86,56 +69,6 @@ class GenerativeModule(LightningModule):
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
 
-    def loss_is_finite(self, loss: torch.Tensor, name: str = "train/loss") -> bool:
-        """False when ``loss`` is NaN or infinite and the policy is ``skip`` (the caller skips the
-        optimizer step); with ``stop``, raise a clear error before bad weights reach a checkpoint.
-
-        On a GPU, ``stop`` does not read the loss at every step (reading it makes the host wait
-        for the GPU's queued work): the check is queued and read every ``CHECKS_QUEUED`` steps,
-        at the end of each training epoch, before validation and before a checkpoint is written
-        (``check_queued_losses``); the error names the first bad step all the same.
-        ``nonfinite_deferred`` set on the module chooses for any device."""
-        value = loss.detach()
-        deferred = value.is_cuda if self.nonfinite_deferred is None else self.nonfinite_deferred
-        if self.nonfinite == "stop" and deferred and value.numel() == 1:
-            queue = self.__dict__.get("_queued_checks")
-            if queue is None:
-                queue = self._queued_checks = []
-            queue.append((value, name, self.current_epoch, self.global_step))
-            if len(queue) >= CHECKS_QUEUED:
-                self.check_queued_losses()
-            return True
-        if math.isfinite(value.item()) if value.numel() == 1 else bool(torch.isfinite(value).all()):
-            return True
-        if self.nonfinite == "skip":
-            self.nonfinite_skipped += 1
-            self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=True, on_epoch=False)
-            return False
-        raise nonfinite_error(name, value, self.current_epoch, self.global_step)
-
-    def check_queued_losses(self) -> None:
-        """Read the queued loss checks (one wait for the device) and raise for the first bad one."""
-        checks = self.__dict__.get("_queued_checks")
-        if not checks:
-            return
-        self._queued_checks = []
-        finite = torch.isfinite(torch.stack([value.float() for value, *_ in checks])).tolist()
-        for ok, (value, name, epoch, step) in zip(finite, checks):
-            if not ok:
-                raise nonfinite_error(name, value, epoch, step)
-
-    def on_train_epoch_end(self) -> None:
-        self.check_queued_losses()
-
-    def on_validation_start(self) -> None:
-        self.check_queued_losses()
-
-    def on_train_end(self) -> None:
-        self.check_queued_losses()
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.check_queued_losses()  # raises before the file is written
-
     def attached_trainer(self) -> Any:
         """The trainer this module is attached to, or ``None`` (``self.trainer`` raises then)."""
         try:
@@ -156,54 +89,16 @@ class GenerativeModule(LightningModule):
         done = trainer.fit_loop.epoch_loop.batch_progress.total.completed  # batches before this one
         return (done + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
 
-    def log_train_step(self, metrics: Mapping[str, torch.Tensor | float] | Callable[[], Mapping[str, torch.Tensor | float]],
-                       batch_size: int, prog_bar: tuple[str, ...] = ()) -> None:
-        """Log per-step training values (no cross-process sync) on the steps that get written.
-
-        ``metrics`` may be a function that returns them: it is called only on those steps, so
-        values computed for the log alone (means, probabilities) cost no operators, and on a GPU
-        no kernels, on the other steps.
+    def log_train_step(self, metrics: Mapping[str, torch.Tensor | float], batch_size: int,
+                       prog_bar: tuple[str, ...] = ()) -> None:
+        """Log per-step training values (no cross-process sync). Callers build ``metrics`` only
+        when ``step_logs_due()``.
 
         The values go to Lightning as host tensors, copied from the device together (one wait
         for a GPU per logged step): Lightning turns the progress bar's values into Python numbers
         after every batch until the epoch ends, which for values on a GPU is a wait per batch."""
-        if not self.step_logs_due():
-            return
-        if callable(metrics):
-            metrics = metrics()
-        scalars = [v.detach().reshape(()).float() for v in metrics.values() if torch.is_tensor(v) and v.numel() == 1]
-        host = iter(torch.stack(scalars).cpu().unbind() if scalars else ())
-        for name, value in metrics.items():
-            if torch.is_tensor(value) and value.numel() == 1:
-                value = next(host)
-            elif not torch.is_tensor(value):
-                value = torch.tensor(float(value))
+        names = [name for name, value in metrics.items() if torch.is_tensor(value)]
+        host = torch.stack([metrics[name].detach().float().reshape(()) for name in names]).cpu() if names else []
+        values = {**metrics, **dict(zip(names, host))}
+        for name, value in values.items():
             self.log(name, value, on_step=True, on_epoch=False, batch_size=batch_size, prog_bar=name in prog_bar)
-
-    # ----------------------------------------------------------------- perplexity
-    def accumulate_perplexity(self, name: str, nats: torch.Tensor, units: torch.Tensor) -> None:
-        """Add a batch to the perplexity ``name`` (e.g. ``val/ppl``): ``nats`` per example
-        (a negative log-likelihood or a bound on it) over ``units`` tokens per example.
-
-        Perplexity is exp(total nats / total tokens) over the whole split, not a mean of batch
-        perplexities; ``log_perplexities`` logs it (reduced across processes) at the epoch's end.
-        """
-        if not hasattr(self, "_perplexity"):
-            self._perplexity = {}
-        if name not in self._perplexity:
-            self._perplexity[name] = MeanMetric().to(self.device)
-        units = units.sum().float()
-        self._perplexity[name].update(nats.detach().float().sum() / units, weight=units)
-
-    def log_perplexities(self, stage: str) -> None:
-        for name, metric in getattr(self, "_perplexity", {}).items():
-            if name.startswith(f"{stage}/") and metric.update_count:
-                # compute() has already reduced the metric across processes: the same value on each
-                self.log(name, math.exp(min(float(metric.compute()), 700.0)), sync_dist=True)
-                metric.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_perplexities("val")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_perplexities("test")

@@ -17,11 +17,9 @@ import torch
 from torch import nn
 
 from genlab.models import gan_losses
-from genlab.models.base import GenerativeModule
+from genlab.models.base import GenerativeModule, OptimizerFactory
 from genlab.models.ema import EMA
 from genlab.utils.errors import GenlabError
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
 class GAN(GenerativeModule):
@@ -94,9 +92,7 @@ class GAN(GenerativeModule):
     def _fake(self, n: int) -> torch.Tensor:
         return self.generator(torch.randn(n, self.latent_dim, device=self.device))
 
-    def _step(self, optimizer: Any, loss: torch.Tensor, name: str = "train/loss") -> None:
-        if not self.loss_is_finite(loss, name):
-            return
+    def _step(self, optimizer: Any, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()  # gradients are clipped in on_before_optimizer_step, after unscaling
@@ -105,9 +101,9 @@ class GAN(GenerativeModule):
         """What the discriminator sees as real: images scaled from [0, 1] to the generator's tanh range."""
         return batch[0] * 2.0 - 1.0
 
-    def adversarial_step(self, real: torch.Tensor, opt_g: Any, opt_d: Any) -> Callable[[], dict[str, torch.Tensor]]:
-        """``n_critic`` discriminator steps, then one generator step; returns a function that
-        computes the values to log (``log_train_step`` calls it on the steps that are written)."""
+    def adversarial_step(self, real: torch.Tensor, opt_g: Any, opt_d: Any) -> dict[str, torch.Tensor]:
+        """``n_critic`` discriminator steps, then one generator step; returns the values to log on
+        the steps whose logs are written (``step_logs_due``), else an empty dict."""
         n = real.shape[0]
         # One generator forward serves the first discriminator step (detached) and the generator
         # step: the generator's weights do not change in between.
@@ -125,24 +121,23 @@ class GAN(GenerativeModule):
                 if self.loss_name == "wgan-gp":
                     gp = gan_losses.gradient_penalty(self.discriminator, real, fake_d)
                     d_loss = d_loss + self.gp_weight * gp
-                self._step(opt_d, d_loss, "train/d_loss")
+                self._step(opt_d, d_loss)
 
         with self.toggled_optimizer(opt_g):  # the discriminator is frozen for this step
             g_loss = gan_losses.g_loss(self.loss_name, self.discriminator(fake))
-            self._step(opt_g, g_loss, "train/g_loss")
+            self._step(opt_g, g_loss)
         if self.ema is not None:
             self.ema.update_parameters(self.generator)
 
-        def metrics() -> dict[str, torch.Tensor]:
-            values = {
-                "train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach(),
-                "train/d_real": gan_losses.mean_output(self.loss_name, d_real),
-                "train/d_fake": gan_losses.mean_output(self.loss_name, d_fake),
-            }
-            if self.loss_name == "wgan-gp":
-                values["train/gp"] = gp.detach()
-            return values
-
+        if not self.step_logs_due():
+            return {}
+        metrics = {
+            "train/d_loss": d_loss, "train/g_loss": g_loss,
+            "train/d_real": gan_losses.mean_output(self.loss_name, d_real),
+            "train/d_fake": gan_losses.mean_output(self.loss_name, d_fake),
+        }
+        if self.loss_name == "wgan-gp":
+            metrics["train/gp"] = gp
         return metrics
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
@@ -150,7 +145,8 @@ class GAN(GenerativeModule):
         real = self.real_input(batch)
         metrics = self.adversarial_step(real, opt_g, opt_d)
         self.batches_seen += 1
-        self.log_train_step(metrics, batch_size=real.shape[0], prog_bar=("train/d_loss", "train/g_loss"))
+        if metrics:
+            self.log_train_step(metrics, batch_size=real.shape[0], prog_bar=("train/d_loss", "train/g_loss"))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning calls this after the AMP grad scaler has unscaled the gradients (with clipping,

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.nets.likelihoods import as_float32
 from genlab.utils.errors import GenlabError
 
 LOSSES = ("nonsaturating", "hinge", "wgan-gp")
@@ -25,7 +24,7 @@ def d_loss(name: str, real: torch.Tensor, fake: torch.Tensor, real_label: float 
     ``real_label`` < 1 is one-sided label smoothing. ``hinge``: Lim & Ye 2017 / Miyato et al. 2018.
     ``wgan-gp``: the critic's Wasserstein estimate (add ``gradient_penalty``).
     """
-    real, fake = as_float32(real), as_float32(fake)
+    real, fake = real.float(), fake.float()
     if name == "nonsaturating":
         return (F.binary_cross_entropy_with_logits(real, torch.full_like(real, real_label))
                 + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
@@ -36,7 +35,7 @@ def d_loss(name: str, real: torch.Tensor, fake: torch.Tensor, real_label: float 
 
 def g_loss(name: str, fake: torch.Tensor) -> torch.Tensor:
     """Generator loss from the discriminator's logits on fresh fakes."""
-    fake = as_float32(fake)
+    fake = fake.float()
     if name == "nonsaturating":
         return F.softplus(-fake).mean()  # = BCE(D(G(z)), 1): maximise log D(G(z))
     return -fake.mean()
@@ -45,7 +44,7 @@ def g_loss(name: str, fake: torch.Tensor) -> torch.Tensor:
 def e_loss(name: str, real: torch.Tensor) -> torch.Tensor:
     """Adversarial loss of an encoder whose outputs are the *real* side (a latent GAN's codes):
     it moves them towards what the discriminator takes for fake, the mirror of ``g_loss``."""
-    real = as_float32(real)
+    real = real.float()
     if name == "nonsaturating":
         return F.softplus(real).mean()  # = BCE(D(E(x)), 0)
     return real.mean()
@@ -67,5 +66,5 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) 
 
 def mean_output(name: str, logits: torch.Tensor) -> torch.Tensor:
     """What ``d_real``/``d_fake`` report: mean probability for the BCE game, mean score otherwise."""
-    logits = as_float32(logits.detach())
+    logits = logits.detach().float()
     return torch.sigmoid(logits).mean() if name == "nonsaturating" else logits.mean()

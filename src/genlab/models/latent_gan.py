@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.metrics.perplexity import Perplexity
 from genlab.models import gan_losses
 from genlab.models.gan import GAN, OptimizerFactory
-from genlab.nets.likelihoods import decoder_nll
+from genlab.nets.likelihoods import TokenDecoder
 from genlab.utils.errors import GenlabError
 
 
@@ -33,7 +34,7 @@ class LatentGAN(GAN):
     Args:
         encoder: maps x to ``(code, _)`` (an ``RNNEncoder``; its ``mu`` is the code, normalised
             to the unit sphere as in ARAE).
-        decoder: a decoder with ``log_prob(x, code)``, ``units(x)`` and ``generate(code, ...)``.
+        decoder: a ``TokenDecoder`` (``log_prob(x, code)``, ``units(x)``, ``generate(code, ...)``).
         generator, discriminator: MLPs from noise to codes and from codes to a score.
         optimizer_ae: partially applied optimizer of the autoencoder.
         code_noise: std of Gaussian noise added to codes in the autoencoder step ...
@@ -46,7 +47,7 @@ class LatentGAN(GAN):
     def __init__(
         self,
         encoder: nn.Module,
-        decoder: nn.Module,
+        decoder: TokenDecoder,
         generator: nn.Module,
         discriminator: nn.Module,
         optimizer_ae: OptimizerFactory,
@@ -62,6 +63,7 @@ class LatentGAN(GAN):
         self.encoder, self.decoder, self.optimizer_ae = encoder, decoder, optimizer_ae
         self.code_noise, self.code_noise_decay, self.adv_weight = code_noise, code_noise_decay, adv_weight
         self.sample = dict(sample or {})
+        self.perplexity = nn.ModuleDict({"val_recon_ppl": Perplexity(), "test_recon_ppl": Perplexity()})
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The sentence's code on the unit sphere."""
@@ -76,34 +78,31 @@ class LatentGAN(GAN):
         with self.toggled_optimizer(opt_ae):
             code = self.encode(x)
             noise = self.code_noise * self.code_noise_decay ** (self.batches_seen // 100)
-            nll = decoder_nll(self.decoder, x, code + noise * torch.randn_like(code) if noise > 0 else code)
+            nll = -self.decoder.log_prob(x, code + noise * torch.randn_like(code))
             recon = nll.mean()
-            self._step(opt_ae, recon, "train/recon")
+            self._step(opt_ae, recon)
         adversarial = self.adversarial_step(code.detach(), opt_g, opt_d)
         e_loss = None
         if self.adv_weight > 0:
             with self.toggled_optimizer(opt_ae):  # only the encoder gets gradients here
                 e_loss = self.adv_weight * gan_losses.e_loss(self.loss_name, self.discriminator(self.encode(x)))
-                self._step(opt_ae, e_loss, "train/e_loss")
+                self._step(opt_ae, e_loss)
         self.batches_seen += 1
-
-        def metrics() -> dict[str, torch.Tensor]:
-            values = adversarial()
+        if self.step_logs_due():
+            metrics = {**adversarial, "train/recon": recon, "train/recon_token": nll.sum() / self.decoder.units(x).sum()}
             if e_loss is not None:
-                values["train/e_loss"] = e_loss.detach()
-            values["train/recon"] = recon.detach()
-            values["train/recon_token"] = nll.detach().sum() / self.decoder.units(x).sum()
-            return values
-
-        self.log_train_step(metrics, batch_size=x.shape[0], prog_bar=("train/recon", "train/d_loss"))
+                metrics["train/e_loss"] = e_loss
+            self.log_train_step(metrics, batch_size=x.shape[0], prog_bar=("train/recon", "train/d_loss"))
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         x = batch[0]
         code = self.encode(x)  # once: the critic's real input and the code reconstructed from
         self._log_discriminator(code, stage)
-        nll = decoder_nll(self.decoder, x, code)
+        nll = -self.decoder.log_prob(x, code)
         self.log(f"{stage}/recon", nll.mean(), on_epoch=True, batch_size=x.shape[0], sync_dist=True)
-        self.accumulate_perplexity(f"{stage}/recon_ppl", nll, self.decoder.units(x))
+        perplexity = self.perplexity[f"{stage}_recon_ppl"]
+        perplexity.update(nll, self.decoder.units(x))
+        self.log(f"{stage}/recon_ppl", perplexity, on_step=False, on_epoch=True)
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, **sample: Any) -> torch.Tensor:

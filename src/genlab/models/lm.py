@@ -11,17 +11,16 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from genlab.models.base import GenerativeModule
-from genlab.nets.likelihoods import decoder_nll
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
+from genlab.metrics.perplexity import Perplexity
+from genlab.models.base import GenerativeModule, OptimizerFactory
+from genlab.nets.likelihoods import TokenDecoder
 
 
 class LanguageModel(GenerativeModule):
     """Autoregressive model p(x) = prod_t p(x_t | x_<t), trained by teacher forcing.
 
     Args:
-        decoder: a decoder with ``log_prob(x, z)``, ``units(x)`` and ``generate(z, ...)`` built
+        decoder: a ``TokenDecoder`` (``log_prob(x, z)``, ``units(x)``, ``generate(z, ...)``) built
             with ``latent_dim=0`` (e.g. ``genlab.nets.text.RNNDecoder``).
         optimizer: partially applied optimizer, called with the parameters.
         scheduler: optional partially applied learning-rate scheduler (stepped per epoch).
@@ -30,32 +29,33 @@ class LanguageModel(GenerativeModule):
 
     latent_dim = 0  # prior draws are empty vectors: every sample starts from <bos> alone
 
-    def __init__(self, decoder: nn.Module, optimizer: OptimizerFactory, scheduler: Callable[..., Any] | None = None,
+    def __init__(self, decoder: TokenDecoder, optimizer: OptimizerFactory, scheduler: Callable[..., Any] | None = None,
                  sample: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["decoder", "optimizer", "scheduler"], logger=False)
         self.decoder, self.optimizer_factory, self.scheduler_factory = decoder, optimizer, scheduler
         self.sample = dict(sample or {})
+        self.perplexity = nn.ModuleDict({"val_ppl": Perplexity(), "test_ppl": Perplexity()})
 
     def _nll(self, x: torch.Tensor) -> torch.Tensor:
-        return decoder_nll(self.decoder, x, x.new_zeros(x.shape[0], 0, dtype=torch.float))
+        return -self.decoder.log_prob(x, x.new_zeros(x.shape[0], 0, dtype=torch.float))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0]
         nll = self._nll(x)
         loss = nll.mean()
-        if not self.loss_is_finite(loss):
-            return None
-        self.log_train_step(lambda: {"train/loss": loss.detach(),
-                                     "train/nll_token": nll.sum().detach() / self.decoder.units(x).sum()},
-                            batch_size=x.shape[0], prog_bar=("train/loss",))
+        if self.step_logs_due():
+            self.log_train_step({"train/loss": loss, "train/nll_token": nll.sum() / self.decoder.units(x).sum()},
+                                batch_size=x.shape[0], prog_bar=("train/loss",))
         return loss
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         x = batch[0]
         nll = self._nll(x)
         self.log(f"{stage}/nll", nll.mean(), on_epoch=True, batch_size=x.shape[0], sync_dist=True, prog_bar=True)
-        self.accumulate_perplexity(f"{stage}/ppl", nll, self.decoder.units(x))
+        perplexity = self.perplexity[f"{stage}_ppl"]
+        perplexity.update(nll, self.decoder.units(x))
+        self.log(f"{stage}/ppl", perplexity, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._eval_step(batch, "val")

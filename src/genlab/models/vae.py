@@ -17,11 +17,10 @@ import torch
 from torch import nn
 
 from genlab.metrics.latent import active_units
-from genlab.models.base import GenerativeModule
+from genlab.metrics.perplexity import Perplexity
+from genlab.models.base import GenerativeModule, OptimizerFactory
 from genlab.models.kl_schedules import check_schedule, kl_weight
-from genlab.nets.likelihoods import as_float32, decoder_nll
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
+from genlab.nets.likelihoods import Decoder, TokenDecoder
 
 
 class VAE(GenerativeModule):
@@ -29,8 +28,8 @@ class VAE(GenerativeModule):
 
     Args:
         encoder: module mapping x to ``(mu, logvar)`` of q(z|x).
-        decoder: module with ``log_prob(x, z)`` and ``mean(z)`` (it owns the likelihood); its
-            ``nll(x, z)``, where it has one, gives the loss's reconstruction term.
+        decoder: a ``genlab.nets.likelihoods.Decoder``: it owns the likelihood ``log_prob(x, z)``;
+            a ``TokenDecoder`` (with ``units(x)``) adds per-token perplexities.
         optimizer: partially applied optimizer, called with the parameters.
         latent_dim: size of z; must match the nets.
         beta: weight of the KL term (beta-VAE, Higgins et al. 2017); 1 gives the ELBO.
@@ -51,7 +50,7 @@ class VAE(GenerativeModule):
     def __init__(
         self,
         encoder: nn.Module,
-        decoder: nn.Module,
+        decoder: Decoder,
         optimizer: OptimizerFactory,
         latent_dim: int = 32,
         beta: float = 1.0,
@@ -73,17 +72,19 @@ class VAE(GenerativeModule):
         self.kl_schedule, self.kl_cycles, self.kl_cycle_ratio = check_schedule(kl_schedule), kl_cycles, kl_cycle_ratio
         self.nll_samples, self.nll_chunk, self.free_bits = nll_samples, max(1, nll_chunk), free_bits
         self.sample = dict(sample or {})
-        self.per_token = hasattr(decoder, "units")
+        self.per_token = isinstance(decoder, TokenDecoder)
+        if self.per_token:  # corpus perplexities: exp(total nats / total tokens) of the split
+            self.perplexity = nn.ModuleDict({name: Perplexity() for name in ("val_ppl", "test_ppl", "test_ppl_iw")})
         self._means: list[torch.Tensor] = []
 
     # ----------------------------------------------------------------- the objective
     def _elbo_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(-log p(x|z) [B], KL per latent dimension [B, L], posterior mean [B, L])``: the
-        reconstruction term as the decoder's ``nll``, which the loss adds without a negation."""
+        """``(-log p(x|z) [B], KL per latent dimension [B, L], posterior mean [B, L])``, with one
+        reparameterised sample z (the losses in float32, also under mixed precision)."""
         mu, logvar = self.encoder(x)
-        mu, logvar = as_float32(mu), as_float32(logvar)
+        mu, logvar = mu.float(), logvar.float()
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        nll = decoder_nll(self.decoder, x, z)
+        nll = -self.decoder.log_prob(x, z)
         kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
         return nll, kl_dims, mu
 
@@ -101,7 +102,7 @@ class VAE(GenerativeModule):
         stays at ``chunk`` decoder passes over the batch.
         """
         mu, logvar = self.encoder(x)
-        mu, logvar = as_float32(mu), as_float32(logvar)
+        mu, logvar = mu.float(), logvar.float()
         std = torch.exp(0.5 * logvar)
         log_w = []
         for start in range(0, k, chunk):
@@ -125,22 +126,16 @@ class VAE(GenerativeModule):
         kl_each = kl_dims.sum(1)
         if stage == "train":
             weight = self.kl_weight()
-            if self.free_bits > 0:
-                kl_term = kl_dims.mean(0).clamp(min=self.free_bits).sum()
-                loss = (kl_term if weight == 1.0 else weight * kl_term) + nll.mean()
-            else:  # one mean over the batch: fewer operators (and kernels on a GPU) than two
-                loss = ((kl_each if weight == 1.0 else weight * kl_each) + nll).mean()
-            if not self.loss_is_finite(loss):
-                return None
-
-            def metrics() -> dict[str, torch.Tensor | float]:  # called only on the steps that are written
-                recon, kl = nll.detach().mean(), kl_each.detach().mean()
-                values = {"train/loss": loss, "train/elbo": recon + kl, "train/recon": recon, "train/kl": kl}
+            if self.free_bits > 0:  # the KL floor counts per dimension, on the batch's mean
+                loss = weight * kl_dims.mean(0).clamp(min=self.free_bits).sum() + nll.mean()
+            else:
+                loss = (weight * kl_each + nll).mean()
+            if self.step_logs_due():
+                recon, kl = nll.mean(), kl_each.mean()
+                metrics = {"train/loss": loss, "train/elbo": recon + kl, "train/recon": recon, "train/kl": kl}
                 if self.kl_warmup_steps > 0 and self.kl_schedule != "constant":
-                    values["train/kl_weight"] = weight
-                return values
-
-            self.log_train_step(metrics, batch_size=x.shape[0], prog_bar=("train/elbo",))
+                    metrics["train/kl_weight"] = weight
+                self.log_train_step(metrics, batch_size=x.shape[0], prog_bar=("train/elbo",))
             return loss
         recon, kl = nll.mean(), kl_each.mean()
         elbo = recon + kl
@@ -151,7 +146,7 @@ class VAE(GenerativeModule):
             self.log(name, value, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True,
                      prog_bar=name == f"{stage}/elbo")
         if self.per_token:
-            self.accumulate_perplexity(f"{stage}/ppl", kl_each + nll, self.decoder.units(x))
+            self.log_perplexity(f"{stage}/ppl", kl_each + nll, x)
         self._means.append(mu.detach())
         return elbo
 
@@ -169,14 +164,12 @@ class VAE(GenerativeModule):
         self._means = []
 
     def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
         self._log_active_units("val")
 
     def on_test_epoch_start(self) -> None:
         self._means = []
 
     def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
         self._log_active_units("test")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -192,7 +185,13 @@ class VAE(GenerativeModule):
             nll = self.iwae_nll(x, self.nll_samples, chunk=self.nll_chunk)
             self.log("test/nll", nll.mean(), on_epoch=True, batch_size=x.shape[0], sync_dist=True)
             if self.per_token:
-                self.accumulate_perplexity("test/ppl_iw", nll, self.decoder.units(x))
+                self.log_perplexity("test/ppl_iw", nll, x)
+
+    def log_perplexity(self, name: str, nats: torch.Tensor, x: torch.Tensor) -> None:
+        """Add the batch to the split's perplexity ``name``; Lightning logs it at the epoch's end."""
+        metric = self.perplexity[name.replace("/", "_")]
+        metric.update(nats, self.decoder.units(x))
+        self.log(name, metric, on_step=False, on_epoch=True)
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
