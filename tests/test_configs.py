@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -10,7 +11,7 @@ from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
 from genlab.utils.trainer_setup import resolve_trainer_kwargs
 
-GROUPS = ["data", "model", "trainer", "logger", "callbacks", "experiment", "hparams_search", "debug", "paths", "hydra"]
+GROUPS = ["data", "model", "trainer", "logger", "callbacks", "monitor", "experiment", "hparams_search", "debug", "paths", "hydra"]
 
 
 def options(group: str) -> list[str]:
@@ -38,7 +39,7 @@ def test_option_composes(train_config, override: str) -> None:
 def test_model_and_data_instantiate(train_config, model: str, data: str) -> None:
     if model.startswith("text_") != (data == "text"):
         pytest.skip("text models go with text data, image models with image data")
-    cfg = train_config(f"model={model}", f"data={data}", *(["vocab_size=50"] if data == "text" else []))
+    cfg = train_config(f"model={model}", f"data={data}", *(vocab_overrides(model, 50) if data == "text" else []))
     module = instantiate(cfg.model)
     dm = instantiate(cfg.data)
     assert sum(p.numel() for p in module.parameters()) > 0
@@ -61,13 +62,51 @@ def test_keys_users_type(train_config, model: str) -> None:
 
 def test_text_keys_users_type(train_config) -> None:
     cfg = train_config("model=text_vae", "data=text", "model.latent_dim=8", "data.tokenizer=char", "data.max_len=80",
-                       "model.sample.temperature=0.7", "vocab_size=50")
+                       "model.sample.temperature=0.7", *vocab_overrides("text_vae", 50))
     assert cfg.model.encoder.latent_dim == cfg.model.decoder.latent_dim == 8
     assert cfg.model.decoder.max_len == 80 and cfg.model.encoder.vocab_size == 50
-    assert cfg.model.sample.temperature == 0.7 and cfg.trainer.gradient_clip_val == 5.0
+    assert cfg.model.sample.temperature == 0.7 and cfg.model.grad_clip == 5.0
     assert "image_samples" not in instantiate_names(cfg) and "text_samples" in instantiate_names(cfg)
     gan = train_config("model=text_gan", "data=text", "model.latent_dim=8", "model.encoder.latent_dim=32")
     assert gan.model.generator.latent_dim == 8 and gan.model.generator.code_dim == gan.model.decoder.latent_dim == 32
+
+
+def vocab_overrides(model: str, size: int) -> list[str]:
+    """What train.py fills in from the data: the vocabulary size of each text net."""
+    return [f"model.decoder.vocab_size={size}"] + ([] if model == "text_lm" else [f"model.encoder.vocab_size={size}"])
+
+
+def test_model_configs_set_only_the_model_and_choose_their_callbacks_and_monitor(train_config) -> None:
+    """A model config configures the model (package ``model``); the callbacks and monitor it goes
+    with are chosen in its defaults list and can be overridden from the command line."""
+    base = train_config("model=vae")
+    for name in options("model"):
+        cfg = train_config(f"model={name}", *(["data=text"] if name.startswith("text_") else []))
+        assert set(cfg) == set(base), name  # no root keys of its own
+        assert cfg.trainer == base.trainer, name
+    dcgan, gan = train_config("model=dcgan"), train_config("model=gan")
+    assert {k for k in dcgan.model if dcgan.model[k] != gan.model[k]} == {"generator", "discriminator"}
+    assert dcgan.callbacks == gan.callbacks and dcgan.monitor.metric == "val/fid"
+    cfg = train_config("model=gan", "callbacks=none", "monitor=elbo")
+    assert not cfg.callbacks and cfg.monitor.metric == "val/elbo"
+
+
+def test_text_nets_are_the_classes_of_genlab_nets_text() -> None:
+    """train.py tells genlab's text nets by their module before torch is imported; their classes
+    say it too (``data_kind``), and no other net of genlab's does."""
+    import inspect
+
+    import genlab.nets.image
+    import genlab.nets.latent
+    import genlab.nets.text
+    from genlab.train import TEXT_NETS, model_data_kind
+
+    for module in (genlab.nets.image, genlab.nets.latent, genlab.nets.text):
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and issubclass(cls, torch.nn.Module):
+                assert (getattr(cls, "data_kind", None) == "text") == (module.__name__ + ".").startswith(TEXT_NETS), cls
+    assert model_data_kind(OmegaConf.create({"decoder": {"_target_": "genlab.nets.text.RNNDecoder"}})) == "text"
+    assert model_data_kind(OmegaConf.create({"decoder": {"_target_": "genlab.nets.image.MLPDecoder"}})) == "image"
 
 
 def instantiate_names(cfg) -> set[str]:

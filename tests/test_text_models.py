@@ -57,7 +57,7 @@ def test_language_model_learns_beyond_unigrams(train_config, tmp_path: Path, mon
         if summary["exited"]:
             break
         time.sleep(1)
-    assert summary["config"]["vocab_size"] == len(dm.tokenizer) and summary["config"]["data_info"]["tokenizer"] == "word"
+    assert summary["config"]["model"]["decoder"]["vocab_size"] == len(dm.tokenizer) and summary["config"]["data_info"]["tokenizer"] == "word"
     assert {"val/ppl", "val/bleu4", "val/self_bleu4", "val/text_samples/_type"} <= set(summary["history"])
     tables = list((run_file.parent / "files" / "media" / "table").rglob("*.table.json"))
     assert len(tables) == 3  # one per validation epoch
@@ -91,7 +91,7 @@ def test_text_gan_trains_its_autoencoder_and_samples(train_config, tmp_path: Pat
 
 
 def test_samplers_temperature_top_k_and_greedy(train_config) -> None:
-    cfg = train_config("model=text_lm", "data=text", "vocab_size=30", "data.max_len=8")
+    cfg = train_config("model=text_lm", "data=text", "model.decoder.vocab_size=30", "data.max_len=8")
     model = instantiate(cfg.model).eval()
     z = model.sample_latents(64)
     greedy = model.generate(z, greedy=True)

@@ -49,7 +49,7 @@ def test_the_decoders_meet_the_decoder_protocol(train_config, model_name: str) -
 
     text = model_name == "text_vae"
     model = instantiate(train_config(f"model={model_name}", "model.latent_dim=4",
-                                     *(["data=text", "vocab_size=30"] if text else [])).model)
+                                     *(["data=text", "model.encoder.vocab_size=30", "model.decoder.vocab_size=30"] if text else [])).model)
     assert isinstance(model.decoder, Decoder) and isinstance(model.decoder, TokenDecoder) == text == model.per_token
     if text:
         x = torch.randint(4, model.decoder.vocab_size, (3, 7))

@@ -18,6 +18,7 @@ from genlab.utils.trainer_setup import resolve_trainer_kwargs
 from genlab.utils.validate import check_config
 
 log = logging.getLogger("genlab.train")
+TEXT_NETS = "genlab.nets.text."  # the module of genlab's text nets
 startup.mark("python, hydra")
 
 
@@ -70,28 +71,47 @@ def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_typ
     return loggers
 
 
+def model_data_kind(model_cfg: DictConfig) -> str:
+    """``"text"`` when one of the model's nets is a text net (its class says ``data_kind = "text"``,
+    as genlab's recurrent encoder and decoder do), else ``"image"``.
+
+    genlab's own nets are told apart by their module, ``genlab.nets.text`` holding the text nets
+    (a test keeps this true), so a model made of them is checked before torch is imported; a net
+    from elsewhere is imported to read its class."""
+    targets = [node._target_ for node in model_cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+    nets = [t for t in targets if not t.startswith("torch.")]
+    if all(t.startswith("genlab.nets.") for t in nets):
+        return "text" if any(t.startswith(TEXT_NETS) for t in nets) else "image"
+    from hydra.utils import get_class
+
+    return "text" if any(getattr(get_class(t), "data_kind", None) == "text" for t in nets) else "image"
+
+
+def check_model_fits_data(cfg: DictConfig, data_kind: str | None) -> None:
+    """A text model needs text data, and text data a text model."""
+    if data_kind is None:
+        return
+    text_model = model_data_kind(cfg.model) == "text"
+    model_name = _choices(cfg).get("model", cfg.model._target_)
+    if text_model and data_kind != "text":
+        raise GenlabError(f"model={model_name} is a text model: use it with data=text.")
+    if data_kind == "text" and not text_model:
+        raise GenlabError(f"data=text needs a text model (model=text_vae, text_gan or text_lm), not model={model_name}.")
+
+
 def fill_model_settings(cfg: DictConfig, datamodule: Any) -> None:
-    """Give the model config what only the data knows (a text model's ``vocab_size``), so the
-    config saved with the run, and in its checkpoints, rebuilds the model on its own."""
+    """Give the model's nets what only the data knows (a text net's ``vocab_size`` where the config
+    leaves it null), so the config saved with the run, and in its checkpoints, rebuilds the model
+    on its own."""
     from omegaconf import open_dict
 
     settings = datamodule.model_settings() if hasattr(datamodule, "model_settings") else {}
-    needs = {key for key in ("vocab_size",) if key in cfg}
-    check_model_fits_data(cfg, text_data="vocab_size" in settings)
+    check_model_fits_data(cfg, "text" if "vocab_size" in settings else "image")
     with open_dict(cfg):
-        for key in needs:
-            cfg[key] = settings[key]
-
-
-def check_model_fits_data(cfg: DictConfig, text_data: bool) -> None:
-    """A text model (one that takes its ``vocab_size`` from the data) needs text data, and text
-    data a text model."""
-    text_model = "vocab_size" in cfg
-    model_name = _choices(cfg).get("model", cfg.model._target_)
-    if text_model and not text_data:
-        raise GenlabError(f"model={model_name} is a text model: use it with data=text.")
-    if text_data and not text_model:
-        raise GenlabError(f"data=text needs a text model (model=text_vae, text_gan or text_lm), not model={model_name}.")
+        for node in cfg.model.values():
+            for key, value in settings.items():
+                if isinstance(node, DictConfig) and key in node and node[key] is None:
+                    node[key] = value
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -132,9 +152,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     if cfg.get("nonfinite", "stop") not in ("stop", "skip"):
         raise GenlabError(f"nonfinite={cfg.nonfinite!r} is unknown; choose stop or skip.")
-    data_kind = kind_of_data(cfg.data)
-    if data_kind is not None:  # a genlab data module; any other says what it is once it is built
-        check_model_fits_data(cfg, text_data=data_kind == "text")
+    # a genlab data module says its kind in its config; any other says it once it is built
+    check_model_fits_data(cfg, kind_of_data(cfg.data))
     ckpt_path = resolve_ckpt_path(cfg)
     startup.mark("config")
     import pytorch_lightning as pl

@@ -42,10 +42,11 @@ class GenerativeModule(LightningModule):
     """Base class of genlab's objectives (subclasses set ``latent_dim``)."""
 
     latent_dim: int
+    grad_clip: float | None = None  # the model's own gradient-norm clipping (model.grad_clip)
 
     def build_optimizer(self, factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         """``make_optimizer(factory, params)``, with fused kernels except where gradients are
-        clipped (``trainer.gradient_clip_val``, the GANs' ``grad_clip``) under a ``*-mixed``
+        clipped (``model.grad_clip``, ``trainer.gradient_clip_val``) under a ``*-mixed``
         precision: there Lightning's precision plugin refuses to clip for a fused optimizer (which
         unscales 16-bit gradients inside its step, after any clipping could happen). Under a grad
         scaler without clipping, the fused step is also the one that does not wait for the GPU:
@@ -53,9 +54,18 @@ class GenerativeModule(LightningModule):
         trainer = self.attached_trainer()
         if trainer is None:
             return make_optimizer(factory, params)
-        clips = bool(getattr(self, "grad_clip", None) or trainer.gradient_clip_val)
+        clips = bool(self.grad_clip or trainer.gradient_clip_val)
         fuse = not (clips and isinstance(trainer.precision_plugin, MixedPrecision))
         return make_optimizer(factory, params, fuse)
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning's hook (automatic optimization): the model's ``grad_clip`` (a gradient-norm
+        threshold) where it sets one, else ``trainer.gradient_clip_val``. Recurrent nets need
+        clipping whatever the trainer's settings, so the text models' configs set it."""
+        if self.grad_clip:
+            gradient_clip_val, gradient_clip_algorithm = self.grad_clip, "norm"
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws from the prior/noise distribution N(0, I), on the CPU."""

@@ -25,16 +25,17 @@ class LanguageModel(GenerativeModule):
         optimizer: partially applied optimizer, called with the parameters.
         scheduler: optional partially applied learning-rate scheduler (stepped per epoch).
         sample: keyword arguments of the decoder's ``generate`` (``temperature``, ``top_k``, ...).
+        grad_clip: clip the gradient norm to this value (else ``trainer.gradient_clip_val`` applies).
     """
 
     latent_dim = 0  # prior draws are empty vectors: every sample starts from <bos> alone
 
     def __init__(self, decoder: TokenDecoder, optimizer: OptimizerFactory, scheduler: Callable[..., Any] | None = None,
-                 sample: dict[str, Any] | None = None) -> None:
+                 sample: dict[str, Any] | None = None, grad_clip: float | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["decoder", "optimizer", "scheduler"], logger=False)
         self.decoder, self.optimizer_factory, self.scheduler_factory = decoder, optimizer, scheduler
-        self.sample = dict(sample or {})
+        self.sample, self.grad_clip = dict(sample or {}), grad_clip
         self.perplexity = nn.ModuleDict({"val_ppl": Perplexity(), "test_ppl": Perplexity()})
 
     def _nll(self, x: torch.Tensor) -> torch.Tensor:

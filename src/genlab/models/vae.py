@@ -45,6 +45,7 @@ class VAE(GenerativeModule):
         nll_chunk: importance samples decoded per pass (memory: ``nll_chunk`` x test batch decodes).
         sample: keyword arguments of the decoder's ``generate`` (text: ``temperature``, ``top_k``,
             ``greedy``, ``max_len``).
+        grad_clip: clip the gradient norm to this value (else ``trainer.gradient_clip_val`` applies).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class VAE(GenerativeModule):
         kl_cycle_ratio: float = 0.5,
         free_bits: float = 0.0,
         sample: dict[str, Any] | None = None,
+        grad_clip: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"], logger=False)
@@ -71,7 +73,7 @@ class VAE(GenerativeModule):
         self.latent_dim, self.beta, self.kl_warmup_steps = latent_dim, beta, kl_warmup_steps
         self.kl_schedule, self.kl_cycles, self.kl_cycle_ratio = check_schedule(kl_schedule), kl_cycles, kl_cycle_ratio
         self.nll_samples, self.nll_chunk, self.free_bits = nll_samples, max(1, nll_chunk), free_bits
-        self.sample = dict(sample or {})
+        self.sample, self.grad_clip = dict(sample or {}), grad_clip
         self.per_token = isinstance(decoder, TokenDecoder)
         if self.per_token:  # corpus perplexities: exp(total nats / total tokens) of the split
             self.perplexity = nn.ModuleDict({name: Perplexity() for name in ("val_ppl", "test_ppl", "test_ppl_iw")})

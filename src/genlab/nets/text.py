@@ -28,6 +28,8 @@ class RNNEncoder(nn.Module):
     """Embeds the tokens, runs a (bidirectional) GRU/LSTM and maps its last states to
     ``(mu, logvar)`` of q(z|x). A latent GAN uses ``mu`` alone as the sentence's code."""
 
+    data_kind = "text"  # a model with this net trains on token ids (train.py checks the data)
+
     def __init__(self, vocab_size: int, latent_dim: int = 32, embed_dim: int = 256, hidden_dim: int = 256,
                  cell: str = "gru", num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
@@ -56,6 +58,8 @@ class RNNDecoder(nn.Module):
     fraction of the input tokens by ``<unk>`` in training (Bowman et al.), which forces the decoder
     to use z.
     """
+
+    data_kind = "text"
 
     def __init__(self, vocab_size: int, latent_dim: int = 32, embed_dim: int = 256, hidden_dim: int = 256,
                  cell: str = "gru", num_layers: int = 1, dropout: float = 0.0, word_dropout: float = 0.0,
