@@ -128,3 +128,25 @@ def test_quick_exit_freezes_the_collector_once_as_the_process_ends(monkeypatch) 
     task.quick_exit()
     task.quick_exit()  # a multirun's second job
     assert registered == [gc.freeze] and gc.get_freeze_count() == 0  # nothing frozen before the exit
+
+
+def test_a_one_epoch_run_logs_training_metrics_without_lightnings_interval_warning(train_config) -> None:
+    """The bundled MNIST has fewer batches an epoch than Lightning's default interval of 50: the
+    interval is fitted to the epoch (``LogInterval``), so a one-epoch run has ``train/*`` rows."""
+    import csv
+    import warnings
+
+    overrides = ("data.source=bundled", "trainer.max_epochs=1", "logger=csv", "test=false", "callbacks=none",
+                 "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0")
+    cfg = train_config(*overrides)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg)
+    assert not [w for w in caught if "logging interval" in str(w.message)]
+    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "metrics.csv").open()))
+    assert len([r for r in rows if r.get("train/elbo")]) >= 4
+    per_epoch = int(rows[-1]["step"])  # the last row: global step after the epoch
+    explicit = train_config(*overrides, "trainer.log_every_n_steps=10")  # a value given wins
+    train(explicit)
+    rows = list(csv.DictReader((Path(explicit.paths.output_dir) / "metrics.csv").open()))
+    assert len([r for r in rows if r.get("train/elbo")]) == per_epoch // 10

@@ -159,6 +159,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import pytorch_lightning as pl
     from hydra.utils import get_class, instantiate
 
+    from genlab.callbacks.log_interval import LogInterval
     from genlab.callbacks.nonfinite import NonFiniteLoss
     from genlab.callbacks.progress import with_progress_bar
     from genlab.callbacks.resume import ResumeState
@@ -184,6 +185,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_resume(ckpt_path, model)
     run_info = RunInfo(config)
     callbacks = [*instantiate_group(cfg.get("callbacks")), run_info, ResumeState(), NonFiniteLoss(cfg.get("nonfinite", "stop"))]
+    if trainer_kwargs.get("log_every_n_steps") is None:  # fitted to the epoch's length
+        callbacks.append(LogInterval())
     callbacks = with_progress_bar(callbacks, trainer_kwargs)
     if cfg.get("compile"):
         compile_nets(model)
