@@ -124,11 +124,17 @@ def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
         ("eval.py", ["ckpt_path=nope.ckpt", "split=train"], "split='train' is unknown"),
         ("generate.py", ["ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt': no such file"),
         ("generate.py", ["ckpt_path=nope.ckpt", "mode=video"], "mode='video' is unknown"),
+        ("train.py", ["modle=vae"], "modle=vae: the config has no key 'modle'; did you mean model?"),
+        ("train.py", ["model=vea"], "model=vea: no option 'vea' in the group model; did you mean vae?"),
+        ("train.py", ["model.latnet_dim=16"], "model has no key 'latnet_dim'; did you mean model.latent_dim?"),
+        ("train.py", ["+model.latnet_dim=16"], "model has no key 'latnet_dim'; did you mean model.latent_dim?"),
+        ("train.py", ["model=gan", "resume=last"], "resume=last: no run under"),
     ],
     ids=["train-data-value", "train-text-corpus", "train-lr", "train-lr-inf", "train-seed", "train-workers",
          "train-image-model-text-data",
          "train-text-model-image-data", "train-ckpt", "eval-ckpt", "eval-split",
-         "generate-ckpt", "generate-mode"],
+         "generate-ckpt", "generate-mode", "train-group-typo", "train-option-typo", "train-key-typo",
+         "train-added-key-typo", "train-resume-nothing"],
 )
 def test_bad_input_is_one_clear_message_before_torch_is_imported(tmp_path: Path, script: str, args: list[str],
                                                                   message: str) -> None:

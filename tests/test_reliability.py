@@ -357,3 +357,35 @@ def test_the_sigterm_workaround_applies_only_to_the_lightning_it_was_tested_on()
 
     assert compat.applies("2.6.6") and not compat.applies("2.5.3") and not compat.applies("2.7.0")
     assert compat.applies() == pytorch_lightning.__version__.startswith("2.6.")
+
+
+def test_resume_a_run_continues_it_in_its_folder_and_w_and_b_run(tmp_path: Path, uninterrupted) -> None:
+    """``resume=<run folder>`` after a SIGKILL mid-epoch: the run goes on in the same folder from
+    its last.ckpt, with its own config (a key given on top is applied: here the kill is dropped),
+    logs to the same offline W&B run id, keeps one metrics.csv, and ends with the weights of an
+    uninterrupted run, bit for bit. ``ckpt_path=last`` after a run of another model is refused with
+    one line and leaves no folder."""
+    env = {"GENLAB_ROOT": str(tmp_path), "PYTHONPATH": TESTS, "WANDB_MODE": "offline"}
+    folder = tmp_path / "outputs" / "train" / "runs" / "killed"
+    short = [s for s in SHORT if s != "logger=csv"]  # W&B (offline) and CSV
+    killed = run("train.py", *MODELS["vae"], *short, f"hydra.run.dir={folder}",
+                 "+callbacks.kill._target_=fault_injection.KillAt", "+callbacks.kill.epoch=2", "+callbacks.kill.batch=3",
+                 env=env)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run("train.py", f"resume={folder}", "++callbacks.kill=null", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming the run in {folder}" in resumed.stdout + resumed.stderr
+    assert sorted(p.name for p in (tmp_path / "outputs" / "train" / "runs").iterdir()) == ["killed"]
+    a, b = uninterrupted("vae"), weights(folder)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    runs = sorted(p.name for p in (folder / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({name.rsplit("-", 1)[1] for name in runs}) == 1, runs
+    import csv
+    steps = [int(r["step"]) for r in csv.DictReader((folder / "metrics.csv").open()) if r.get("train/elbo")]
+    assert steps == sorted(set(steps)) and steps[-1] > 2 * 6 and not list(folder.glob("metrics.*.csv"))
+    assert (folder / ".hydra" / "config.yaml").read_text().count("kill") > 0  # the run's own record stays
+
+    other = run("train.py", "model=gan", *SHORT, "ckpt_path=last", env=env)
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "no run of model=gan data=mnist" in other.stderr and "model=vae" in other.stderr
+    assert sorted(p.name for p in (tmp_path / "outputs" / "train" / "runs").iterdir()) == ["killed"]

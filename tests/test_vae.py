@@ -231,3 +231,18 @@ def test_callbacks_none_writes_no_checkpoints(train_config, tmp_path: Path, monk
     assert sum(v for k, v in phases.items() if k != "total") == pytest.approx(phases["total"], abs=0.01)
 
 
+
+
+def test_test_nll_covers_the_first_nll_examples(train_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nll_examples``: the importance-weighted bound over the first N test examples only (train.py's
+    test after a short fit stays short); ``None`` (eval.py): every example."""
+    model = instantiate(train_config("model.nll_examples=5", "model.nll_samples=2").model)
+    bounded = []
+    monkeypatch.setattr(type(model), "iwae_nll", lambda self, x, k, chunk: bounded.append(len(x)) or torch.zeros(len(x)))
+    batches = [(torch.rand(3, 1, 28, 28), None) for _ in range(4)]
+    for nll_examples, expected in ((5, [3, 2]), (None, [3, 3, 3, 3])):
+        model.nll_examples, bounded[:] = nll_examples, []
+        model.on_test_epoch_start()
+        for i, batch in enumerate(batches):
+            model.test_step(batch, i)
+        assert bounded == expected

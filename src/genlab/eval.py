@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -13,6 +14,7 @@ from genlab.metrics.inception import WEIGHTS_NAME, find_weights, inception_fid
 from genlab.train import make_loggers
 from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
+from genlab.utils.runs import checkpoint_of
 from genlab.utils.task import format_metrics, run_task
 from genlab.utils.trainer_setup import resolve_trainer_kwargs
 
@@ -24,6 +26,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     # a bad value or a missing file is reported before torch and Lightning are imported
     if cfg.split not in ("test", "val"):
         raise GenlabError(f"split={cfg.split!r} is unknown; choose test or val.")
+    cfg.ckpt_path = checkpoint_of(str(cfg.ckpt_path), Path(cfg.paths.log_dir) / "train")
     check_ckpt_file(cfg.ckpt_path)
     inception_weights = find_weights(cfg.metrics.get("inception_weights"))
     import pytorch_lightning as pl
@@ -33,6 +36,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model, run_cfg, ckpt = model_from_checkpoint(cfg.ckpt_path)
     if cfg.get("nll_samples") is not None and hasattr(model, "nll_samples"):
         model.nll_samples = cfg.nll_samples
+    if hasattr(model, "nll_examples"):  # the bound over the split, or the examples asked for
+        model.nll_examples = cfg.get("nll_examples")
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(OmegaConf.merge(run_cfg.data, cfg.data))
     tokenizer = tokenizer_from_checkpoint(ckpt)

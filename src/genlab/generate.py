@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from genlab.checkpoint import model_from_checkpoint, run_dir_of, tokenizer_from_checkpoint
 from genlab.utils.config import CONF_DIR
 from genlab.utils.errors import GenlabError
+from genlab.utils.runs import checkpoint_of
 from genlab.utils.task import run_task
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def generate(cfg: DictConfig) -> dict[str, float]:
         cfg.num_samples = DEFAULT_COUNT[cfg.mode]
     if cfg.num_samples < 1 or cfg.steps < 2:
         raise GenlabError("num_samples must be at least 1 and steps at least 2.")
+    cfg.ckpt_path = checkpoint_of(str(cfg.ckpt_path), Path(cfg.paths.log_dir) / "train")
     model, _, ckpt = model_from_checkpoint(cfg.ckpt_path)
     import torch
 

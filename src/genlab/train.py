@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.data.checks import kind_of_data
-from genlab.utils import startup
+from genlab.utils import command_line, run_folder, startup
 from genlab.utils.config import CONF_DIR, instantiate_group, to_container
 from genlab.utils.errors import GenlabError
 from genlab.utils.task import format_metrics, run_task
@@ -116,22 +116,122 @@ def fill_model_settings(cfg: DictConfig, datamodule: Any) -> None:
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """``ckpt_path=last``: the newest ``last.ckpt`` of this task's earlier runs (single runs and
-    sweep jobs); any other value is a path, checked before training starts."""
+    sweep jobs) that trained the same model on the same data; any other value is a path, checked
+    before training starts."""
+    from genlab.utils import runs
+
     value = cfg.get("ckpt_path")
     if not value:
         return None
     if value != "last":
         if not Path(value).is_file():
-            raise GenlabError(f"ckpt_path={value!r}: no such file. Give a .ckpt path, or ckpt_path=last for the newest last.ckpt.")
+            raise GenlabError(f"ckpt_path={value!r}: no such file. Give a .ckpt path, ckpt_path=last for the newest "
+                              "last.ckpt of the same model and data, or resume=<run folder>.")
         return str(value)
-    task_dir = Path(cfg.paths.log_dir) / cfg.task_name
-    found = [p for p in task_dir.glob("*/*/checkpoints/last.ckpt")] + [p for p in task_dir.glob("*/*/*/checkpoints/last.ckpt")]
-    found = [p for p in found if Path(cfg.paths.output_dir) not in p.parents]
-    if not found:
-        raise GenlabError(f"ckpt_path=last: no last.ckpt under {task_dir}; nothing to resume.")
-    newest = max(found, key=lambda p: p.stat().st_mtime)
+    choices = _choices(cfg)
+    newest = runs.newest_last_checkpoint(Path(cfg.paths.log_dir) / cfg.task_name, choices.get("model"),
+                                         choices.get("data"), skip=Path(cfg.paths.output_dir))
     log.info("Resuming from %s", newest)
     return str(newest)
+
+
+def resumed_config(cfg: DictConfig) -> DictConfig:
+    """``resume=<run folder>`` (or ``last``): that run's own config (its ``.hydra/config.yaml``),
+    the command line's key overrides applied on top, ``ckpt_path`` its ``last.ckpt`` and the W&B
+    logger set to continue its W&B run (same id, ``resume="allow"``). ``RunFolder`` has made the
+    run folder this run's ``hydra.run.dir``. Groups (``model=gan``) cannot change on a resume."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import open_dict
+
+    from genlab.utils import runs
+
+    folder = runs.run_to_resume(str(cfg.resume), Path(cfg.paths.log_dir) / cfg.task_name)
+    stored = OmegaConf.load(folder / ".hydra" / "config.yaml")
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    if hydra_cfg is not None and str(hydra_cfg.mode) == "RunMode.MULTIRUN":
+        raise GenlabError("resume= continues one run; give it without -m (a sweep's jobs are runs of their own).")
+    given = list(hydra_cfg.overrides.task) if hydra_cfg else []
+    groups = set(hydra_cfg.runtime.choices) if hydra_cfg else set()
+    applied = []
+    for override in OverridesParser.create().parse_overrides(given):
+        key = override.key_or_group
+        if key == "resume":
+            continue
+        if key in groups or override.package is not None or override.is_delete():
+            raise GenlabError(f"resume={cfg.resume} continues {folder} with its own config; it takes keys on top "
+                              f"(e.g. trainer.max_epochs=20), not {override.input_line}.")
+        OmegaConf.update(stored, key, override.value(), merge=True, force_add=True)
+        applied.append(override.input_line)
+    with open_dict(stored):
+        stored.paths, stored.resume, stored.ckpt_path = cfg.paths, None, str(folder / runs.LAST)
+        wandb = (stored.get("logger") or {}).get("wandb")
+        if isinstance(wandb, DictConfig) and runs.wandb_run_id(folder):
+            wandb.id, wandb.resume = runs.wandb_run_id(folder), "allow"
+    log.info("Resuming the run in %s from its last.ckpt%s", folder,
+             f", with {' '.join(applied)} on top" if applied else "")
+    return stored
+
+
+def stash_metrics_csv(folder: Path) -> None:
+    """Before a resumed run's CSV logger starts a fresh ``metrics.csv``: keep the file as
+    ``metrics.<n>.csv`` (``merge_metrics_csv`` puts the parts together again)."""
+    current = folder / "metrics.csv"
+    if current.is_file():
+        n = 1 + len(list(folder.glob("metrics.*.csv")))
+        current.rename(folder / f"metrics.{n}.csv")
+
+
+def merge_metrics_csv(folder: Path, resumed_step: int) -> None:
+    """One ``metrics.csv`` for a resumed run: the rows of the parts before it logged before the step
+    it resumed from (Lightning logs a batch's row at the step count before it; later rows were
+    trained again), then its own rows, under one header."""
+    import csv
+
+    parts = sorted(folder.glob("metrics.*.csv"), key=lambda p: int(p.suffixes[0][1:]))
+    if not parts:
+        return
+    rows: list[dict[str, str]] = []
+    for part in parts:
+        with part.open(newline="") as f:
+            rows = [r for r in rows if int(r.get("step") or 0) < resumed_step] + list(csv.DictReader(f))
+    current = folder / "metrics.csv"
+    if current.is_file():
+        with current.open(newline="") as f:
+            rows = [r for r in rows if int(r.get("step") or 0) < resumed_step] + list(csv.DictReader(f))
+    keys = sorted({k for r in rows for k in r})
+    with current.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    for part in parts:
+        part.unlink()
+
+
+def build_model(model_cfg: DictConfig) -> Any:
+    """The model from its config; a key the model's class does not take (``+model.foo=1``) is one
+    line naming the arguments it takes."""
+    import inspect
+
+    from hydra.errors import InstantiationException
+    from hydra.utils import get_class, instantiate
+
+    try:
+        return instantiate(model_cfg)
+    except InstantiationException as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        cls = get_class(model_cfg._target_)
+        takes = []
+        for klass in cls.__mro__:  # **kwargs pass on to the base class's arguments
+            params = inspect.signature(klass.__init__).parameters.values()
+            takes += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"]
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
+        takes = list(dict.fromkeys(takes))
+        unknown = [k for k in model_cfg if not str(k).startswith("_") and k not in takes]
+        raise GenlabError(f"model.{', model.'.join(map(str, unknown)) or '?'}: {cls.__name__} takes no such argument; "
+                          f"its arguments: {', '.join(takes)}.") from None
 
 
 def compile_nets(model: Any) -> list[str]:
@@ -149,6 +249,9 @@ def compile_nets(model: Any) -> list[str]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
     # a bad value or a missing checkpoint is reported before torch and Lightning are imported
+    resuming = bool(cfg.get("resume"))
+    if resuming:
+        cfg = resumed_config(cfg)
     check_config(cfg)
     if cfg.get("nonfinite", "stop") not in ("stop", "skip"):
         raise GenlabError(f"nonfinite={cfg.nonfinite!r} is unknown; choose stop or skip.")
@@ -164,7 +267,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from genlab.callbacks.progress import with_progress_bar
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
-    from genlab.checkpoint import check_resume
+    from genlab.checkpoint import check_resume, load_checkpoint
     from genlab.compat import agree_on_sigterm
 
     startup.mark("torch, lightning")
@@ -180,7 +283,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     fill_model_settings(cfg, datamodule)
     config = to_container(cfg)
-    model = instantiate(cfg.model)
+    model = build_model(cfg.model)
     if ckpt_path is not None:  # unreadable, foreign or another model's: one clear line, before W&B starts
         check_resume(ckpt_path, model)
     run_info = RunInfo(config)
@@ -194,6 +297,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer_kwargs.get("enable_checkpointing") is None:
         # Lightning would add a checkpoint of its own every epoch when none is configured
         trainer_kwargs["enable_checkpointing"] = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
+    folder = Path(cfg.paths.output_dir)
+    if resuming and not run_folder.is_secondary_rank():
+        stash_metrics_csv(folder)  # Lightning's CSV logger starts metrics.csv afresh
     loggers = make_loggers(cfg)
     startup.mark("loggers (W&B)")
     trainer = instantiate(trainer_kwargs, callbacks=callbacks, logger=loggers or False)
@@ -203,8 +309,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(config)
     startup.mark("trainer")
 
+    resumed_step = int(load_checkpoint(ckpt_path).get("global_step", 0)) if resuming else 0
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    if resuming and trainer.is_global_zero:
+        merge_metrics_csv(folder, resumed_step)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics.update(run_info.timings)
 
@@ -224,8 +333,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     return run_task(train, cfg)
+
+
+def main() -> None:
+    """``python train.py`` / ``genlab-train``: the command line checked, then Hydra's run."""
+    command_line.check("train")
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ class VAE(GenerativeModule):
         nll_samples: importance samples per test image for ``test/nll`` (0 turns it off); papers
             report k = 5000, e.g. ``python eval.py ckpt_path=... nll_samples=5000``.
         nll_chunk: importance samples decoded per pass (memory: ``nll_chunk`` x test batch decodes).
+        nll_examples: ``test/nll`` over the first this many test examples (per process; ``None``:
+            all). The bound costs ``nll_samples`` decodes an example: ``train.py``'s test after a
+            short fit stays short, and ``eval.py`` takes the whole split.
         sample: keyword arguments of the decoder's ``generate`` (text: ``temperature``, ``top_k``,
             ``greedy``, ``max_len``).
         grad_clip: clip the gradient norm to this value (else ``trainer.gradient_clip_val`` applies).
@@ -59,6 +62,7 @@ class VAE(GenerativeModule):
         scheduler: Callable[..., Any] | None = None,
         nll_samples: int = 100,
         nll_chunk: int = 256,
+        nll_examples: int | None = None,
         kl_schedule: str = "linear",
         kl_cycles: int = 4,
         kl_cycle_ratio: float = 0.5,
@@ -73,6 +77,7 @@ class VAE(GenerativeModule):
         self.latent_dim, self.beta, self.kl_warmup_steps = latent_dim, beta, kl_warmup_steps
         self.kl_schedule, self.kl_cycles, self.kl_cycle_ratio = check_schedule(kl_schedule), kl_cycles, kl_cycle_ratio
         self.nll_samples, self.nll_chunk, self.free_bits = nll_samples, max(1, nll_chunk), free_bits
+        self.nll_examples, self.nll_seen = nll_examples, 0
         self.sample, self.grad_clip = dict(sample or {}), grad_clip
         self.per_token = isinstance(decoder, TokenDecoder)
         if self.per_token:  # corpus perplexities: exp(total nats / total tokens) of the split
@@ -169,7 +174,7 @@ class VAE(GenerativeModule):
         self._log_active_units("val")
 
     def on_test_epoch_start(self) -> None:
-        self._means = []
+        self._means, self.nll_seen = [], 0
 
     def on_test_epoch_end(self) -> None:
         self._log_active_units("test")
@@ -182,8 +187,11 @@ class VAE(GenerativeModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
-        if self.nll_samples > 0:
-            x = batch[0]
+        x = batch[0]
+        if self.nll_examples is not None:
+            x = x[: max(0, self.nll_examples - self.nll_seen)]
+        if self.nll_samples > 0 and len(x):
+            self.nll_seen += len(x)
             nll = self.iwae_nll(x, self.nll_samples, chunk=self.nll_chunk)
             self.log("test/nll", nll.mean(), on_epoch=True, batch_size=x.shape[0], sync_dist=True)
             if self.per_token:

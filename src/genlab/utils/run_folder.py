@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import time
 import socket
 import sys
 from pathlib import Path
@@ -133,10 +134,10 @@ def _named_by_user(config: DictConfig, key: str) -> bool:
     return any(o.split("=", 1)[0].lstrip("+~") == key for o in config.hydra.overrides.hydra)
 
 
-def _claim_or_exit(config: DictConfig, key: str) -> Path:
+def _claim_or_exit(config: DictConfig, key: str, named_by_user: bool | None = None) -> Path:
     folder = Path(str(OmegaConf.select(config, key)))
     try:
-        made = claim(folder, _named_by_user(config, key))
+        made = claim(folder, _named_by_user(config, key) if named_by_user is None else named_by_user)
     except RunFolderError as e:
         _exit(f"{e}; wait for it to end, or choose another {key}.")
     except OSError as e:  # a name too long, a read-only or foreign folder, a file in the way ...
@@ -154,6 +155,20 @@ class RunFolder(Callback):
     before Hydra writes to it, and releases it when the run ends."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("resume"):  # train.py resume=<run folder>|last: the run goes on in its folder
+            from genlab.utils.errors import GenlabError
+            from genlab.utils.runs import run_to_resume
+
+            try:
+                folder = run_to_resume(str(config.resume), Path(config.paths.log_dir) / config.task_name)
+            except GenlabError as e:
+                _exit(str(e))
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.run.dir = str(folder)
+                # Hydra's record of this start goes beside the run's own .hydra/config.yaml, not over it
+                config.hydra.output_subdir = f".hydra/resumed_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+            _claim_or_exit(config, "hydra.run.dir", named_by_user=True)
+            return
         made = _claim_or_exit(config, "hydra.run.dir")
         if made != absolute(str(config.hydra.run.dir)):
             with read_write(config.hydra.run), open_dict(config.hydra.run):
