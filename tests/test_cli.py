@@ -186,3 +186,21 @@ def test_the_start_up_clock_starts_when_the_process_does() -> None:
              for _ in range(3)]
     assert all(-0.02 < a < 0.6 for a in ahead), ahead  # ticks of 10 ms; a loaded machine starts Python slower
     assert min(ahead) < 0.3, ahead
+
+
+NOISE = ["FLOPs", "v_num", "0.00it/s", "Run history", "Run summary", "logging interval", "deprecated",
+         "Test metric", "[rank: 1]", "GLOBAL_RANK: 1", "Traceback"]
+
+
+@pytest.mark.parametrize("extra", [[], ["trainer=ddp_cpu"]], ids=["one-process", "ddp-cpu"])
+def test_the_console_says_each_fact_once(tmp_path: Path, extra: list[str]) -> None:
+    """``python train.py debug=fast`` (and under DDP on 2 CPU processes): no column of zero FLOPs,
+    no logger version in the bar, no rate on finished bars, no W&B history dump, no warning caused
+    by genlab's own calls, nothing repeated by the second process, one line for the data source."""
+    proc = run("train.py", "debug=fast", *extra, f"hydra.run.dir={tmp_path}/run",
+               env={"GENLAB_ROOT": str(tmp_path), "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    assert [n for n in NOISE if n in console] == []
+    assert console.count("MNIST: train") == 1 and console.count("Testing the best checkpoint") == 1
+    assert "Final metrics:" in console and "test/elbo" in console

@@ -247,8 +247,8 @@ def test_bad_config_values_are_caught_before_any_work(train_config, override: st
 
 @pytest.mark.parametrize(
     "override, message",
-    [BAD_VALUES[0], BAD_VALUES[3], ("model=vea", "Could not find 'model/vea'"),
-     ("model.latnt_dim=8", "Key 'latnt_dim' is not in struct")],
+    [BAD_VALUES[0], BAD_VALUES[3], ("model=vea", "no option 'vea' in the group model; did you mean vae?"),
+     ("model.latnt_dim=8", "model has no key 'latnt_dim'; did you mean model.latent_dim?")],
     ids=["negative-lr", "wrong-type", "unknown-option", "key-typo"],
 )
 def test_bad_config_on_the_command_line_is_one_clear_message(tmp_path: Path, override: str, message: str) -> None:

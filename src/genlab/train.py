@@ -323,7 +323,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("Testing the best checkpoint: %s", best)
         else:
             log.info("No best checkpoint; testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)  # the final table below has them
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
 
     if trainer.is_global_zero:

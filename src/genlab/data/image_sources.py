@@ -103,11 +103,13 @@ def download(root: str | Path, dataset: str, timeout: float = 20.0) -> None:
         cls(str(root), train=True, download=True)
     except Exception as e:  # torchvision raises RuntimeError/URLError/OSError depending on the failure
         reason = " ".join(str(e).split())  # torchvision's message spans lines, one per mirror
-        raise GenlabError(
+        error = GenlabError(
             f"downloading {DATASETS[dataset][1]} into {raw_dir(root, dataset)} failed ({reason}). "
             f"On a machine without internet, copy the idx files into that folder"
             + (", or use data.source=auto to fall back to the bundled images." if dataset == "mnist" else ".")
-        ) from e
+        )
+        error.reason = reason.rsplit("got: ", 1)[-1]  # the last mirror's answer, for a one-line note
+        raise error from e
     finally:
         socket.setdefaulttimeout(previous)
 

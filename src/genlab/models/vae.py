@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from genlab.metrics.latent import active_units
 from genlab.metrics.perplexity import Perplexity
@@ -162,8 +163,8 @@ class VAE(GenerativeModule):
         means, gathered here, so every process logs the same count."""
         if self._means:
             means = torch.cat(self._means)
-            if self.trainer.world_size > 1:
-                means = self.all_gather(means).flatten(0, 1)
+            if self.trainer.world_size > 1:  # the shares may differ in length by a batch
+                means = torch.cat(gather_all_tensors(means))
             self.log(f"{stage}/active_units", float(active_units(means)), sync_dist=True)
         self._means = []
 

@@ -26,6 +26,11 @@ def did_you_mean(word: str, candidates: list[str]) -> str:
     return f"did you mean {close[0]}?" if close else f"choose one of {', '.join(sorted(candidates))}."
 
 
+def adds(override: Any) -> bool:
+    """``+key=`` or ``++key=``: the override may add a key the config does not have."""
+    return override.is_add() or override.is_force_add()
+
+
 def problems(config_name: str, overrides: list[str]) -> list[str]:
     """What Hydra would refuse in ``overrides`` (or, for ``+model.<key>``, what is surely a typo of
     one of the model's keys), each as a sentence with a suggestion."""
@@ -43,7 +48,7 @@ def problems(config_name: str, overrides: list[str]) -> list[str]:
         key = o.key_or_group
         if key.startswith("hydra") or o.package is not None:
             continue
-        if key in groups and not o.is_add() and not o.is_delete():
+        if key in groups and not adds(o) and not o.is_delete():
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
             bad = [v for v in values if isinstance(v, str) and v not in groups[key] and v != "null"]
             for v in bad:
@@ -71,7 +76,7 @@ def problems(config_name: str, overrides: list[str]) -> list[str]:
                 where = ".".join(parts[:depth]) or "the config"
                 keys = [str(k) for k in node.keys()] + ([g for g in groups if "/" not in g] if depth == 0 else [])
                 close = difflib.get_close_matches(part, keys, n=1, cutoff=0.75)
-                if o.is_add() and (depth < len(parts) - 1 or not close or close[0] == part):
+                if adds(o) and (depth < len(parts) - 1 or not close or close[0] == part):
                     break  # adding a new key: fine unless it is a near miss of one that exists
                 prefix = ".".join(parts[:depth] + [close[0]]) if close else None
                 hint = f"did you mean {prefix}?" if prefix else f"its keys: {', '.join(sorted(keys))}."

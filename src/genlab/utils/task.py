@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib
 import gc
 import json
 import logging
@@ -33,11 +34,13 @@ def find_user_error(exc: BaseException | None) -> GenlabError | None:
 
 
 class _NoProductTips(logging.Filter):
-    """Drops Lightning's "💡 Tip: ... try installing litlogger/litmodels" lines: advertisements
-    for Lightning's cloud services, logged on every run, about nothing in the run."""
+    """Drops Lightning's lines about nothing in the run: "💡 Tip: ... try installing
+    litlogger/litmodels" (advertisements for its cloud services) and the note that genlab's own
+    model summary replaces Lightning's."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip:")
+        message = str(record.msg)
+        return not (message.startswith("💡 Tip:") or message.startswith("Trainer already configured with model summary"))
 
 
 LIGHTNING_INFO_LOGGER = "pytorch_lightning.utilities.rank_zero"
@@ -82,6 +85,11 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
     ``continue_on_error=true`` the sweep goes on and the job returns NaN to the sweeper.
     """
     quiet_known_warnings()
+    if run_folder.is_secondary_rank():  # DDP processes after the first: rank 0 says it all once
+        importlib.import_module("pytorch_lightning")  # sets its loggers' levels as it is imported; ours come after
+        for name in ("genlab", "lightning_fabric", "pytorch_lightning"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("genlab.data").setLevel(logging.ERROR)  # the data-source note, once
     quick_exit()
     try:
         metrics = task(cfg)
