@@ -100,7 +100,7 @@ def test_auto_resolves_each_split(tmp_path: Path, offline, caplog) -> None:
         dm.setup()
     assert dm.info["sources"] == {"train": "bundled", "val": "bundled", "test": "local"}
     assert dm.info["sizes"] == {"train": 4500, "val": 500, "test": 80}  # all 5,000 bundled for training
-    assert "bundled" in caplog.text and "train split" in caplog.text and "test split" not in caplog.text
+    assert "train 4500 / val 500 (bundled), test 80 (local)" in caplog.text and "held out" not in caplog.text
 
 
 def test_auto_offline_without_files_uses_bundled_for_both(tmp_path: Path, offline) -> None:

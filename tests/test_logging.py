@@ -76,7 +76,7 @@ def test_a_single_run_without_its_optimized_metric_says_nothing_of_a_sweeper(tra
 
 
 def test_the_progress_bar_redraws_a_few_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+    from pytorch_lightning.callbacks import ModelSummary, RichProgressBar, TQDMProgressBar
 
     from genlab.callbacks import progress
 
@@ -90,10 +90,11 @@ def test_the_progress_bar_redraws_a_few_times_a_second(monkeypatch: pytest.Monke
         clock[0] += 0.0625
     assert drawn == [0, 4, 8, 9]
     added = progress.with_progress_bar([], {"enable_progress_bar": True})
-    assert [type(c) for c in added] == [progress.ProgressBar]
-    assert progress.with_progress_bar([], {"enable_progress_bar": False}) == []
-    own = [TQDMProgressBar()]
-    assert progress.with_progress_bar(own, {}) == own  # a bar from the callbacks group is kept
+    assert [type(c) for c in added] == [progress.Summary, progress.ProgressBar]
+    quiet = progress.with_progress_bar([], {"enable_progress_bar": False, "enable_model_summary": False})
+    assert quiet == []
+    own = [TQDMProgressBar(), ModelSummary()]
+    assert progress.with_progress_bar(own, {}) == own  # a bar and a summary from the callbacks group are kept
 
 
 def test_sample_grids_of_grey_images_are_grey_pngs_with_save_images_values(tmp_path: Path) -> None:

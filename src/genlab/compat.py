@@ -70,7 +70,7 @@ def _note_sigterm(connector: Any, signum: int, frame: Any) -> None:
     if not _distributed(trainer):
         type(connector)._sigterm_notifier_fn(connector, signum, frame)  # Lightning's own
         return
-    log.info(rank_prefixed_message(f"Received SIGTERM: {signum}", trainer.local_rank))
+    log.warning(rank_prefixed_message(f"Received SIGTERM: {signum}", trainer.local_rank))
     if not connector.genlab_sigterm_noted and not connector.received_sigterm:
         launcher = trainer.strategy.launcher
         if launcher is not None:

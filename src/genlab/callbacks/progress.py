@@ -84,7 +84,7 @@ class Summary(ModelSummary):
 def with_progress_bar(callbacks: list[Callback], trainer_kwargs: dict[str, Any]) -> list[Callback]:
     """``callbacks`` plus genlab's :class:`ProgressBar` when the trainer shows one and the
     callbacks bring none of their own (Lightning would add its per-batch bar), and genlab's model
-    :class:`Summary` when the trainer prints one."""
+    :class:`Summary` in the same way."""
     if trainer_kwargs.get("enable_model_summary", True) and not any(isinstance(c, ModelSummary) for c in callbacks):
         callbacks = [*callbacks, Summary()]
     if not trainer_kwargs.get("enable_progress_bar", True) or any(isinstance(c, LightningProgressBar) for c in callbacks):

