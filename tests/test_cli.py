@@ -130,12 +130,15 @@ def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
         ("train.py", ["model.latnet_dim=16"], "model has no key 'latnet_dim'; did you mean model.latent_dim?"),
         ("train.py", ["+model.latnet_dim=16"], "model has no key 'latnet_dim'; did you mean model.latent_dim?"),
         ("train.py", ["model=gan", "resume=last"], "resume=last: no run under"),
+        ("train.py", ["model=text_lm", "data=text", "data.corpus=file"], "data.corpus=file needs data.path"),
+        ("train.py", ["model=text_lm", "data=text", "data.corpus=file", "data.path=nope.txt"],
+         "data.path='nope.txt': no such file"),
     ],
     ids=["train-data-value", "train-text-corpus", "train-lr", "train-lr-inf", "train-seed", "train-workers",
          "train-image-model-text-data",
          "train-text-model-image-data", "train-ckpt", "eval-ckpt", "eval-split",
          "generate-ckpt", "generate-mode", "train-group-typo", "train-option-typo", "train-key-typo",
-         "train-added-key-typo", "train-resume-nothing"],
+         "train-added-key-typo", "train-resume-nothing", "train-text-file-no-path", "train-text-file-missing"],
 )
 def test_bad_input_is_one_clear_message_before_torch_is_imported(tmp_path: Path, script: str, args: list[str],
                                                                   message: str) -> None:

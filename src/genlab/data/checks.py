@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from genlab.data.text_corpora import CORPORA
@@ -51,11 +52,15 @@ def check_image_args(*, dataset: str, source: str, batch_size: int, on_device: b
     _check_split_size("val_size", val_size)
 
 
-def check_text_args(*, corpus: str, tokenizer: str, max_len: int, batch_size: int, min_freq: int, num_workers: int,
-                    val_size: float, test_size: float) -> None:
+def check_text_args(*, corpus: str, path: str | None, tokenizer: str, max_len: int, batch_size: int, min_freq: int,
+                    num_workers: int, val_size: float, test_size: float) -> None:
     """``TextDataModule``'s arguments."""
     if corpus not in CORPORA:
         raise GenlabError(f"data.corpus={corpus!r} is unknown; choose one of {', '.join(CORPORA)}.")
+    if corpus == "file" and not path:
+        raise GenlabError("data.corpus=file needs data.path=<a UTF-8 text file>.")
+    if corpus == "file" and not Path(str(path)).expanduser().is_file():
+        raise GenlabError(f"data.path={str(path)!r}: no such file. Set data.path to a UTF-8 text file.")
     if tokenizer not in KINDS:
         raise GenlabError(f"data.tokenizer={tokenizer!r} is unknown; choose one of {', '.join(KINDS)}.")
     for key, value in (("max_len", max_len), ("batch_size", batch_size), ("min_freq", min_freq)):

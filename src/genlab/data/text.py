@@ -118,7 +118,7 @@ class TextDataModule(InMemoryDataModule):
         download_timeout: float = 20.0,
     ) -> None:
         super().__init__()
-        check_text_args(corpus=corpus, tokenizer=tokenizer, max_len=max_len, batch_size=batch_size,
+        check_text_args(corpus=corpus, path=path, tokenizer=tokenizer, max_len=max_len, batch_size=batch_size,
                         min_freq=min_freq, num_workers=num_workers, val_size=val_size, test_size=test_size)
         self.corpus, self.path, self.root, self.split_sentences = corpus, path, str(root), split_sentences
         self.tokenizer_kind, self.lowercase, self.min_freq, self.max_vocab = tokenizer, lowercase, min_freq, max_vocab
