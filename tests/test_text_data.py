@@ -179,9 +179,8 @@ def test_bad_corpus_files_give_clear_errors(tmp_path: Path, content: bytes | Non
     path = tmp_path / "corpus.txt"
     if content is not None:
         path.write_bytes(content)
-    dm = TextDataModule(corpus="file", path=str(path), val_size=1, test_size=1)
-    with pytest.raises(GenlabError, match=message) as err:
-        dm.setup()
+    with pytest.raises(GenlabError, match=message) as err:  # a missing file: when the module is built
+        TextDataModule(corpus="file", path=str(path), val_size=1, test_size=1).setup()
     assert str(path) in str(err.value) or message == "too few"
 
 
