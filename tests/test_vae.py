@@ -246,3 +246,21 @@ def test_test_nll_covers_the_first_nll_examples(train_config, monkeypatch: pytes
         for i, batch in enumerate(batches):
             model.test_step(batch, i)
         assert bounded == expected
+
+
+def test_eval_paces_many_importance_samples_into_smaller_batches() -> None:
+    """``eval.py nll_samples=5000``: test batches 50x smaller, 50x more samples per decoding pass
+    (the same memory), so the progress bar moves as with 100 samples; a batch size given wins."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from genlab.eval import paced_batches
+
+    model = SimpleNamespace(nll_samples=5000, nll_chunk=25)
+    run_data = OmegaConf.create({"batch_size": 128, "eval_batch_size": 1000})
+    assert paced_batches(model, run_data, OmegaConf.create({})) == {"eval_batch_size": 20}
+    assert model.nll_chunk == 1250
+    assert paced_batches(SimpleNamespace(nll_samples=5000, nll_chunk=25), run_data,
+                         OmegaConf.create({"eval_batch_size": 500})) == {}
+    assert paced_batches(SimpleNamespace(nll_samples=100, nll_chunk=25), run_data, OmegaConf.create({})) == {}

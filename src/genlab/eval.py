@@ -39,11 +39,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if hasattr(model, "nll_examples"):  # the bound over the split, or the examples asked for
         model.nll_examples = cfg.get("nll_examples")
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(OmegaConf.merge(run_cfg.data, cfg.data))
+    datamodule = instantiate(OmegaConf.merge(run_cfg.data, paced_batches(model, run_cfg.data, cfg.data), cfg.data))
     tokenizer = tokenizer_from_checkpoint(ckpt)
     if tokenizer is not None:  # the vocabulary the model was trained with, whatever the corpus holds now
         datamodule.tokenizer = tokenizer
-    trainer = instantiate(trainer_kwargs)
+    from genlab.callbacks.progress import with_progress_bar
+
+    trainer = instantiate(trainer_kwargs, callbacks=with_progress_bar([], trainer_kwargs))
     run = trainer.validate if cfg.split == "val" else trainer.test
     results = run(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in results.items()}
@@ -73,6 +75,26 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     log.info("Metrics (%s split) of %s:\n%s", cfg.split, cfg.ckpt_path, format_metrics(metrics))
     log.info("Written to %s", out)
     return metrics
+
+
+PACED_SAMPLES = 100  # importance samples per example that a test batch of the usual size is paced for
+
+
+def paced_batches(model, run_data: DictConfig, data: DictConfig) -> dict:
+    """With more than ``PACED_SAMPLES`` importance samples (``nll_samples=5000`` as papers report),
+    test batches get smaller by the same factor and each decoding pass takes as many more samples,
+    so a batch costs, and the progress bar moves, as with 100 samples, and memory stays the same.
+    A ``data.eval_batch_size`` given to eval.py wins."""
+    samples = getattr(model, "nll_samples", 0)
+    if samples <= PACED_SAMPLES or data.get("eval_batch_size"):
+        return {}
+    scale = samples / PACED_SAMPLES
+    usual = run_data.get("eval_batch_size") or run_data.get("batch_size") or 1
+    batch = max(1, int(usual / scale))
+    model.nll_chunk = min(samples, max(1, int(model.nll_chunk * usual / batch)))
+    log.info("test/nll with %d samples an example: test batches of %d (from %d), %d samples per pass",
+             samples, batch, usual, model.nll_chunk)
+    return {"eval_batch_size": batch}
 
 
 def sample_metrics(model, datamodule, split: str, num_samples: int, seed: int, inception_weights=None) -> dict[str, float]:
