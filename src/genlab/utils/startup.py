@@ -17,8 +17,8 @@ def process_start() -> float:
 
     /proc gives the start in clock ticks after boot. The wall-clock time of the boot is taken as
     now minus ``CLOCK_BOOTTIME`` (the clock those ticks count on), not as ``/proc/stat``'s
-    ``btime``: that one is cut to whole seconds, which put up to a second (0.79 s on one machine)
-    into the first phase of every start-up."""
+    ``btime``: that one is cut to whole seconds, which would put up to a second into the first
+    phase of every start-up."""
     try:
         with open(f"/proc/{os.getpid()}/stat") as f:
             ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start time, clock ticks after boot

@@ -76,7 +76,7 @@ def start_or_fall_back(logger: Any, kwargs: dict[str, Any]) -> Any:
 def finish(exit_code: int = 0) -> None:
     """Finish the current W&B run if there is one (also after a failure), and say how to
     upload it when it was logged offline."""
-    wandb = sys.modules.get("wandb")  # not imported: no run was started (importing it costs ~1 s)
+    wandb = sys.modules.get("wandb")  # not imported: no run was started (and importing it is slow)
     if wandb is None:
         return
     run = wandb.run
