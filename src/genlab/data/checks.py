@@ -59,7 +59,7 @@ def check_text_args(*, corpus: str, path: str | None, tokenizer: str, max_len: i
         raise GenlabError(f"data.corpus={corpus!r} is unknown; choose one of {', '.join(CORPORA)}.")
     if corpus == "file" and not path:
         raise GenlabError("data.corpus=file needs data.path=<a UTF-8 text file>.")
-    if corpus == "file" and not Path(str(path)).expanduser().is_file():
+    if corpus == "file" and not Path(str(path)).expanduser().exists():
         raise GenlabError(f"data.path={str(path)!r}: no such file. Set data.path to a UTF-8 text file.")
     if tokenizer not in KINDS:
         raise GenlabError(f"data.tokenizer={tokenizer!r} is unknown; choose one of {', '.join(KINDS)}.")
