@@ -128,3 +128,34 @@ def test_ddp_inside_a_multirun(tmp_path: Path) -> None:
         assert len(list((sweep / str(i) / "wandb").glob("offline-run-*"))) == 1
         info = json.loads((sweep / str(i) / "run_info.json").read_text())
         assert info["world_size"] == 2
+
+
+def fake_run(folder: Path, overrides: list[str], elbo: list[float]) -> None:
+    """A run folder as train.py leaves it, as far as genlab-compare reads it."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    rows = "".join(f"{i},{10 * (i + 1)},{v}\n" for i, v in enumerate(elbo))
+    (folder / "metrics.csv").write_text("epoch,step,val/elbo\n" + rows)
+
+
+def test_compare_reads_seeds_as_one_row_and_shows_deltas_to_a_baseline(tmp_path: Path) -> None:
+    from genlab.compare import main
+
+    sweep = tmp_path / "sweep"
+    runs = [("8", 0, [120, 110]), ("8", 1, [122, 112]), ("8", 2, [118, 114]), ("16", 0, [115, 100]),
+            ("16", 1, [117, 104]), ("32", 0, [130, 99])]
+    for i, (dim, seed, elbo) in enumerate(runs):
+        fake_run(sweep / str(i), ["debug=fast", f"model.latent_dim={dim}", f"seed={seed}"], elbo)
+    assert main([str(sweep), "--metric", "val/elbo", "--baseline", "model.latent_dim=8"]) == 0
+    rows = {r["overrides"]: r for r in csv.DictReader((sweep / "compare.csv").open())}
+    assert set(rows) == {"model.latent_dim=8 (baseline)", "model.latent_dim=16", "model.latent_dim=32 seed=0"}
+    eight, sixteen = rows["model.latent_dim=8 (baseline)"], rows["model.latent_dim=16"]
+    assert (eight["n"], sixteen["n"], rows["model.latent_dim=32 seed=0"]["n"]) == ("3", "2", "1")
+    assert float(eight["val/elbo"]) == pytest.approx(112.0) and float(eight["val/elbo ±"]) == pytest.approx(2.0)
+    assert float(sixteen["best val/elbo"]) == pytest.approx(102.0)
+    assert float(sixteen["Δ val/elbo"]) == pytest.approx(102.0 - 112.0) and float(eight["Δ val/elbo"]) == 0.0
+    markdown = (sweep / "compare.md").read_text()
+    assert "112 ± 2" in markdown and "one seed only" in markdown
+    assert (sweep / "compare.png").stat().st_size > 1000  # mean curves, a band where there are seeds
+    assert main([str(sweep), "--metric", "val/elbo", "--per-run"]) == 0
+    assert len(list(csv.DictReader((sweep / "compare.csv").open()))) == 6

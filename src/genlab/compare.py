@@ -2,9 +2,11 @@
 
 Every run folder below the given one (a folder with ``metrics.csv`` or ``run_info.json``) becomes
 a row: its overrides (``.hydra/overrides.yaml``), the final value of each metric, the best value
-of the ``--metric`` it is sorted by, wall time and status (a failed job's ``failure.json``). The
-table is printed and written as ``compare.md`` and ``compare.csv``; ``compare.png`` plots the
-metric's curve across runs. Everything is read from local files, so it works offline; with
+of the ``--metric`` it is sorted by, wall time and status (a failed job's ``failure.json``). Runs
+that differ only by ``seed`` are one row, mean ± std over them and their count ``n``
+(``--per-run`` lists them one by one); ``--baseline`` adds each metric's difference to one row.
+The table is printed and written as ``compare.md`` and ``compare.csv``; ``compare.png`` plots the
+metric's curve across runs (the mean over seeds, with a band from their lowest to their highest). Everything is read from local files, so it works offline; with
 ``--wandb entity/project --group <sweep>`` the same table comes from the W&B public API instead.
 """
 
@@ -92,6 +94,63 @@ def wandb_rows(project: str, group: str | None, metric: str, mode: str) -> list[
     return rows
 
 
+def without_seed(overrides: list[str]) -> tuple[str, ...]:
+    return tuple(o for o in overrides if o.split("=", 1)[0].lstrip("+") != "seed")
+
+
+def merge_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs whose overrides are the same but for ``seed`` become one row: each metric's mean over
+    them, its standard deviation under ``<metric> ±``, their count ``n`` and their folders; a
+    configuration run once has ``n`` = 1. Failed runs stay rows of their own."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    merged = []
+    for row in rows:
+        if row.get("status") != "ok" or row.get("override_list") is None:
+            merged.append({**row, "n": 1})
+            continue
+        groups.setdefault(without_seed(row["override_list"]), []).append(row)
+    for key, members in groups.items():
+        if len(members) == 1:
+            merged.append({**members[0], "n": 1})
+            continue
+        row: dict[str, Any] = {"run": " ".join(m["run"] for m in members), "runs": [m["run"] for m in members],
+                               "override_list": list(key), "overrides": " ".join(key), "status": "ok", "n": len(members)}
+        numeric = {k for m in members for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for k in sorted(numeric - {"n"}):
+            values = [float(m[k]) for m in members if isinstance(m.get(k), (int, float))]
+            mean = sum(values) / len(values)
+            row[k] = mean
+            row[f"{k} ±"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        merged.append(row)
+    return merged
+
+
+def add_baseline(rows: list[dict[str, Any]], baseline: str, columns: list[str]) -> list[str]:
+    """``Δ <metric>`` = the row's value minus the baseline row's, for each metric column. The
+    baseline is the row of a run folder, or the one whose overrides hold every given override."""
+    def matches(row: dict[str, Any]) -> bool:
+        folders = row.get("runs") or [row["run"]]
+        if any(Path(f).resolve() == Path(baseline).resolve() for f in folders):
+            return True
+        wanted = baseline.split()
+        return bool(wanted) and all(o in (row.get("override_list") or row["overrides"].split()) for o in wanted)
+
+    found = [r for r in rows if matches(r)]
+    if len(found) != 1:
+        raise SystemExit(f"genlab-compare: error: --baseline {baseline!r} matches {len(found)} rows; give a run "
+                         "folder or overrides that name one row.")
+    base = found[0]
+    base["overrides"] = f"{base['overrides']} (baseline)".strip()
+    deltas = []
+    for column in columns:
+        if isinstance(base.get(column), (int, float)):
+            for row in rows:
+                if isinstance(row.get(column), (int, float)):
+                    row[f"Δ {column}"] = row[column] - base[column]
+            deltas.append(f"Δ {column}")
+    return deltas
+
+
 def sort_rows(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
     key = f"best {metric}" if any(f"best {metric}" in r for r in rows) else metric
 
@@ -108,15 +167,16 @@ def table_columns(rows: list[dict[str, Any]], metric: str, columns: list[str] | 
     if columns:
         wanted = columns
     else:  # the sort metric first, then what most runs report (train/ per-step values left out)
-        keys = {k for r in rows for k in r if k not in ("run", "overrides", "override_list", "status", "git_commit")}
+        keys = {k for r in rows for k in r if k not in ("run", "runs", "overrides", "override_list", "status", "git_commit", "n")
+                and not k.endswith(" ±") and not k.startswith("Δ ")}
         wanted = sorted(k for k in keys if not k.startswith("train/") and not k.startswith("eval:"))
         wanted = [k for k in (f"best {metric}", metric) if k in keys] + [k for k in wanted if k not in (metric, f"best {metric}")]
-    return ["overrides", *wanted, "status"]
+    return ["overrides", *wanted, *(["n"] if any("n" in r for r in rows) else []), "status"]
 
 
-def fmt(value: Any) -> str:
+def fmt(value: Any, spread: Any = None) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.4g} ± {spread:.2g}" if isinstance(spread, float) else f"{value:.4g}"
     return "" if value is None else str(value)
 
 
@@ -136,21 +196,31 @@ def shared_overrides(rows: list[dict[str, Any]]) -> list[str]:
 def write_outputs(rows: list[dict[str, Any]], columns: list[str], out: Path, shared: list[str] = ()) -> str:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "compare.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["run", *columns], extrasaction="ignore")
+        spreads = [f"{c} ±" for c in columns if any(f"{c} ±" in r for r in rows)]
+        writer = csv.DictWriter(f, fieldnames=["run", *columns, *spreads], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c)).replace("|", "/") for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c), r.get(f"{c} ±")).replace("|", "/") for c in columns) + " |" for r in rows]
     if shared:
-        lines = [f"Shared by all {len(rows)} runs: `{' '.join(shared)}`", "", *lines]
+        lines = [f"Shared by all {sum(r.get('n') or 1 for r in rows)} runs: `{' '.join(shared)}`", "", *lines]
+    if any(r.get("n") == 1 for r in rows) and any((r.get("n") or 1) > 1 for r in rows):
+        lines += ["", "Rows with n = 1 ran with one seed only: repeat them with `seed=0,1,2` before reading a difference."]
     markdown = "\n".join(lines) + "\n"
     (out / "compare.md").write_text(markdown)
     return markdown
 
 
+def seed_band(folders: list[str], metric: str) -> list[tuple[int, float, float, float]]:
+    """``(step, mean, lowest, highest)`` over the runs' curves of ``metric``, at the steps all have."""
+    curves = [dict(read_curves(Path(f) / "metrics.csv").get(metric, [])) for f in folders]
+    steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+    return [(s, sum(c[s] for c in curves) / len(curves), min(c[s] for c in curves), max(c[s] for c in curves))
+            for s in steps]
+
+
 def plot(runs: list[Path], rows: list[dict[str, Any]], metric: str, out: Path) -> Path | None:
-    curves = {r["overrides"] or Path(r["run"]).name: read_curves(Path(r["run"]) / "metrics.csv").get(metric, [])
-              for r in rows}
+    curves = {r["overrides"] or Path(r["run"]).name: seed_band(r.get("runs") or [r["run"]], metric) for r in rows}
     curves = {k: v for k, v in curves.items() if v}
     if not curves:
         return None
@@ -161,7 +231,10 @@ def plot(runs: list[Path], rows: list[dict[str, Any]], metric: str, out: Path) -
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in curves.items():
-        ax.plot([s for s, _ in points], [v for _, v in points], marker="o", markersize=3, label=label[:60])
+        steps = [p[0] for p in points]
+        line, = ax.plot(steps, [p[1] for p in points], marker="o", markersize=3, label=label[:60])
+        if any(p[2] != p[3] for p in points):  # several seeds: their range as a band
+            ax.fill_between(steps, [p[2] for p in points], [p[3] for p in points], color=line.get_color(), alpha=0.2)
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)
@@ -181,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where compare.md/.csv/.png go (default: the folder)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from the W&B public API instead")
     parser.add_argument("--group", help="with --wandb: only this group (a sweep folder's name)")
+    parser.add_argument("--per-run", action="store_true", help="one row per run, also for runs that differ only by seed")
+    parser.add_argument("--baseline", help="a run folder, or overrides naming one row: each metric's Δ to it")
     args = parser.parse_args(argv)
 
     if args.wandb:
@@ -199,12 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"genlab-compare: error: no runs found under {args.folder or args.wandb}", file=sys.stderr)
         return 2
+    if not args.per_run:
+        rows = merge_seeds(rows)
     rows = sort_rows(rows, args.metric, args.mode)
     shared = shared_overrides(rows)
     columns = table_columns(rows, args.metric, args.columns)
+    if args.baseline:
+        deltas = add_baseline(rows, args.baseline, [c for c in columns if c not in ("overrides", "status", "n")])
+        columns = [*columns[:-1], *deltas, columns[-1]]
     print(write_outputs(rows, columns, out, shared))
     png = plot(runs, rows, args.metric, out) if runs else None
-    print(f"{len(rows)} runs; wrote {out / 'compare.md'}, {out / 'compare.csv'}" + (f", {png}" if png else ""))
+    print(f"{len(rows)} rows of {sum(r.get('n') or 1 for r in rows)} runs; wrote {out / 'compare.md'}, {out / 'compare.csv'}" + (f", {png}" if png else ""))
     return 0
 
 
