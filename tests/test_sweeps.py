@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,6 +157,29 @@ def test_compare_reads_seeds_as_one_row_and_shows_deltas_to_a_baseline(tmp_path:
     assert float(sixteen["Δ val/elbo"]) == pytest.approx(102.0 - 112.0) and float(eight["Δ val/elbo"]) == 0.0
     markdown = (sweep / "compare.md").read_text()
     assert "112 ± 2" in markdown and "one seed only" in markdown
+    header = markdown.splitlines()[2]
+    assert "| model.latent_dim |" in header and "debug" not in header  # only the setting that differs
+    assert [float(rows[k]["setting model.latent_dim"]) for k in sorted(rows)] == [16, 32, 8]
     assert (sweep / "compare.png").stat().st_size > 1000  # mean curves, a band where there are seeds
+    assert (sweep / "compare_parallel.png").stat().st_size > 1000  # setting -> metric
+    page = (sweep / "compare.html").read_text()
+    assert "<table" in page and "112 ± 2" in page and page.count("data:image/png;base64,") == 2
+    assert 'src="http' not in page and "<link" not in page and "<script" not in page  # opens without a network
     assert main([str(sweep), "--metric", "val/elbo", "--per-run"]) == 0
     assert len(list(csv.DictReader((sweep / "compare.csv").open()))) == 6
+
+
+
+BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no headless Chromium on this machine")
+def test_the_compare_report_opens_in_a_headless_browser(tmp_path: Path) -> None:
+    from genlab.compare import main
+
+    for i, (dim, seed) in enumerate([(8, 0), (8, 1), (16, 0)]):
+        fake_run(tmp_path / str(i), [f"model.latent_dim={dim}", f"seed={seed}"], [120.0 - dim, 110.0 - dim + seed])
+    assert main([str(tmp_path)]) == 0
+    dom = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--dump-dom", (tmp_path / "compare.html").as_uri()],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "<table" in dom and "model.latent_dim=16" in dom and "±" in dom

@@ -31,6 +31,31 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(found, key=lambda d: [int(s) if s.isdigit() else s for s in d.relative_to(root).parts])
 
 
+def parse_value(text: str) -> Any:
+    """An override's value as YAML reads it (``8`` -> 8, ``1e-3`` -> 0.001), else the text."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def settings_of(run: Path, overrides: list[str], all_settings: bool) -> dict[str, Any]:
+    """The run's settings: its overrides as ``{key: value}`` (``hydra.*`` left out), or with
+    ``all_settings`` every key of its ``.hydra/config.yaml``, flattened to dotted names."""
+    if all_settings and (run / ".hydra" / "config.yaml").is_file():
+        def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+            if isinstance(node, dict):
+                return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+            return {prefix[:-1]: node if not isinstance(node, list) else str(node)}
+        return flat(yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) or {})
+    found = {}
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if not key.lstrip("+~").startswith("hydra"):
+            found[key.lstrip("+~")] = parse_value(value)
+    return found
+
+
 def read_curves(path: Path) -> dict[str, list[tuple[int, float]]]:
     """``metrics.csv`` (Lightning's CSV logger) as ``{metric: [(step, value), ...]}``."""
     curves: dict[str, list[tuple[int, float]]] = {}
@@ -49,13 +74,14 @@ def read_curves(path: Path) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def read_run(run: Path, metric: str, mode: str) -> dict[str, Any]:
-    """One row: overrides, final metrics, the best ``metric``, wall time, status."""
+def read_run(run: Path, metric: str, mode: str, all_settings: bool = False) -> dict[str, Any]:
+    """One row: overrides, settings, final metrics, the best ``metric``, wall time, status."""
     overrides_file = run / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     curves = read_curves(run / "metrics.csv")
     row: dict[str, Any] = {"run": str(run), "overrides": " ".join(overrides or []), "status": "ok",
-                           "override_list": list(overrides or [])}
+                           "override_list": list(overrides or []),
+                           "settings": settings_of(run, list(overrides or []), all_settings)}
     row.update({k: v[-1][1] for k, v in curves.items()})
     info_file = run / "run_info.json"
     if info_file.is_file():
@@ -105,6 +131,7 @@ def merge_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     merged = []
     for row in rows:
+        row["settings"] = {k: v for k, v in row.get("settings", {}).items() if k != "seed"}  # the repetition axis
         if row.get("status") != "ok" or row.get("override_list") is None:
             merged.append({**row, "n": 1})
             continue
@@ -114,6 +141,7 @@ def merge_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             merged.append({**members[0], "n": 1})
             continue
         row: dict[str, Any] = {"run": " ".join(m["run"] for m in members), "runs": [m["run"] for m in members],
+                               "settings": members[0]["settings"],
                                "override_list": list(key), "overrides": " ".join(key), "status": "ok", "n": len(members)}
         numeric = {k for m in members for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for k in sorted(numeric - {"n"}):
@@ -167,11 +195,19 @@ def table_columns(rows: list[dict[str, Any]], metric: str, columns: list[str] | 
     if columns:
         wanted = columns
     else:  # the sort metric first, then what most runs report (train/ per-step values left out)
-        keys = {k for r in rows for k in r if k not in ("run", "runs", "overrides", "override_list", "status", "git_commit", "n")
+        keys = {k for r in rows for k in r if k not in ("run", "runs", "overrides", "override_list", "status", "git_commit", "n",
+                                                       "settings")
                 and not k.endswith(" ±") and not k.startswith("Δ ")}
         wanted = sorted(k for k in keys if not k.startswith("train/") and not k.startswith("eval:"))
         wanted = [k for k in (f"best {metric}", metric) if k in keys] + [k for k in wanted if k not in (metric, f"best {metric}")]
     return ["overrides", *wanted, *(["n"] if any("n" in r for r in rows) else []), "status"]
+
+
+def differing_settings(rows: list[dict[str, Any]]) -> list[str]:
+    """The settings whose values are not the same in every row (a key a row lacks counts as differing)."""
+    keys = sorted({k for r in rows for k in r.get("settings", {})})
+    missing = object()
+    return [k for k in keys if len({repr(r.get("settings", {}).get(k, missing)) for r in rows}) > 1]
 
 
 def fmt(value: Any, spread: Any = None) -> str:
@@ -195,12 +231,14 @@ def shared_overrides(rows: list[dict[str, Any]]) -> list[str]:
 
 def write_outputs(rows: list[dict[str, Any]], columns: list[str], out: Path, shared: list[str] = ()) -> str:
     out.mkdir(parents=True, exist_ok=True)
+    for row in rows:  # the settings shown as columns
+        row.update({f"setting {k}": v for k, v in row.get("settings", {}).items()})
     with open(out / "compare.csv", "w", newline="") as f:
         spreads = [f"{c} ±" for c in columns if any(f"{c} ±" in r for r in rows)]
         writer = csv.DictWriter(f, fieldnames=["run", *columns, *spreads], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(c.removeprefix("setting ") for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c), r.get(f"{c} ±")).replace("|", "/") for c in columns) + " |" for r in rows]
     if shared:
         lines = [f"Shared by all {sum(r.get('n') or 1 for r in rows)} runs: `{' '.join(shared)}`", "", *lines]
@@ -209,6 +247,67 @@ def write_outputs(rows: list[dict[str, Any]], columns: list[str], out: Path, sha
     markdown = "\n".join(lines) + "\n"
     (out / "compare.md").write_text(markdown)
     return markdown
+
+
+def write_html(markdown_lines: list[str], rows: list[dict[str, Any]], columns: list[str], images: list[Path],
+               out: Path) -> Path:
+    """``compare.html``: the table and the plots in one file that opens without a network (the
+    images are embedded)."""
+    import base64
+    import html
+
+    head = [f"<p>{html.escape(line)}</p>" for line in markdown_lines if line and not line.startswith("|")]
+    cells = "".join(f"<th>{html.escape(c.removeprefix('setting '))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c), r.get(f'{c} ±')))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    pictures = "".join(f'<img alt="{html.escape(p.name)}" src="data:image/png;base64,'
+                       f'{base64.b64encode(p.read_bytes()).decode()}">' for p in images if p and p.is_file())
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>genlab-compare</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:48%;margin:1em 1em 0 0}"
+            f"</style></head><body><h1>genlab-compare</h1>{''.join(head)}<table id='runs'><tr>{cells}</tr>{body}"
+            f"</table>{pictures}</body></html>")
+    path = out / "compare.html"
+    path.write_text(page)
+    return path
+
+
+def plot_parallel(rows: list[dict[str, Any]], settings: list[str], metric: str, out: Path) -> Path | None:
+    """``compare_parallel.png``: one line per row across its numeric settings and the metric, each
+    axis scaled to its own range, coloured by the metric (W&B draws the same for its sweeps)."""
+    key = f"best {metric}" if any(f"best {metric}" in r for r in rows) else metric
+    numeric = [k for k in settings
+               if all(isinstance(r.get("settings", {}).get(k), (int, float)) for r in rows)]
+    rows = [r for r in rows if isinstance(r.get(key), (int, float))]
+    if not numeric or len(rows) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axes = [*numeric, key]
+    table = [[float(r["settings"][k]) for k in numeric] + [float(r[key])] for r in rows]
+    low = [min(col) for col in zip(*table)]
+    high = [max(col) for col in zip(*table)]
+    scaled = [[(v - lo) / (hi - lo) if hi > lo else 0.5 for v, lo, hi in zip(line, low, high)] for line in table]
+    metric_values = [line[-1] for line in table]
+    colours = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(1.8 * len(axes) + 2, 4.5))
+    span = (max(metric_values) - min(metric_values)) or 1.0
+    for line, value in zip(scaled, metric_values):
+        ax.plot(range(len(axes)), line, color=colours((value - min(metric_values)) / span), marker="o")
+    ax.set_xticks(range(len(axes)), [a if i < len(numeric) else key for i, a in enumerate(axes)], fontsize=8)
+    ax.set_yticks([])
+    for i, (lo, hi) in enumerate(zip(low, high)):
+        ax.axvline(i, color="#999", linewidth=0.8)
+        ax.annotate(f"{hi:.4g}", (i, 1.0), textcoords="offset points", xytext=(3, 4), fontsize=7)
+        ax.annotate(f"{lo:.4g}", (i, 0.0), textcoords="offset points", xytext=(3, -10), fontsize=7)
+    fig.tight_layout()
+    path = out / "compare_parallel.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def seed_band(folders: list[str], metric: str) -> list[tuple[int, float, float, float]]:
@@ -256,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", help="with --wandb: only this group (a sweep folder's name)")
     parser.add_argument("--per-run", action="store_true", help="one row per run, also for runs that differ only by seed")
     parser.add_argument("--baseline", help="a run folder, or overrides naming one row: each metric's Δ to it")
+    parser.add_argument("--all-settings", action="store_true",
+                        help="every key of the runs' configs as a column (default: the settings that differ)")
     args = parser.parse_args(argv)
 
     if args.wandb:
@@ -267,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"genlab-compare: error: {args.folder} is not a folder of runs", file=sys.stderr)
             return 2
         runs = find_runs(args.folder)
-        rows = [read_run(r, args.metric, args.mode) for r in runs]
+        rows = [read_run(r, args.metric, args.mode, args.all_settings) for r in runs]
         for row in rows:
             row["run"] = str(Path(row["run"]))
         out = args.out or args.folder
@@ -279,12 +380,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = sort_rows(rows, args.metric, args.mode)
     shared = shared_overrides(rows)
     columns = table_columns(rows, args.metric, args.columns)
+    settings = sorted({k for r in rows for k in r.get("settings", {})}) if args.all_settings else differing_settings(rows)
+    columns = [columns[0], *(f"setting {k}" for k in settings), *columns[1:]]
     if args.baseline:
-        deltas = add_baseline(rows, args.baseline, [c for c in columns if c not in ("overrides", "status", "n")])
+        deltas = add_baseline(rows, args.baseline,
+                              [c for c in columns if c not in ("overrides", "status", "n") and not c.startswith("setting ")])
         columns = [*columns[:-1], *deltas, columns[-1]]
-    print(write_outputs(rows, columns, out, shared))
+    markdown = write_outputs(rows, columns, out, shared)
+    print(markdown)
     png = plot(runs, rows, args.metric, out) if runs else None
-    print(f"{len(rows)} rows of {sum(r.get('n') or 1 for r in rows)} runs; wrote {out / 'compare.md'}, {out / 'compare.csv'}" + (f", {png}" if png else ""))
+    parallel = plot_parallel(rows, settings, args.metric, out)
+    write_html(markdown.splitlines(), rows, columns, [p for p in (png, parallel) if p], out)
+    written = [out / "compare.md", out / "compare.csv", out / "compare.html", *(p for p in (png, parallel) if p)]
+    print(f"{len(rows)} rows of {sum(r.get('n') or 1 for r in rows)} runs; wrote {', '.join(map(str, written))}")
     return 0
 
 

@@ -33,14 +33,23 @@ def _choices(cfg: DictConfig) -> dict[str, str]:
 
 def sweep_run_names() -> dict[str, str]:
     """In a Hydra multirun: W&B ``group`` = the sweep folder's name, ``name`` = the job's overrides,
-    so a sweep's runs sit together in W&B and say what differs between them."""
+    so a sweep's runs sit together in W&B and say what differs between them, and ``job_type`` =
+    the overrides without ``seed``, so W&B's grouping by group and job type makes the seeds of one
+    configuration one line with a band (W&B allows 64 characters: a longer one is cut and keeps
+    a digest of the whole)."""
+    import hashlib
+
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return {}
     hc = HydraConfig.get()
-    return {"group": Path(hc.sweep.dir).name, "name": hc.job.override_dirname or f"job{hc.job.num}"}
+    config = ",".join(o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+") != "seed") or "default"
+    if len(config) > 64:
+        config = f"{config[:55]}~{hashlib.sha1(config.encode()).hexdigest()[:8]}"
+    return {"group": Path(hc.sweep.dir).name, "name": hc.job.override_dirname or f"job{hc.job.num}",
+            "job_type": config}
 
 
 def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_type: str | None = None) -> list[Any]:
@@ -64,7 +73,8 @@ def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_typ
             )
             if kwargs["mode"] == "disabled":
                 continue
-            kwargs.update({k: v for k, v in sweep_run_names().items() if not kwargs.get(k)})
+            sweep = sweep_run_names()
+            kwargs.update({k: v for k, v in sweep.items() if not kwargs.get(k) or (k == "job_type" and not node.get(k))})
             loggers.append(start_or_fall_back(instantiate(kwargs), kwargs))
             continue
         loggers.append(instantiate(kwargs))
