@@ -61,3 +61,20 @@ class NaNWeightsAt(Callback):
 
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
+
+
+class KillJob(Callback):
+    """Sends SIGKILL to its own process (a multirun's launcher, with Hydra's basic launcher) at
+    training batch ``batch`` of ``epoch`` of the sweep's job ``job``, unless the sweep was resumed
+    (``resume=`` among its overrides): the same sweep command, resumed, then runs through."""
+
+    def __init__(self, job: int, epoch: int, batch: int) -> None:
+        self.job, self.epoch, self.batch = job, epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        if (hc.job.num == self.job and trainer.current_epoch == self.epoch and batch_idx == self.batch
+                and not any(o.startswith("resume=") for o in hc.overrides.task)):
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -183,3 +183,57 @@ def test_the_compare_report_opens_in_a_headless_browser(tmp_path: Path) -> None:
     dom = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--dump-dom", (tmp_path / "compare.html").as_uri()],
                          capture_output=True, text=True, timeout=60).stdout
     assert "<table" in dom and "model.latent_dim=16" in dom and "±" in dom
+
+
+def test_a_killed_sweep_resumed_runs_only_what_was_left(tmp_path: Path) -> None:
+    """4 jobs; the launcher is killed in job 2's second epoch (jobs 0 and 1 done). The same
+    command with ``resume=<sweep folder>``: jobs 0 and 1 are not run again, job 2 goes on from its
+    last.ckpt, job 3 runs from the start; the compare table has the 4 runs."""
+    sweep = tmp_path / "sweep"
+    command = ["-m", "debug=fast", "data.source=bundled", "logger=csv", "trainer.max_epochs=2",
+               "model.latent_dim=4,8,16,32", f"hydra.sweep.dir={sweep}", "+callbacks.kill._target_=fault_injection.KillJob",
+               "+callbacks.kill.job=2", "+callbacks.kill.epoch=1", "+callbacks.kill.batch=1"]
+    env = {"PYTHONPATH": str(Path(__file__).parent)}
+    killed = run("train.py", *command, env=env)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [(sweep / str(i) / "done.json").is_file() for i in range(4)] == [True, True, False, False]
+    assert (sweep / "2" / "checkpoints" / "last.ckpt").is_file()
+    finished = {i: (sweep / str(i) / "checkpoints" / "last.ckpt").stat().st_mtime_ns for i in (0, 1)}
+    resumed = run("train.py", *command, f"resume={sweep}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert log.count("finished before the sweep stopped: not run again") == 2
+    assert log.count("goes on from its last.ckpt") == 1 and log.count("had not begun") == 1
+    assert {i: (sweep / str(i) / "checkpoints" / "last.ckpt").stat().st_mtime_ns for i in (0, 1)} == finished
+    assert all((sweep / str(i) / "done.json").is_file() for i in range(4))
+    from genlab.compare import main
+
+    assert main([str(sweep)]) == 0
+    assert len(list(csv.DictReader((sweep / "compare.csv").open()))) == 4
+
+
+def test_a_killed_optuna_search_resumed_runs_only_the_missing_trials(tmp_path: Path) -> None:
+    """5 trials; the launcher is killed in the third. The same command with resume=<sweep folder>:
+    the study (SQLite in the sweep folder) keeps its 2 finished trials, the cut one is marked
+    failed, and 3 more run, into resumed_1/: 5 complete trials, the first 2 as they were."""
+    import optuna
+
+    sweep = tmp_path / "search"
+    command = ["hparams_search=vae_optuna", "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler.n_startup_trials=2",
+               "debug=fast", "data.source=bundled", "logger=csv", f"hydra.sweep.dir={sweep}",
+               "+callbacks.kill._target_=fault_injection.KillJob", "+callbacks.kill.job=2", "+callbacks.kill.epoch=0",
+               "+callbacks.kill.batch=1"]
+    env = {"PYTHONPATH": str(Path(__file__).parent)}
+    killed = run("train.py", *command, env=env)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    storage = f"sqlite:///{sweep}/optuna.db"
+    before = [(t.params, t.values) for t in optuna.load_study(study_name="vae", storage=storage).trials[:2]]
+    resumed = run("train.py", *command, f"resume={sweep}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "2 trials complete, 3 to run" in resumed.stdout + resumed.stderr
+    trials = optuna.load_study(study_name="vae", storage=storage).trials
+    states = [t.state for t in trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 5 and states[2] == optuna.trial.TrialState.FAIL
+    assert [(t.params, t.values) for t in trials[:2]] == before
+    assert sorted(p.parent.relative_to(sweep).as_posix() for p in sweep.rglob("done.json")) == [
+        "0", "1", "resumed_1/0", "resumed_1/1", "resumed_1/2"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from genlab.utils.trainer_setup import resolve_trainer_kwargs
 from genlab.utils.validate import check_config
 
 log = logging.getLogger("genlab.train")
+DONE = "done.json"  # written into a run folder as its run ends: the final metrics
 TEXT_NETS = "genlab.nets.text."  # the module of genlab's text nets
 startup.mark("python, hydra")
 
@@ -45,7 +47,7 @@ def sweep_run_names() -> dict[str, str]:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return {}
     hc = HydraConfig.get()
-    config = ",".join(o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+") != "seed") or "default"
+    config = ",".join(o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+") not in ("seed", "resume")) or "default"
     if len(config) > 64:
         config = f"{config[:55]}~{hashlib.sha1(config.encode()).hexdigest()[:8]}"
     return {"group": Path(hc.sweep.dir).name, "name": hc.job.override_dirname or f"job{hc.job.num}",
@@ -159,8 +161,6 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     folder = runs.run_to_resume(str(cfg.resume), Path(cfg.paths.log_dir) / cfg.task_name)
     stored = OmegaConf.load(folder / ".hydra" / "config.yaml")
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
-    if hydra_cfg is not None and str(hydra_cfg.mode) == "RunMode.MULTIRUN":
-        raise GenlabError("resume= continues one run; give it without -m (a sweep's jobs are runs of their own).")
     given = list(hydra_cfg.overrides.task) if hydra_cfg else []
     groups = set(hydra_cfg.runtime.choices) if hydra_cfg else set()
     applied = []
@@ -181,6 +181,36 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     log.info("Resuming the run in %s from its last.ckpt%s", folder,
              f", with {' '.join(applied)} on top" if applied else "")
     return stored
+
+
+def sweep_job_folder() -> Path | None:
+    """This job's folder when Hydra runs a multirun, else ``None``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def resumed_job_config(cfg: DictConfig, job: Path) -> tuple[DictConfig, bool]:
+    """A job of a resumed sweep (``python train.py -m ... resume=<sweep folder>``, the same command):
+    with a ``last.ckpt`` it goes on from it, in its folder and W&B run; without one it runs from
+    the start. Returns the config and whether it resumes."""
+    from omegaconf import open_dict
+
+    from genlab.utils import runs
+
+    last = job / runs.LAST
+    with open_dict(cfg):
+        cfg.resume = None
+        if last.is_file():
+            cfg.ckpt_path = str(last)
+            wandb = (cfg.get("logger") or {}).get("wandb")
+            if isinstance(wandb, DictConfig) and runs.wandb_run_id(job):
+                wandb.id, wandb.resume = runs.wandb_run_id(job), "allow"
+    log.info("Job %s %s", job.name, "goes on from its last.ckpt" if last.is_file() else "had not begun: runs from the start")
+    return cfg, last.is_file()
 
 
 def stash_metrics_csv(folder: Path) -> None:
@@ -259,9 +289,16 @@ def compile_nets(model: Any) -> list[str]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
     # a bad value or a missing checkpoint is reported before torch and Lightning are imported
-    resuming = bool(cfg.get("resume"))
-    if resuming:
-        cfg = resumed_config(cfg)
+    job = sweep_job_folder()
+    if cfg.get("resume") and job is not None:  # a sweep resumed: this job is done, half done or not begun
+        if (job / DONE).is_file():
+            log.info("Job %s finished before the sweep stopped: not run again", job.name)
+            return json.loads((job / DONE).read_text())["metrics"]
+        cfg, resuming = resumed_job_config(cfg, job)
+    else:
+        resuming = bool(cfg.get("resume"))
+        if resuming:
+            cfg = resumed_config(cfg)
     check_config(cfg)
     if cfg.get("nonfinite", "stop") not in ("stop", "skip"):
         raise GenlabError(f"nonfinite={cfg.nonfinite!r} is unknown; choose stop or skip.")
@@ -339,6 +376,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         log.info("Final metrics:\n%s", format_metrics(metrics))
         log.info("Run directory: %s", trainer.default_root_dir)
+        (folder / DONE).write_text(json.dumps({"metrics": metrics}, indent=2))  # a resumed sweep skips this job
     return metrics
 
 

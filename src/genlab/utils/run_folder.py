@@ -150,6 +150,31 @@ def _exit(message: str) -> None:
     raise SystemExit(2)
 
 
+def resume_optuna_study(config: DictConfig, folder: Path) -> None:
+    """A resumed Optuna search: its study (in the sweep folder's SQLite file, as the
+    ``hparams_search`` presets store it) keeps its finished trials, a trial the stop cut short is
+    marked failed, and the sweeper runs the trials still missing (``n_trials`` less the completed
+    ones). Its new jobs go to ``resumed_<n>/<job>``: the sweeper numbers jobs from 0 again, and the
+    folders of the finished trials stay as they are."""
+    import optuna
+
+    storage = config.hydra.sweeper.get("storage")
+    if not storage or not str(storage).startswith("sqlite:"):
+        _exit("resume of an Optuna search needs its study stored in SQLite (hydra.sweeper.storage=sqlite:///...; "
+              "the hparams_search presets store it in the sweep folder).")
+    study = optuna.load_study(study_name=config.hydra.sweeper.study_name, storage=storage)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # its process is gone
+    complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    generation = 1 + len(list(folder.glob("resumed_*")))
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweeper.n_trials = max(0, int(config.hydra.sweeper.n_trials) - complete)
+        config.hydra.sweep.subdir = f"resumed_{generation}/${{hydra.job.num}}"
+        config.hydra.overrides.hydra.append(f"hydra.sweep.subdir=resumed_{generation}/${{hydra.job.num}}")
+    print(f"Resuming the Optuna study {study.study_name!r}: {complete} trials complete, "
+          f"{config.hydra.sweeper.n_trials} to run, into {folder}/resumed_{generation}/", file=sys.stderr)
+
+
 class RunFolder(Callback):
     """Hydra callback: claims ``hydra.run.dir`` (single runs) or ``hydra.sweep.dir`` (multiruns)
     before Hydra writes to it, and releases it when the run ends."""
@@ -178,6 +203,19 @@ class RunFolder(Callback):
         release(config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("resume"):  # the same sweep command with resume=<sweep folder>: its jobs go on there
+            folder = absolute(str(config.resume))
+            marks = ("multirun.yaml", "optuna.db", "*/.hydra/config.yaml")  # Optuna's sweeper writes no multirun.yaml
+            if not folder.is_dir() or not any(next(folder.glob(mark), None) for mark in marks):
+                _exit(f"resume={config.resume}: {folder} is not a sweep folder (no multirun.yaml, study or jobs); "
+                      "with -m, resume takes the folder of the sweep to go on with.")
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.sweep.dir = str(folder)
+                config.hydra.overrides.hydra.append(f'hydra.sweep.dir="{folder}"')
+            _claim_or_exit(config, "hydra.sweep.dir", named_by_user=True)
+            if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
+                resume_optuna_study(config, folder)
+            return
         made = _claim_or_exit(config, "hydra.sweep.dir")
         if made != absolute(str(config.hydra.sweep.dir)):
             # each job's config is composed again from the hydra overrides: the new folder goes there
