@@ -237,3 +237,19 @@ def test_a_killed_optuna_search_resumed_runs_only_the_missing_trials(tmp_path: P
     assert [(t.params, t.values) for t in trials[:2]] == before
     assert sorted(p.parent.relative_to(sweep).as_posix() for p in sweep.rglob("done.json")) == [
         "0", "1", "resumed_1/0", "resumed_1/1", "resumed_1/2"]
+
+
+def test_compare_logs_its_table_to_w_and_b_in_the_sweeps_group(tmp_path: Path, monkeypatch) -> None:
+    from genlab.compare import main
+    from wandb_records import summarize
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    sweep = tmp_path / "2026-12-04_10-00-00"
+    for i, (dim, seed) in enumerate([(8, 0), (8, 1), (16, 0)]):
+        fake_run(sweep / str(i), [f"model.latent_dim={dim}", f"seed={seed}"], [120.0 - dim, 110.0 - dim + seed])
+    assert main([str(sweep), "--log-wandb"]) == 0
+    summary = summarize(next(tmp_path.glob("wandb/offline-run-*/run-*.wandb")))
+    assert summary["run"]["group"] == sweep.name and summary["run"]["job_type"] == "compare"
+    assert summary["history"]["compare/_type"] == ["table-file"]  # the wandb.Table: 2 rows (8 over 2 seeds, 16)
+    assert summary["history"]["compare/nrows"] == [2] and summary["history"]["compare/ncols"] == [6]

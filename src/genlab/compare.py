@@ -310,6 +310,30 @@ def plot_parallel(rows: list[dict[str, Any]], settings: list[str], metric: str, 
     return path
 
 
+def log_to_wandb(rows: list[dict[str, Any]], columns: list[str], files: list[Path], project: str, group: str) -> str:
+    """The table as a W&B run of its own in the sweep's group (job type ``compare``): a
+    ``wandb.Table`` under ``compare``, and the files written here as an artifact. Returns the
+    run's folder. Online when logged in, else offline (``WANDB_MODE`` decides, as for training)."""
+    import re
+
+    import wandb
+
+    from genlab.utils.wandb_setup import resolve_mode
+
+    run = wandb.init(project=project, group=group, job_type="compare", name=f"compare {group}",
+                     mode=resolve_mode("auto"), settings={"quiet": True})
+    table = wandb.Table(columns=[c.removeprefix("setting ") for c in columns],
+                        data=[[fmt(r.get(c), r.get(f"{c} ±")) for c in columns] for r in rows])
+    run.log({"compare": table})
+    artifact = wandb.Artifact(re.sub(r"[^\w.-]", "_", f"compare-{group}"), type="compare")
+    for file in files:
+        artifact.add_file(str(file))
+    run.log_artifact(artifact)
+    folder = run.dir
+    run.finish()
+    return str(Path(folder).parent)
+
+
 def seed_band(folders: list[str], metric: str) -> list[tuple[int, float, float, float]]:
     """``(step, mean, lowest, highest)`` over the runs' curves of ``metric``, at the steps all have."""
     curves = [dict(read_curves(Path(f) / "metrics.csv").get(metric, [])) for f in folders]
@@ -355,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", help="with --wandb: only this group (a sweep folder's name)")
     parser.add_argument("--per-run", action="store_true", help="one row per run, also for runs that differ only by seed")
     parser.add_argument("--baseline", help="a run folder, or overrides naming one row: each metric's Δ to it")
+    parser.add_argument("--log-wandb", action="store_true",
+                        help="also log the table and these files to W&B, in the sweep's group (the folder's name)")
+    parser.add_argument("--wandb-project", default="genlab", help="with --log-wandb: the W&B project")
     parser.add_argument("--all-settings", action="store_true",
                         help="every key of the runs' configs as a column (default: the settings that differ)")
     args = parser.parse_args(argv)
@@ -393,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     write_html(markdown.splitlines(), rows, columns, [p for p in (png, parallel) if p], out)
     written = [out / "compare.md", out / "compare.csv", out / "compare.html", *(p for p in (png, parallel) if p)]
     print(f"{len(rows)} rows of {sum(r.get('n') or 1 for r in rows)} runs; wrote {', '.join(map(str, written))}")
+    if args.log_wandb:
+        group = args.group or (args.folder.resolve().name if args.folder else "wandb")
+        print(f"Logged to W&B: {log_to_wandb(rows, columns, written, args.wandb_project, group)}")
     return 0
 
 
