@@ -244,12 +244,11 @@ def test_compare_logs_its_table_to_w_and_b_in_the_sweeps_group(tmp_path: Path, m
     from wandb_records import summarize
 
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     sweep = tmp_path / "2026-12-04_10-00-00"
     for i, (dim, seed) in enumerate([(8, 0), (8, 1), (16, 0)]):
         fake_run(sweep / str(i), [f"model.latent_dim={dim}", f"seed={seed}"], [120.0 - dim, 110.0 - dim + seed])
     assert main([str(sweep), "--log-wandb"]) == 0
-    summary = summarize(next(tmp_path.glob("wandb/offline-run-*/run-*.wandb")))
+    summary = summarize(next(sweep.glob("wandb/offline-run-*/run-*.wandb")))  # beside the table
     assert summary["run"]["group"] == sweep.name and summary["run"]["job_type"] == "compare"
     assert summary["history"]["compare/_type"] == ["table-file"]  # the wandb.Table: 2 rows (8 over 2 seeds, 16)
     assert summary["history"]["compare/nrows"] == [2] and summary["history"]["compare/ncols"] == [6]

@@ -310,17 +310,19 @@ def plot_parallel(rows: list[dict[str, Any]], settings: list[str], metric: str, 
     return path
 
 
-def log_to_wandb(rows: list[dict[str, Any]], columns: list[str], files: list[Path], project: str, group: str) -> str:
+def log_to_wandb(rows: list[dict[str, Any]], columns: list[str], files: list[Path], project: str, group: str,
+                 out: Path) -> str:
     """The table as a W&B run of its own in the sweep's group (job type ``compare``): a
-    ``wandb.Table`` under ``compare``, and the files written here as an artifact. Returns the
-    run's folder. Online when logged in, else offline (``WANDB_MODE`` decides, as for training)."""
+    ``wandb.Table`` under ``compare``, and the files written here as an artifact; the run's files
+    go to ``<out>/wandb``. Returns the run's folder. Online when logged in, else offline
+    (``WANDB_MODE`` decides, as for training)."""
     import re
 
     import wandb
 
     from genlab.utils.wandb_setup import resolve_mode
 
-    run = wandb.init(project=project, group=group, job_type="compare", name=f"compare {group}",
+    run = wandb.init(project=project, group=group, job_type="compare", name=f"compare {group}", dir=str(out),
                      mode=resolve_mode("auto"), settings={"quiet": True})
     table = wandb.Table(columns=[c.removeprefix("setting ") for c in columns],
                         data=[[fmt(r.get(c), r.get(f"{c} ±")) for c in columns] for r in rows])
@@ -422,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} rows of {sum(r.get('n') or 1 for r in rows)} runs; wrote {', '.join(map(str, written))}")
     if args.log_wandb:
         group = args.group or (args.folder.resolve().name if args.folder else "wandb")
-        print(f"Logged to W&B: {log_to_wandb(rows, columns, written, args.wandb_project, group)}")
+        print(f"Logged to W&B: {log_to_wandb(rows, columns, written, args.wandb_project, group, out)}")
     return 0
 
 
