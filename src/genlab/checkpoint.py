@@ -148,10 +148,11 @@ def model_from_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     return model.eval(), run_cfg, ckpt
 
 
-def check_resume(path: str | Path, model: Any) -> None:
+def check_resume(path: str | Path, model: Any) -> int:
     """``train.py ckpt_path=``: the checkpoint passes ``load_checkpoint``'s checks and its weights
     are this run's model's (same names and shapes), so Lightning's own loading of it cannot fail
-    halfway or build anything. (Lightning reads the file again: ``fit`` takes a path.)"""
+    halfway or build anything. (Lightning reads the file again: ``fit`` takes a path.) Returns the
+    global step it was written at."""
     ckpt = load_checkpoint(path)
     mine, theirs = model.state_dict(), ckpt["state_dict"]
     missing, unexpected = sorted(mine.keys() - theirs.keys()), sorted(theirs.keys() - mine.keys())
@@ -165,3 +166,4 @@ def check_resume(path: str | Path, model: Any) -> None:
             f"ckpt_path={str(path)!r} holds a {stored} that does not fit this run's {type(model).__name__} ({first}). "
             "Resume with the model settings of the run that wrote it."
         )
+    return int(ckpt.get("global_step", 0))

@@ -14,7 +14,7 @@ from genlab.data.checks import kind_of_data
 from genlab.utils import command_line, run_folder, startup
 from genlab.utils.config import CONF_DIR, instantiate_group, to_container
 from genlab.utils.errors import GenlabError
-from genlab.utils.task import format_metrics, run_task
+from genlab.utils.task import format_metrics, multirun_job, run_task
 from genlab.utils.trainer_setup import resolve_trainer_kwargs
 from genlab.utils.validate import check_config
 
@@ -68,15 +68,15 @@ def make_loggers(cfg: DictConfig, choices: dict[str, str] | None = None, job_typ
             continue
         kwargs = OmegaConf.to_container(node, resolve=True)
         if kwargs["_target_"].endswith("WandbLogger"):
+            sweep = sweep_run_names()
             kwargs = prepare_wandb_kwargs(
                 kwargs,
                 tags=[choices.get("model"), choices.get("data"), *cfg.get("tags", [])],
-                job_type=job_type or choices.get("model"),
+                job_type=job_type or sweep.pop("job_type", None) or choices.get("model"),
             )
             if kwargs["mode"] == "disabled":
                 continue
-            sweep = sweep_run_names()
-            kwargs.update({k: v for k, v in sweep.items() if not kwargs.get(k) or (k == "job_type" and not node.get(k))})
+            kwargs.update({k: v for k, v in sweep.items() if not kwargs.get(k)})
             loggers.append(start_or_fall_back(instantiate(kwargs), kwargs))
             continue
         loggers.append(instantiate(kwargs))
@@ -147,6 +147,16 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(newest)
 
 
+def continue_wandb_run(cfg: DictConfig, folder: Path) -> None:
+    """Point the W&B logger of ``cfg`` (open for new keys) at the W&B run logged into ``folder``,
+    if there is one: same id, ``resume="allow"``."""
+    from genlab.utils import runs
+
+    wandb, run_id = (cfg.get("logger") or {}).get("wandb"), runs.wandb_run_id(folder)
+    if isinstance(wandb, DictConfig) and run_id:
+        wandb.id, wandb.resume = run_id, "allow"
+
+
 def resumed_config(cfg: DictConfig) -> DictConfig:
     """``resume=<run folder>`` (or ``last``): that run's own config (its ``.hydra/config.yaml``),
     the command line's key overrides applied on top, ``ckpt_path`` its ``last.ckpt`` and the W&B
@@ -175,22 +185,10 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         applied.append(override.input_line)
     with open_dict(stored):
         stored.paths, stored.resume, stored.ckpt_path = cfg.paths, None, str(folder / runs.LAST)
-        wandb = (stored.get("logger") or {}).get("wandb")
-        if isinstance(wandb, DictConfig) and runs.wandb_run_id(folder):
-            wandb.id, wandb.resume = runs.wandb_run_id(folder), "allow"
+        continue_wandb_run(stored, folder)
     log.info("Resuming the run in %s from its last.ckpt%s", folder,
              f", with {' '.join(applied)} on top" if applied else "")
     return stored
-
-
-def sweep_job_folder() -> Path | None:
-    """This job's folder when Hydra runs a multirun, else ``None``."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    return Path(HydraConfig.get().runtime.output_dir)
 
 
 def resumed_job_config(cfg: DictConfig, job: Path) -> tuple[DictConfig, bool]:
@@ -206,9 +204,7 @@ def resumed_job_config(cfg: DictConfig, job: Path) -> tuple[DictConfig, bool]:
         cfg.resume = None
         if last.is_file():
             cfg.ckpt_path = str(last)
-            wandb = (cfg.get("logger") or {}).get("wandb")
-            if isinstance(wandb, DictConfig) and runs.wandb_run_id(job):
-                wandb.id, wandb.resume = runs.wandb_run_id(job), "allow"
+            continue_wandb_run(cfg, job)
     log.info("Job %s %s", job.name, "goes on from its last.ckpt" if last.is_file() else "had not begun: runs from the start")
     return cfg, last.is_file()
 
@@ -231,13 +227,10 @@ def merge_metrics_csv(folder: Path, resumed_step: int) -> None:
     parts = sorted(folder.glob("metrics.*.csv"), key=lambda p: int(p.suffixes[0][1:]))
     if not parts:
         return
-    rows: list[dict[str, str]] = []
-    for part in parts:
-        with part.open(newline="") as f:
-            rows = [r for r in rows if int(r.get("step") or 0) < resumed_step] + list(csv.DictReader(f))
     current = folder / "metrics.csv"
-    if current.is_file():
-        with current.open(newline="") as f:
+    rows: list[dict[str, str]] = []
+    for part in [*parts, current] if current.is_file() else parts:
+        with part.open(newline="") as f:  # each part's rows take over from the step it resumed from
             rows = [r for r in rows if int(r.get("step") or 0) < resumed_step] + list(csv.DictReader(f))
     keys = sorted({k for r in rows for k in r})
     with current.open("w", newline="") as f:
@@ -289,7 +282,8 @@ def compile_nets(model: Any) -> list[str]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model on the data, then test the best checkpoint; return the final metrics."""
     # a bad value or a missing checkpoint is reported before torch and Lightning are imported
-    job = sweep_job_folder()
+    sweep_job = multirun_job(cfg)
+    job = Path(sweep_job["folder"]) if sweep_job else None
     if cfg.get("resume") and job is not None:  # a sweep resumed: this job is done, half done or not begun
         if (job / DONE).is_file():
             log.info("Job %s finished before the sweep stopped: not run again", job.name)
@@ -314,7 +308,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from genlab.callbacks.progress import with_progress_bar
     from genlab.callbacks.resume import ResumeState
     from genlab.callbacks.run_info import RunInfo
-    from genlab.checkpoint import check_resume, load_checkpoint
+    from genlab.checkpoint import check_resume
     from genlab.compat import agree_on_sigterm
 
     startup.mark("torch, lightning")
@@ -331,8 +325,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     fill_model_settings(cfg, datamodule)
     config = to_container(cfg)
     model = build_model(cfg.model)
+    resumed_step = 0
     if ckpt_path is not None:  # unreadable, foreign or another model's: one clear line, before W&B starts
-        check_resume(ckpt_path, model)
+        resumed_step = check_resume(ckpt_path, model)
     run_info = RunInfo(config)
     callbacks = [*instantiate_group(cfg.get("callbacks")), run_info, ResumeState(), NonFiniteLoss(cfg.get("nonfinite", "stop"))]
     if trainer_kwargs.get("log_every_n_steps") is None:  # fitted to the epoch's length
@@ -356,7 +351,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(config)
     startup.mark("trainer")
 
-    resumed_step = int(load_checkpoint(ckpt_path).get("global_step", 0)) if resuming else 0
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     if resuming and trainer.is_global_zero:

@@ -150,6 +150,14 @@ def _exit(message: str) -> None:
     raise SystemExit(2)
 
 
+def _set_sweep_dir(config: DictConfig, folder: Path) -> None:
+    """Make ``folder`` the sweep's folder: in the config and in the hydra overrides, from which
+    each job's config is composed again."""
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweep.dir = str(folder)
+        config.hydra.overrides.hydra.append(f'hydra.sweep.dir="{folder}"')
+
+
 def resume_optuna_study(config: DictConfig, folder: Path) -> None:
     """A resumed Optuna search: its study (in the sweep folder's SQLite file, as the
     ``hparams_search`` presets store it) keeps its finished trials, a trial the stop cut short is
@@ -209,19 +217,14 @@ class RunFolder(Callback):
             if not folder.is_dir() or not any(next(folder.glob(mark), None) for mark in marks):
                 _exit(f"resume={config.resume}: {folder} is not a sweep folder (no multirun.yaml, study or jobs); "
                       "with -m, resume takes the folder of the sweep to go on with.")
-            with read_write(config.hydra), open_dict(config.hydra):
-                config.hydra.sweep.dir = str(folder)
-                config.hydra.overrides.hydra.append(f'hydra.sweep.dir="{folder}"')
+            _set_sweep_dir(config, folder)
             _claim_or_exit(config, "hydra.sweep.dir", named_by_user=True)
             if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
                 resume_optuna_study(config, folder)
             return
         made = _claim_or_exit(config, "hydra.sweep.dir")
         if made != absolute(str(config.hydra.sweep.dir)):
-            # each job's config is composed again from the hydra overrides: the new folder goes there
-            with read_write(config.hydra), open_dict(config.hydra):
-                config.hydra.sweep.dir = str(made)
-                config.hydra.overrides.hydra.append(f'hydra.sweep.dir="{made}"')
+            _set_sweep_dir(config, made)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(config.hydra.sweep.dir)

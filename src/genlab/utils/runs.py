@@ -13,9 +13,10 @@ LAST = "checkpoints/last.ckpt"
 
 
 def run_folders(task_dir: Path) -> list[Path]:
-    """The run folders under ``task_dir`` (single runs and multirun jobs) that hold a
-    ``last.ckpt``, newest checkpoint first."""
-    found = [*task_dir.glob(f"runs/*/{LAST}"), *task_dir.glob(f"multiruns/*/*/{LAST}")]
+    """The run folders under ``task_dir`` (single runs, and multirun jobs at any depth: a resumed
+    Optuna search puts its jobs in ``resumed_<n>/``) that hold a ``last.ckpt``, newest checkpoint
+    first."""
+    found = [*task_dir.glob(f"runs/*/{LAST}"), *task_dir.glob(f"multiruns/**/{LAST}")]
     return [p.parents[1] for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 

@@ -95,7 +95,7 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
         metrics = task(cfg)
     except BaseException as e:
         wandb_setup.finish(exit_code=1)
-        job = _multirun_job(cfg)
+        job = multirun_job(cfg)
         if job is not None and isinstance(e, Exception):
             _record_failure(job, e)
             if cfg.get("continue_on_error", False):
@@ -112,7 +112,7 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
     if not name:
         return None
     if name not in metrics:  # e.g. a run stopped by max_steps before its first validation
-        if _multirun_job(cfg) is None:  # a single run: no sweeper waits for the value
+        if multirun_job(cfg) is None:  # a single run: no sweeper waits for the value
             return math.nan
         log.warning("optimized_metric=%r was not logged (logged: %s); returning NaN to the sweeper.",
                     name, ", ".join(sorted(metrics)))
@@ -120,7 +120,7 @@ def run_task(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) ->
     return metrics[name]
 
 
-def _multirun_job(cfg: DictConfig) -> dict[str, Any] | None:
+def multirun_job(cfg: DictConfig) -> dict[str, Any] | None:
     """This job's number, overrides, folder and log file when Hydra runs a multirun, else ``None``."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
