@@ -162,8 +162,9 @@ def test_bad_input_is_one_clear_message_before_torch_is_imported(tmp_path: Path,
         ["model=vae", "trainer=ddp_cpu"],
         ["model=gan", "trainer=ddp_cpu"],
         ["model=dcgan", "trainer.strategy=ddp", "trainer.devices=2"],  # by hand, as in Lightning
+        ["model=gan", "model.conditional=true", "trainer=ddp_cpu"],
     ],
-    ids=["vae-ddp_cpu", "gan-ddp_cpu", "dcgan-strategy_ddp"],
+    ids=["vae-ddp_cpu", "gan-ddp_cpu", "dcgan-strategy_ddp", "conditional_gan-ddp_cpu"],
 )
 def test_ddp_on_two_cpu_processes_writes_one_run(tmp_path: Path, overrides: list[str]) -> None:
     """Lightning re-launches the command for rank 1; it must land in the same run folder.

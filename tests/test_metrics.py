@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import warnings
 from pathlib import Path
 
@@ -9,9 +11,10 @@ import pytest
 import torch
 
 from genlab.data.image_sources import load_bundled
-from genlab.metrics.feature_nets import WEIGHTS_DIR, load_feature_net, registry
+from genlab.metrics.feature_nets import WEIGHTS_DIR, FeatureCNN, load_feature_net, registry
 from genlab.metrics.image_quality import extract, fid_kid, precision_recall_density_coverage
 from genlab.utils.errors import GenlabError
+from conftest import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def test_shipped_feature_nets_load_and_are_small(dataset: str) -> None:
     entry = registry()[dataset]
     assert (WEIGHTS_DIR / entry["file"]).stat().st_size < 2_000_000
     net = load_feature_net(dataset)
-    assert net.features(torch.rand(2, 1, 28, 28)).shape == (2, 128)
+    assert net.features(torch.rand(2, 1, 28, 28)).shape == (2, FeatureCNN.num_features)
 
 
 def test_loading_a_feature_net_leaves_the_random_state_alone() -> None:
@@ -103,3 +106,47 @@ def test_inception_weights_are_never_downloaded(tmp_path: Path, monkeypatch: pyt
     cached.parent.mkdir()
     cached.write_bytes(b"x")
     assert find_weights(None) == cached
+
+
+def load_calibration_script():
+    spec = importlib.util.spec_from_file_location("calibrate_fid", PROJECT_ROOT / "scripts" / "calibrate_fid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fid_orders_corruptions_and_dropped_classes_as_a_person_would() -> None:
+    """The calibration on a CI-sized subset (the bundled MNIST images, half against half): clean
+    below every other row, noise 0.05 < noise 0.1 < 5 of 10 classes < 1 class, the one-class set
+    far above slight noise; the class histogram sees the dropped classes."""
+    calibration = load_calibration_script()
+    images, labels = load_bundled()
+    x = images.unsqueeze(1).float() / 255
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    reference, compared = order[:2500], order[2500:]
+    keys = {"clean", "blur_0.5", "noise_0.05", "noise_0.1", "classes_5", "classes_1", "checkerboard_0.1"}
+    rows = calibration.calibrate(x[reference], x[compared], labels[compared], "mnist", keys=keys, log=lambda _: None)
+    fid = {key: row["fid"] for key, row in rows.items()}
+    assert set(fid) == keys
+    assert all(fid["clean"] < value for key, value in fid.items() if key != "clean"), fid
+    assert fid["noise_0.05"] < fid["noise_0.1"] < fid["classes_5"] < fid["classes_1"], fid
+    assert fid["classes_1"] >= 10 * fid["noise_0.05"], fid
+    tv = {key: row["class_tv"] for key, row in rows.items()}
+    assert tv["clean"] < 0.05 and 0.4 < tv["classes_5"] < 0.6 and tv["classes_1"] > 0.85, tv
+
+
+def test_calibration_tables_in_the_docs_are_generated_from_the_shipped_json(tmp_path: Path) -> None:
+    """docs/fid_calibration.json holds the full calibration of both datasets, in the order the
+    subset test checks, and docs/metrics.md holds exactly the tables rendered from it."""
+    calibration = load_calibration_script()
+    results = json.loads((PROJECT_ROOT / "docs" / "fid_calibration.json").read_text())
+    for dataset in ("fashion_mnist", "mnist"):
+        fid = {key: row["fid"] for key, row in results["datasets"][dataset]["rows"].items()}
+        assert all(fid["clean"] < value for key, value in fid.items() if key != "clean"), (dataset, fid)
+        assert fid["noise_0.05"] < fid["noise_0.1"] < fid["classes_5"] < fid["classes_1"], (dataset, fid)
+        assert fid["classes_1"] >= 10 * fid["noise_0.05"], (dataset, fid)
+    docs = PROJECT_ROOT / "docs" / "metrics.md"
+    copy = tmp_path / "metrics.md"
+    copy.write_text(docs.read_text())
+    calibration.write_markdown(copy, calibration.markdown(results))
+    assert copy.read_text() == docs.read_text()

@@ -24,7 +24,9 @@ SHORT = ["data.source=bundled", "trainer.max_epochs=3", "trainer.limit_train_bat
          "trainer.num_sanity_val_steps=2", "trainer.deterministic=true", "test=false", "logger=csv"]
 MODELS = {"vae": ["model=vae"],
           "gan": ["model=gan", "model.ema_decay=0.9", "callbacks.sample_quality.num_samples=200",
-                  "+model.scheduler_g={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"]}
+                  "+model.scheduler_g={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"],
+          "conditional_gan": ["model=gan", "model.conditional=true", "model.ema_decay=0.9",
+                              "callbacks.sample_quality.num_samples=200"]}
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -52,7 +54,7 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("model, signal_name, loader", [
     ("gan", "SIGKILL", []), ("vae", "SIGKILL", []), ("gan", "SIGTERM", []), ("vae", "SIGTERM", []),
-    ("vae", "SIGTERM", ["data.num_workers=1"])],
+    ("vae", "SIGTERM", ["data.num_workers=1"]), ("conditional_gan", "SIGKILL", [])],
     ids=lambda v: ("workers" if v else "in-process") if isinstance(v, list) else None)
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, uninterrupted, model: str, signal_name: str,
                                                            loader: list[str]) -> None:
@@ -73,7 +75,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, unint
     else:
         assert killed.returncode == 0 and "SIGTERM: saved" in killed.stdout + killed.stderr
         assert load_checkpoint(tmp_path / "outputs" / "train" / "runs" / "killed" / "checkpoints" / "last.ckpt")[
-            "global_step"] == (2 * 6 + 4) * (2 if model == "gan" else 1)  # mid-epoch: batches 0-3 of epoch 2
+            "global_step"] == (2 * 6 + 4) * (2 if "gan" in model else 1)  # mid-epoch: batches 0-3 of epoch 2
     resumed = run("train.py", *MODELS[model], *short, "ckpt_path=last", f"hydra.run.dir={tmp_path}/outputs/train/runs/resumed",
                   env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

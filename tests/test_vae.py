@@ -132,16 +132,24 @@ def test_checkpoint_resumes(train_config, tmp_path: Path) -> None:
     assert sorted({int(r["epoch"]) for r in rows if r.get("val/elbo")}) == [1, 2]
 
 
-def test_iwae_nll_is_below_negative_elbo_and_tightens_with_k(train_config) -> None:
+@pytest.mark.parametrize("conditional", [False, True], ids=["vae", "conditional_vae"])
+def test_iwae_nll_is_below_negative_elbo_and_tightens_with_k(train_config, conditional: bool) -> None:
+    """The same for the conditional VAE's bounds on -log p(x|y), with a prior p(z|y) away from N(0, I)."""
     torch.manual_seed(0)
-    model = instantiate(train_config("model=vae").model)
+    extra = ["model.conditional=true", "model.num_classes=10"] if conditional else []
+    model = instantiate(train_config("model=vae", *extra).model)
     dm = MNISTDataModule(root="unused", source="bundled")
     dm.setup()
     x = dm._splits["test"].images[:500].float() / 255
+    y = dm._splits["test"].labels[:500] if conditional else None
+    if conditional:
+        with torch.no_grad():
+            model.prior_mean.weight.normal_(0, 0.5)
+            model.prior_logvar.weight.normal_(0, 0.3)
     with torch.no_grad():
-        log_px, kl = model.elbo_terms(x)
+        log_px, kl = model.elbo_terms(x, y)
         neg_elbo = (kl - log_px).mean().item()
-        nll = {k: model.iwae_nll(x, k, chunk=100).mean().item() for k in (1, 20, 400)}
+        nll = {k: model.iwae_nll(x, k, chunk=100, labels=y).mean().item() for k in (1, 20, 400)}
     assert nll[1] == pytest.approx(neg_elbo, abs=1.0)  # k = 1 is the ELBO (one sample)
     assert nll[400] < nll[20] < nll[1]
     assert nll[400] < neg_elbo
@@ -238,7 +246,8 @@ def test_test_nll_covers_the_first_nll_examples(train_config, monkeypatch: pytes
     test after a short fit stays short); ``None`` (eval.py): every example."""
     model = instantiate(train_config("model.nll_examples=5", "model.nll_samples=2").model)
     bounded = []
-    monkeypatch.setattr(type(model), "iwae_nll", lambda self, x, k, chunk: bounded.append(len(x)) or torch.zeros(len(x)))
+    monkeypatch.setattr(type(model), "iwae_nll",
+                        lambda self, x, k, chunk, labels=None: bounded.append(len(x)) or torch.zeros(len(x)))
     batches = [(torch.rand(3, 1, 28, 28), None) for _ in range(4)]
     for nll_examples, expected in ((5, [3, 2]), (None, [3, 3, 3, 3])):
         model.nll_examples, bounded[:] = nll_examples, []

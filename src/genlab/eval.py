@@ -99,15 +99,26 @@ def paced_batches(model, run_data: DictConfig, data: DictConfig) -> dict:
 
 def sample_metrics(model, datamodule, split: str, num_samples: int, seed: int, inception_weights=None) -> dict[str, float]:
     """Sample-quality metrics of ``num_samples`` generated images against the split's images
-    (and Inception FID when its weights are at hand)."""
+    (and Inception FID when its weights are at hand). A class-conditional model draws every class
+    in turn and adds ``class_accuracy`` (beside ``classifier_accuracy``, the feature net's on the
+    split's real images) and ``intra_fid`` (FID per class, averaged)."""
     import torch
 
-    from genlab.metrics.image_quality import sample_quality
+    from genlab.metrics.feature_nets import load_feature_net
+    from genlab.metrics.image_quality import class_accuracy, extract, feature_metrics, intra_class_fid
 
     z = model.sample_latents(num_samples, generator=torch.Generator().manual_seed(seed))
-    fake = torch.cat([model.generate(b).cpu() for b in z.split(500)])
+    labels = model.sample_labels(num_samples) if getattr(model, "conditional", False) else None
+    parts = z.split(500) if labels is None else zip(z.split(500), labels.split(500))
+    fake = torch.cat([(model.generate(b) if labels is None else model.generate(*b)).cpu() for b in parts])
     real = datamodule.images(split)
-    quality = sample_quality(real, fake, datamodule.dataset)
+    net = load_feature_net(datamodule.dataset)
+    real_f, fake_f = extract(net, real), extract(net, fake)
+    quality = feature_metrics(real_f, fake_f, labels=labels)
+    if labels is not None:
+        real_labels = datamodule.labels(split)
+        quality["classifier_accuracy"] = class_accuracy(real_f, real_labels)
+        quality["intra_fid"] = intra_class_fid(real_f, real_labels, fake_f, labels)
     if inception_weights is not None:
         quality["inception_fid"] = inception_fid(real, fake, inception_weights)
     return {f"{split}/{name}": value for name, value in quality.items()}

@@ -64,6 +64,40 @@ def _latents(model, cfg: DictConfig, tokenizer=None) -> tuple[torch.Tensor, int]
     return slerp(ends[0].unsqueeze(1), ends[1].unsqueeze(1), t).flatten(0, 1), cfg.steps
 
 
+def class_labels(model, cfg: DictConfig, class_names: list[str] | None) -> tuple[torch.Tensor | None, list[str] | None]:
+    """The classes to draw for (``labels=[3, 3, 7]``, ``labels=all``: one row of ``nrow`` per
+    class, or ``labels=[a]`` / ``[a, b]`` with ``mode=interpolate``: within class a / from class a
+    to b at fixed noise), and the row names of the grid; ``(None, None)`` for an unconditional model."""
+    import torch
+
+    labels = cfg.get("labels")
+    if not getattr(model, "conditional", False):
+        if labels is not None:
+            raise GenlabError("labels=... needs a class-conditional model (trained with model.conditional=true); "
+                              "this checkpoint's model is unconditional.")
+        return None, None
+    names = class_names or [str(c) for c in range(model.num_classes)]
+    if labels is None or labels == "all":
+        if cfg.mode == "samples":
+            return torch.arange(model.num_classes).repeat_interleave(cfg.nrow), names
+        rows = torch.arange(cfg.num_samples) % model.num_classes  # interpolations within each class in turn
+        return rows.repeat_interleave(cfg.steps), [names[c] for c in rows]
+    if isinstance(labels, str) or not all(isinstance(c, int) for c in labels):
+        raise GenlabError(f"labels={labels!r}: give class numbers, e.g. labels=[3,7], or labels=all.")
+    if any(not 0 <= c < model.num_classes for c in labels):
+        raise GenlabError(f"labels={list(labels)}: this model's classes are 0..{model.num_classes - 1}.")
+    if cfg.mode == "samples":
+        return torch.tensor(list(labels)), None
+    if len(labels) > 2:
+        raise GenlabError("mode=interpolate takes labels=[a] (within class a) or labels=[a,b] (from a to b).")
+    if len(labels) == 1:
+        return torch.full((cfg.num_samples * cfg.steps,), labels[0]), None
+    one_hot = torch.eye(model.num_classes)
+    t = torch.linspace(0, 1, cfg.steps).view(-1, 1)
+    row = (1 - t) * one_hot[labels[0]] + t * one_hot[labels[1]]  # [steps, C]
+    return row.repeat(cfg.num_samples, 1), [f"{names[labels[0]]} → {names[labels[1]]}"] * cfg.num_samples
+
+
 def generate(cfg: DictConfig) -> dict[str, float]:
     """Decode latents of ``cfg.mode`` from the checkpoint's model; the checks of the values and of
     ``ckpt_path`` come before torch is imported."""
@@ -74,23 +108,31 @@ def generate(cfg: DictConfig) -> dict[str, float]:
     if cfg.num_samples < 1 or cfg.steps < 2:
         raise GenlabError("num_samples must be at least 1 and steps at least 2.")
     cfg.ckpt_path = checkpoint_of(str(cfg.ckpt_path), Path(cfg.paths.log_dir) / "train")
-    model, _, ckpt = model_from_checkpoint(cfg.ckpt_path)
+    model, run_cfg, ckpt = model_from_checkpoint(cfg.ckpt_path)
     import torch
 
+    from genlab.data.mnist import CLASS_NAMES
+
     tokenizer = tokenizer_from_checkpoint(ckpt)
+    labels, row_names = class_labels(model, cfg, CLASS_NAMES.get(run_cfg.data.get("dataset")))
+    if labels is not None and cfg.mode == "samples":
+        cfg.num_samples = len(labels)
     z, nrow = _latents(model, cfg, tokenizer)
+    if labels is not None and labels.dim() == 2:  # from one class to another: the same noise along each row
+        z = model.sample_latents(cfg.num_samples, generator=torch.Generator().manual_seed(cfg.seed))
+        z = z.repeat_interleave(cfg.steps, dim=0)
     default = run_dir_of(cfg.ckpt_path) / "generated" / f"{cfg.mode}_{len(z)}"
     if tokenizer is not None:
         return _write_sentences(model, tokenizer, z, nrow, cfg, Path(cfg.out) if cfg.out else default.with_suffix(".txt"))
     from genlab.utils.images import save_grid
 
-    images = model.generate(z).cpu().clamp(0, 1)
+    images = (model.generate(z) if labels is None else model.generate(z, labels)).cpu().clamp(0, 1)
     out = Path(cfg.out) if cfg.out else default.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_grid(images, out, nrow=nrow)
+    save_grid(images, out, nrow=nrow, row_labels=row_names)
     log.info("Wrote %d images to %s", len(images), out)
-    if cfg.save_tensor:
-        torch.save(images, out.with_suffix(".pt"))
+    if cfg.save_tensor:  # a conditional model's images come with the labels they were drawn for
+        torch.save(images if labels is None else {"images": images, "labels": labels}, out.with_suffix(".pt"))
         log.info("Wrote the tensor to %s", out.with_suffix(".pt"))
     return {"num_images": float(len(images))}
 

@@ -113,13 +113,17 @@ def check_model_fits_data(cfg: DictConfig, data_kind: str | None) -> None:
 
 def fill_model_settings(cfg: DictConfig, datamodule: Any) -> None:
     """Give the model's nets what only the data knows (a text net's ``vocab_size`` where the config
-    leaves it null), so the config saved with the run, and in its checkpoints, rebuilds the model
-    on its own."""
+    leaves it null; a conditional model's ``num_classes``), so the config saved with the run, and
+    in its checkpoints, rebuilds the model on its own."""
     from omegaconf import open_dict
 
     settings = datamodule.model_settings() if hasattr(datamodule, "model_settings") else {}
     check_model_fits_data(cfg, "text" if "vocab_size" in settings else "image")
     with open_dict(cfg):
+        if cfg.model.get("conditional") and not cfg.model.get("num_classes"):
+            if not settings.get("num_classes"):
+                raise GenlabError("model.conditional=true needs data with classes (data=mnist, fashion_mnist).")
+            cfg.model.num_classes = settings["num_classes"]
         for node in cfg.model.values():
             for key, value in settings.items():
                 if isinstance(node, DictConfig) and key in node and node[key] is None:

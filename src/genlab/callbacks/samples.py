@@ -16,43 +16,51 @@ class ImageSamples(Callback):
     """Grids of samples from a *fixed* latent batch (so epochs compare), and reconstructions.
 
     Works with any module that has ``sample_latents(n, generator)`` and ``generate(z)``;
-    reconstructions are drawn when it also has ``reconstruct(x)`` (a VAE).
+    reconstructions are drawn when it also has ``reconstruct(x)`` (a VAE). A class-conditional
+    model draws one row of 8 per class instead of ``num_samples``, the class names beside them.
     Files: ``<run dir>/samples/{samples,reconstructions}_epoch{E:03d}.png``.
     """
 
     def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0, folder: str = "samples") -> None:
         self.num_samples, self.every_n_epochs, self.seed, self.folder = num_samples, every_n_epochs, seed, folder
         self._latents: torch.Tensor | None = None
+        self._labels: torch.Tensor | None = None
         self._originals: torch.Tensor | None = None
+        self._original_labels: torch.Tensor | None = None
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         gen = torch.Generator().manual_seed(self.seed)
-        self._latents = pl_module.sample_latents(self.num_samples, generator=gen)
+        classes = getattr(pl_module, "num_classes", 0)
+        self._labels = torch.arange(classes).repeat_interleave(8) if classes else None
+        self._latents = pl_module.sample_latents(self.num_samples if not classes else 8 * classes, generator=gen)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._originals is None and batch_idx == 0:
             # the first validation batch is the same every epoch (no shuffling); take images
             # spread over it, since datasets may be sorted by class
             x = batch[0]
-            idx = torch.linspace(0, len(x) - 1, min(self.num_samples // 2, len(x))).long()
-            self._originals = x[idx.to(x.device)].detach().cpu()
+            idx = torch.linspace(0, len(x) - 1, min(self.num_samples // 2, len(x))).long().to(x.device)
+            self._originals = x[idx].detach().cpu()
+            self._original_labels = batch[1][idx].detach().cpu()
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._latents is None or not due(trainer, self.every_n_epochs):
             return
-        grids = {"samples": pl_module.generate(self._latents).cpu()}
+        conditional = self._labels is not None
+        grids = {"samples": pl_module.generate(self._latents, self._labels).cpu()}
         if hasattr(pl_module, "reconstruct") and self._originals is not None:
-            recon = pl_module.reconstruct(self._originals).cpu()
+            recon = pl_module.reconstruct(self._originals, self._original_labels if conditional else None).cpu()
             # rows of originals followed by rows of their reconstructions
             nrow = 8
             pairs = [t for i in range(0, len(recon), nrow) for t in (self._originals[i : i + nrow], recon[i : i + nrow])]
             grids["reconstructions"] = torch.cat(pairs)
         out = Path(trainer.default_root_dir) / self.folder
         out.mkdir(parents=True, exist_ok=True)
+        names = getattr(trainer.datamodule, "class_names", None) if conditional else None
         for name, images in grids.items():
             path = out / f"{name}_epoch{trainer.current_epoch:03d}.png"
-            save_grid(images, path, nrow=8)
+            save_grid(images, path, nrow=8, row_labels=names if name == "samples" else None)
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     logger.log_image(key=f"val/{name}", images=[str(path)], step=trainer.global_step,

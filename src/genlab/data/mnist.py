@@ -49,6 +49,13 @@ class InMemoryImages(Dataset):
         return InMemoryImages(self.images.to(device), self.labels.to(device))
 
 
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+}
+
+
 class MNISTDataModule(InMemoryDataModule):
     """MNIST or Fashion-MNIST, from local files, torchvision's download or the bundled subset.
 
@@ -202,6 +209,19 @@ class MNISTDataModule(InMemoryDataModule):
         """All images of a split as floats in [0, 1], ``[N, 1, 28, 28]`` (e.g. for FID)."""
         self.setup()
         return self._splits[stage].images.float() / 255
+
+    def labels(self, stage: str) -> torch.Tensor:
+        """The class of each image of a split, ``[N]``."""
+        self.setup()
+        return self._splits[stage].labels.cpu()
+
+    @property
+    def class_names(self) -> list[str]:
+        return CLASS_NAMES[self.dataset]
+
+    def model_settings(self) -> dict[str, int]:
+        """What a class-conditional model takes from the data: its number of classes."""
+        return {"num_classes": len(self.class_names)}
 
     # ----------------------------------------------------------------- batches
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

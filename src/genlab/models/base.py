@@ -8,6 +8,9 @@ import torch
 from pytorch_lightning import LightningModule
 from pytorch_lightning.plugins.precision import MixedPrecision
 
+from genlab.nets.image import one_hot
+from genlab.utils.errors import GenlabError
+
 
 FUSED_OPTIMIZERS = ("Adam", "AdamW")
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # a partially applied optimizer (``_partial_: true``)
@@ -39,10 +42,54 @@ def make_optimizer(factory: Callable[..., torch.optim.Optimizer], params: Iterab
 
 
 class GenerativeModule(LightningModule):
-    """Base class of genlab's objectives (subclasses set ``latent_dim``)."""
+    """Base class of genlab's objectives (subclasses set ``latent_dim``, and ``num_classes`` when
+    they are class-conditional)."""
 
     latent_dim: int
+    num_classes: int = 0  # > 0: the model generates for a requested class (model.conditional=true)
     grad_clip: float | None = None  # the model's own gradient-norm clipping (model.grad_clip)
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def set_classes(self, conditional: bool, num_classes: int | None) -> None:
+        """``model.conditional`` and the number of classes the data module gave (``train.py``)."""
+        if conditional and not num_classes:
+            raise GenlabError("model.conditional=true needs data with classes (MNIST, Fashion-MNIST); "
+                              "this data gave none.")
+        self.num_classes = int(num_classes or 0) if conditional else 0
+
+    def condition(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """What a conditional decoder or generator takes: the code with the one-hot label appended."""
+        if not self.conditional:
+            return z
+        if labels is None:
+            raise GenlabError("this model is class-conditional: give the labels of the samples to draw.")
+        vectors = labels.to(z) if labels.dim() == 2 else one_hot(labels, self.num_classes, z)  # [B, C]: mixed classes
+        return torch.cat([z, vectors], dim=1)
+
+    def requested_labels(self, labels: Any, n: int) -> torch.Tensor | None:
+        """Labels a caller asks samples for, checked (on the host): ``None`` draws every class in
+        turn for a conditional model; an unconditional model takes none."""
+        if labels is None:
+            return self.sample_labels(n)
+        if not self.conditional:
+            raise GenlabError("this model is not class-conditional: it draws no requested class "
+                              "(train it with model.conditional=true).")
+        labels = torch.as_tensor(labels).cpu()
+        if labels.dim() == 2:  # label vectors (a mix of classes, e.g. an interpolation between two)
+            if labels.shape[1] != self.num_classes:
+                raise GenlabError(f"label vectors must have {self.num_classes} entries, got {labels.shape[1]}.")
+            return labels.float()
+        labels = labels.long()
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise GenlabError(f"labels must be classes 0..{self.num_classes - 1}; got {sorted(set(labels.tolist()))}.")
+        return labels
+
+    def sample_labels(self, n: int) -> torch.Tensor | None:
+        """Labels for ``n`` samples, every class in turn (``None`` for an unconditional model)."""
+        return torch.arange(n) % self.num_classes if self.conditional else None
 
     def build_optimizer(self, factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         """``make_optimizer(factory, params)``, with fused kernels except where gradients are

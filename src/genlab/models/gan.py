@@ -39,6 +39,11 @@ class GAN(GenerativeModule):
         grad_clip: clip each net's gradient norm to this value (true, unscaled gradients).
         ema_decay: keep an exponential moving average of the generator for sampling (e.g. 0.999).
         scheduler_g, scheduler_d: optional partially applied LR schedulers, stepped every epoch.
+        conditional: class-conditional GAN: the generator takes the one-hot label with the noise,
+            the discriminator the label through a projection (Miyato & Koyama 2018); fakes are
+            drawn for the labels of the real batch, so a WGAN-GP penalty is on interpolates of
+            the same class.
+        num_classes: the data's number of classes (``train.py`` fills it in from the data).
     """
 
     # each of the two steps leaves one net without gradients: DDP must expect that
@@ -60,6 +65,8 @@ class GAN(GenerativeModule):
         ema_decay: float | None = None,
         scheduler_g: Callable[..., Any] | None = None,
         scheduler_d: Callable[..., Any] | None = None,
+        conditional: bool = False,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(  # nets and factories are config, not hyperparameters (subclasses' too)
@@ -82,6 +89,7 @@ class GAN(GenerativeModule):
         self.latent_dim, self.loss_name = latent_dim, gan_losses.check_loss(loss)
         self.n_critic, self.gp_weight, self.label_smoothing = n_critic, gp_weight, label_smoothing
         self.grad_clip = grad_clip
+        self.set_classes(conditional, num_classes)
         self.ema: EMA | None = None
         if ema_decay is not None:
             self.ema = EMA(generator, ema_decay)
@@ -89,8 +97,12 @@ class GAN(GenerativeModule):
         self.batches_seen = 0  # genlab's own counter (global_step counts optimizer steps)
 
     # ----------------------------------------------------------------- training
-    def _fake(self, n: int) -> torch.Tensor:
-        return self.generator(torch.randn(n, self.latent_dim, device=self.device))
+    def _fake(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(self.condition(torch.randn(n, self.latent_dim, device=self.device), labels))
+
+    def critic(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The discriminator's logits (given the labels, for a conditional model)."""
+        return self.discriminator(x, labels) if self.conditional else self.discriminator(x)
 
     def _step(self, optimizer: Any, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -101,30 +113,32 @@ class GAN(GenerativeModule):
         """What the discriminator sees as real: images scaled from [0, 1] to the generator's tanh range."""
         return batch[0] * 2.0 - 1.0
 
-    def adversarial_step(self, real: torch.Tensor, opt_g: Any, opt_d: Any) -> dict[str, torch.Tensor]:
-        """``n_critic`` discriminator steps, then one generator step; returns the values to log on
-        the steps whose logs are written (``step_logs_due``), else an empty dict."""
+    def adversarial_step(self, real: torch.Tensor, opt_g: Any, opt_d: Any,
+                         labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``n_critic`` discriminator steps, then one generator step (fakes of the real batch's
+        ``labels`` for a conditional model); returns the values to log on the steps whose logs
+        are written (``step_logs_due``), else an empty dict."""
         n = real.shape[0]
         # One generator forward serves the first discriminator step (detached) and the generator
         # step: the generator's weights do not change in between.
-        fake = self._fake(n)
+        fake = self._fake(n, labels)
         for i in range(self.n_critic):
             if i == 0:
                 fake_d = fake.detach()
             else:  # the further critic steps' fakes need no graph through the generator
                 with torch.no_grad():
-                    fake_d = self._fake(n)
+                    fake_d = self._fake(n, labels)
             # toggled: only the discriminator's parameters require gradients in this step
             with self.toggled_optimizer(opt_d):
-                d_real, d_fake = self.discriminator(real), self.discriminator(fake_d)
+                d_real, d_fake = self.critic(real, labels), self.critic(fake_d, labels)
                 d_loss = gan_losses.d_loss(self.loss_name, d_real, d_fake, real_label=1.0 - self.label_smoothing)
                 if self.loss_name == "wgan-gp":
-                    gp = gan_losses.gradient_penalty(self.discriminator, real, fake_d)
+                    gp = gan_losses.gradient_penalty(lambda x: self.critic(x, labels), real, fake_d)
                     d_loss = d_loss + self.gp_weight * gp
                 self._step(opt_d, d_loss)
 
         with self.toggled_optimizer(opt_g):  # the discriminator is frozen for this step
-            g_loss = gan_losses.g_loss(self.loss_name, self.discriminator(fake))
+            g_loss = gan_losses.g_loss(self.loss_name, self.critic(fake, labels))
             self._step(opt_g, g_loss)
         if self.ema is not None:
             self.ema.update_parameters(self.generator)
@@ -143,7 +157,7 @@ class GAN(GenerativeModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         real = self.real_input(batch)
-        metrics = self.adversarial_step(real, opt_g, opt_d)
+        metrics = self.adversarial_step(real, opt_g, opt_d, self.labels_of(batch))
         self.batches_seen += 1
         if metrics:
             self.log_train_step(metrics, batch_size=real.shape[0], prog_bar=("train/d_loss", "train/g_loss"))
@@ -166,13 +180,17 @@ class GAN(GenerativeModule):
             scheduler.step()
 
     # ----------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: Any, stage: str) -> None:
-        self._log_discriminator(self.real_input(batch), stage)
+    def labels_of(self, batch: Any) -> torch.Tensor | None:
+        return batch[1] if self.conditional else None
 
-    def _log_discriminator(self, real: torch.Tensor, stage: str) -> None:
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        self._log_discriminator(self.real_input(batch), stage, self.labels_of(batch))
+
+    def _log_discriminator(self, real: torch.Tensor, stage: str, labels: torch.Tensor | None = None) -> None:
         """``{stage}/d_real`` and ``{stage}/d_fake``: the discriminator on ``real`` and on as many samples."""
-        d_real = self.discriminator(real)
-        d_fake = self.discriminator(self.sampler(torch.randn(real.shape[0], self.latent_dim, device=self.device)))
+        d_real = self.critic(real, labels)
+        z = self.condition(torch.randn(real.shape[0], self.latent_dim, device=self.device), labels)
+        d_fake = self.critic(self.sampler(z), labels)
         for name, logits in (("d_real", d_real), ("d_fake", d_fake)):
             self.log(f"{stage}/{name}", gan_losses.mean_output(self.loss_name, logits), on_epoch=True,
                      batch_size=real.shape[0], sync_dist=True)
@@ -190,9 +208,12 @@ class GAN(GenerativeModule):
         return self.ema.module if self.ema is not None else self.generator
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] for noise ``z``."""
-        return (self.sampler(z.to(self.device)).float() + 1.0) / 2.0
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] for noise ``z`` (of class ``labels`` for a conditional model; every
+        class in turn when not given)."""
+        labels = self.requested_labels(labels, len(z))
+        code = self.condition(z.to(self.device), None if labels is None else labels.to(self.device))
+        return (self.sampler(code).float() + 1.0) / 2.0
 
     # ----------------------------------------------------------------- optimisation and state
     def configure_optimizers(self) -> Any:

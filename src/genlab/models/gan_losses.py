@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from genlab.utils.errors import GenlabError
 
@@ -50,7 +51,7 @@ def e_loss(name: str, real: torch.Tensor) -> torch.Tensor:
     return real.mean()
 
 
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Gulrajani et al. 2017: E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates.
 
     Computed in float32 with autocast off: the input gradient of a half-precision forward

@@ -50,6 +50,10 @@ class VAE(GenerativeModule):
         sample: keyword arguments of the decoder's ``generate`` (text: ``temperature``, ``top_k``,
             ``greedy``, ``max_len``).
         grad_clip: clip the gradient norm to this value (else ``trainer.gradient_clip_val`` applies).
+        conditional: the conditional VAE of Sohn et al. 2015: encoder q(z|x, y), decoder
+            p(x|z, y) and a learned Gaussian prior per class p(z|y) = N(mu_y, diag sigma_y^2); the
+            ELBO and IWAE bound are then of log p(x|y), in nats.
+        num_classes: the data's number of classes (``train.py`` fills it in from the data).
     """
 
     def __init__(
@@ -70,6 +74,8 @@ class VAE(GenerativeModule):
         free_bits: float = 0.0,
         sample: dict[str, Any] | None = None,
         grad_clip: float | None = None,
+        conditional: bool = False,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"], logger=False)
@@ -80,45 +86,65 @@ class VAE(GenerativeModule):
         self.nll_samples, self.nll_chunk, self.free_bits = nll_samples, max(1, nll_chunk), free_bits
         self.nll_examples, self.nll_seen = nll_examples, 0
         self.sample, self.grad_clip = dict(sample or {}), grad_clip
+        self.set_classes(conditional, num_classes)
+        if self.conditional:  # p(z|y): starts as N(0, I) for every class
+            self.prior_mean = nn.Embedding(self.num_classes, latent_dim)
+            self.prior_logvar = nn.Embedding(self.num_classes, latent_dim)
+            nn.init.zeros_(self.prior_mean.weight)
+            nn.init.zeros_(self.prior_logvar.weight)
         self.per_token = isinstance(decoder, TokenDecoder)
         if self.per_token:  # corpus perplexities: exp(total nats / total tokens) of the split
             self.perplexity = nn.ModuleDict({name: Perplexity() for name in ("val_ppl", "test_ppl", "test_ppl_iw")})
         self._means: list[torch.Tensor] = []
 
     # ----------------------------------------------------------------- the objective
-    def _elbo_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)`` of q(z|x) (conditional: q(z|x, y)), in float32."""
+        mu, logvar = self.encoder(x, labels) if self.conditional else self.encoder(x)
+        return mu.float(), logvar.float()
+
+    def _elbo_parts(self, x: torch.Tensor, labels: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(-log p(x|z) [B], KL per latent dimension [B, L], posterior mean [B, L])``, with one
         reparameterised sample z (the losses in float32, also under mixed precision)."""
-        mu, logvar = self.encoder(x)
-        mu, logvar = mu.float(), logvar.float()
+        mu, logvar = self.posterior(x, labels)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        nll = -self.decoder.log_prob(x, z)
-        kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+        nll = -self.decoder.log_prob(x, self.condition(z, labels))
+        p_mean, p_logvar = self.prior(labels, mu)
+        kl_dims = 0.5 * (p_logvar - logvar + (logvar.exp() + (mu - p_mean).pow(2)) / p_logvar.exp() - 1.0)
         return nll, kl_dims, mu
 
-    def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def prior(self, labels: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of the prior p(z) = N(0, I), or p(z|y) of a conditional model."""
+        if not self.conditional:
+            return torch.zeros_like(like), torch.zeros_like(like)
+        labels = labels.to(like.device).long()
+        return self.prior_mean(labels).float(), self.prior_logvar(labels).float()
+
+    def elbo_terms(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example ``(log p(x|z), KL(q(z|x) || p(z)))`` with one reparameterised sample."""
-        nll, kl_dims, _ = self._elbo_parts(x)
+        nll, kl_dims, _ = self._elbo_parts(x, labels)
         return -nll, kl_dims.sum(dim=1)
 
     @torch.no_grad()
-    def iwae_nll(self, x: torch.Tensor, k: int, chunk: int = 256) -> torch.Tensor:
+    def iwae_nll(self, x: torch.Tensor, k: int, chunk: int = 256, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Importance-weighted estimate of -log p(x) per example, in nats (Burda et al. 2015).
 
         log p(x) >= E[log (1/k) sum_i p(x, z_i) / q(z_i | x)], z_i ~ q(z|x); the bound tightens
         as k grows and equals the ELBO at k = 1. Samples are drawn ``chunk`` at a time so memory
         stays at ``chunk`` decoder passes over the batch.
         """
-        mu, logvar = self.encoder(x)
-        mu, logvar = mu.float(), logvar.float()
+        mu, logvar = self.posterior(x, labels)
         std = torch.exp(0.5 * logvar)
+        p_mean, p_logvar = self.prior(labels, mu)
         log_w = []
         for start in range(0, k, chunk):
             c = min(chunk, k - start)
             eps = torch.randn(c, *mu.shape, device=mu.device)
             z = mu + std * eps                                    # [c, B, L]
-            log_px = self.decoder.log_prob(x.repeat(c, *[1] * (x.dim() - 1)), z.flatten(0, 1)).view(c, -1)
-            log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
+            code = self.condition(z.flatten(0, 1), None if labels is None else labels.repeat(c))
+            log_px = self.decoder.log_prob(x.repeat(c, *[1] * (x.dim() - 1)), code).view(c, -1)
+            log_pz = -0.5 * ((z - p_mean).pow(2) / p_logvar.exp() + p_logvar + math.log(2 * math.pi)).sum(-1)
             log_qz = -0.5 * (eps.pow(2) + math.log(2 * math.pi)).sum(-1) - (0.5 * logvar).sum(-1)
             log_w.append(log_px + log_pz - log_qz)
         log_w = torch.cat(log_w)                                  # [k, B]
@@ -128,9 +154,12 @@ class VAE(GenerativeModule):
         return self.beta * kl_weight(self.kl_schedule, self.global_step, self.kl_warmup_steps,
                                      self.kl_cycles, self.kl_cycle_ratio)
 
+    def labels_of(self, batch: Any) -> torch.Tensor | None:
+        return batch[1] if self.conditional else None
+
     def _step(self, batch: Any, stage: str) -> torch.Tensor | None:
         x = batch[0]
-        nll, kl_dims, mu = self._elbo_parts(x)
+        nll, kl_dims, mu = self._elbo_parts(x, self.labels_of(batch))
         kl_each = kl_dims.sum(1)
         if stage == "train":
             weight = self.kl_weight()
@@ -188,12 +217,13 @@ class VAE(GenerativeModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
-        x = batch[0]
+        x, labels = batch[0], self.labels_of(batch)
         if self.nll_examples is not None:
             x = x[: max(0, self.nll_examples - self.nll_seen)]
+            labels = None if labels is None else labels[: len(x)]
         if self.nll_samples > 0 and len(x):
             self.nll_seen += len(x)
-            nll = self.iwae_nll(x, self.nll_samples, chunk=self.nll_chunk)
+            nll = self.iwae_nll(x, self.nll_samples, chunk=self.nll_chunk, labels=labels)
             self.log("test/nll", nll.mean(), on_epoch=True, batch_size=x.shape[0], sync_dist=True)
             if self.per_token:
                 self.log_perplexity("test/ppl_iw", nll, x)
@@ -206,16 +236,32 @@ class VAE(GenerativeModule):
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, **sample: Any) -> torch.Tensor:
-        """Samples for latent codes ``z`` (e.g. prior draws): pixel means for images, token ids
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, **sample: Any) -> torch.Tensor:
+        """Samples for latent codes ``z`` (prior draws; a conditional model takes N(0, I) draws and
+        moves them to the prior of the class in ``labels``): pixel means for images, token ids
         for text (``sample`` overrides the model's ``sample`` settings)."""
-        return self.decoder.generate(z.to(self.device), **{**self.sample, **sample})
+        labels = self.requested_labels(labels, len(z))
+        z = z.to(self.device)
+        if labels is not None:  # z are N(0, I) draws: moved to the prior of their class
+            labels = labels.to(self.device)
+            if labels.dim() == 2:  # mixed classes: their priors mixed likewise
+                mean, logvar = labels @ self.prior_mean.weight, labels @ self.prior_logvar.weight
+            else:
+                mean, logvar = self.prior(labels, z)
+            z = mean + z * torch.exp(0.5 * logvar)
+        return self.decode(z, labels, **sample)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None, **sample: Any) -> torch.Tensor:
+        """The decoder's output for codes ``z`` (of class ``labels`` for a conditional model)."""
+        return self.decoder.generate(self.condition(z, labels), **{**self.sample, **sample})
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Posterior means E_q[z|x]."""
-        return self.encoder(x.to(self.device))[0].float()
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior means E_q[z|x] (E_q[z|x, y] for a conditional model)."""
+        x = x.to(self.device)
+        return self.posterior(x, None if labels is None else labels.to(self.device))[0]
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.generate(self.encode(x))
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        labels = None if labels is None else labels.to(self.device)
+        return self.decode(self.encode(x, labels), labels)

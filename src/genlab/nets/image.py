@@ -1,4 +1,10 @@
-"""Encoders and decoders for small single-channel images (MNIST-sized, 28x28)."""
+"""Encoders and decoders for small single-channel images (MNIST-sized, 28x28).
+
+Every net takes ``num_classes`` (0: unconditional) for class-conditional models: encoders and
+discriminators then take the labels as a second input, decoders and generators a latent code
+with the one-hot label appended (``genlab.models.base.GenerativeModule.condition``), so their
+first layer is ``num_classes`` inputs wider.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,15 @@ from typing import Sequence
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genlab.nets.likelihoods import BernoulliDecoder
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    """Labels ``[B]`` as one-hot rows in the dtype and on the device of ``like``."""
+    return F.one_hot(labels.long(), num_classes).to(device=like.device, dtype=like.dtype)
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -23,30 +35,44 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 
 
 class GaussianEncoder(nn.Module):
-    """Base for encoders returning the mean and log-variance of a diagonal Gaussian q(z|x)."""
+    """Base for encoders returning the mean and log-variance of a diagonal Gaussian q(z|x) or,
+    conditional (``num_classes`` > 0), q(z|x, y): the one-hot label joins the flattened image
+    features at layer ``label_at`` of ``body`` (the conditional VAE of Sohn et al. 2015)."""
 
-    body: nn.Module
+    body: nn.Sequential
+    label_at: int
+    num_classes: int = 0
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.body(x).chunk(2, dim=1)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.num_classes:
+            h = self.body[: self.label_at](x)
+            h = self.body[self.label_at :](torch.cat([h, one_hot(labels, self.num_classes, h)], dim=1))
+        else:
+            h = self.body(x)
+        mu, logvar = h.chunk(2, dim=1)
         return mu, logvar
 
 
 class MLPEncoder(GaussianEncoder):
     """Fully connected encoder: 784 -> hidden... -> 2 x latent (the classic 784-256-32)."""
 
-    def __init__(self, latent_dim: int = 32, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28)):
+    label_at = 1
+
+    def __init__(self, latent_dim: int = 32, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28),
+                 num_classes: int = 0):
         super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape), *hidden_dims, 2 * latent_dim]))
+        self.num_classes = num_classes
+        self.body = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape) + num_classes, *hidden_dims, 2 * latent_dim]))
 
 
 class MLPDecoder(BernoulliDecoder):
     """Fully connected decoder: latent -> hidden... -> 784 Bernoulli logits (32-256-784)."""
 
-    def __init__(self, latent_dim: int = 32, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28)):
+    def __init__(self, latent_dim: int = 32, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28),
+                 num_classes: int = 0):
         super().__init__()
         self.image_shape = tuple(image_shape)
-        self.body = mlp([latent_dim, *hidden_dims, math.prod(image_shape)])
+        self.body = mlp([latent_dim + num_classes, *hidden_dims, math.prod(image_shape)])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z).view(-1, *self.image_shape)
@@ -55,13 +81,17 @@ class MLPDecoder(BernoulliDecoder):
 class ConvEncoder(GaussianEncoder):
     """Two stride-2 convolutions (28 -> 14 -> 7), then a linear layer to 2 x latent."""
 
-    def __init__(self, latent_dim: int = 32, channels: Sequence[int] = (32, 64), hidden_dim: int = 256, in_channels: int = 1):
+    label_at = 5
+
+    def __init__(self, latent_dim: int = 32, channels: Sequence[int] = (32, 64), hidden_dim: int = 256, in_channels: int = 1,
+                 num_classes: int = 0):
         super().__init__()
         c1, c2 = channels
+        self.num_classes = num_classes
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, c1, 4, stride=2, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden_dim), nn.ReLU(inplace=True),
+            nn.Flatten(), nn.Linear(c2 * 7 * 7 + num_classes, hidden_dim), nn.ReLU(inplace=True),
             nn.Linear(hidden_dim, 2 * latent_dim),
         )
 
@@ -69,11 +99,12 @@ class ConvEncoder(GaussianEncoder):
 class ConvDecoder(BernoulliDecoder):
     """Mirror of ``ConvEncoder``: linear to 7x7 maps, two stride-2 transposed convolutions."""
 
-    def __init__(self, latent_dim: int = 32, channels: Sequence[int] = (64, 32), hidden_dim: int = 256, out_channels: int = 1):
+    def __init__(self, latent_dim: int = 32, channels: Sequence[int] = (64, 32), hidden_dim: int = 256, out_channels: int = 1,
+                 num_classes: int = 0):
         super().__init__()
         c1, c2 = channels
         self.body = nn.Sequential(
-            nn.Linear(latent_dim, hidden_dim), nn.ReLU(inplace=True),
+            nn.Linear(latent_dim + num_classes, hidden_dim), nn.ReLU(inplace=True),
             nn.Linear(hidden_dim, c1 * 7 * 7), nn.ReLU(inplace=True),
             nn.Unflatten(1, (c1, 7, 7)),
             nn.ConvTranspose2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(inplace=True),
@@ -91,11 +122,12 @@ class ConvDecoder(BernoulliDecoder):
 class MLPGenerator(nn.Module):
     """The original GAN paper's MNIST shape: noise 100 -> 256 -> 784, tanh output."""
 
-    def __init__(self, latent_dim: int = 100, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28)):
+    def __init__(self, latent_dim: int = 100, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28),
+                 num_classes: int = 0):
         super().__init__()
         self.image_shape = tuple(image_shape)
         layers: list[nn.Module] = []
-        sizes = [latent_dim, *hidden_dims]
+        sizes = [latent_dim + num_classes, *hidden_dims]
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2, inplace=True)]
         layers += [nn.Linear(sizes[-1], math.prod(image_shape)), nn.Tanh()]
@@ -105,32 +137,61 @@ class MLPGenerator(nn.Module):
         return self.body(z).view(-1, *self.image_shape)
 
 
-class MLPDiscriminator(nn.Module):
+class ProjectionDiscriminator(nn.Module):
+    """Base of the discriminators: ``body`` maps images to one logit per image; conditional
+    (``num_classes`` > 0) adds the projection of Miyato & Koyama 2018, the inner product of a
+    learned class embedding with the features ``body[:features_at]`` makes, summed over space."""
+
+    body: nn.Sequential
+    features_at: int
+
+    def add_projection(self, num_classes: int, feature_dim: int, wrap) -> None:
+        self.embed = None
+        if num_classes:
+            embed = nn.Embedding(num_classes, feature_dim)
+            nn.init.xavier_uniform_(embed.weight)
+            self.embed = wrap(embed)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is None:
+            return self.body(x).flatten()
+        h = self.body[: self.features_at](x)
+        pooled = h.flatten(2).sum(2) if h.dim() > 2 else h
+        return self.body[self.features_at :](h).flatten() + (self.embed(labels.long()) * pooled).sum(1)
+
+
+def spectral_norm_if(enabled: bool):
+    return nn.utils.parametrizations.spectral_norm if enabled else (lambda m: m)
+
+
+class MLPDiscriminator(ProjectionDiscriminator):
     """784 -> 256 -> 1 logit, LeakyReLU(0.2)."""
 
-    def __init__(self, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28), spectral_norm: bool = False):
+    def __init__(self, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28), spectral_norm: bool = False,
+                 num_classes: int = 0):
         super().__init__()
         sizes = [math.prod(image_shape), *hidden_dims]
-        wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        wrap = spectral_norm_if(spectral_norm)
         layers: list[nn.Module] = [nn.Flatten()]
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             layers += [wrap(nn.Linear(n_in, n_out)), nn.LeakyReLU(0.2, inplace=True)]
         layers.append(wrap(nn.Linear(sizes[-1], 1)))
         self.body = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).squeeze(1)
+        self.features_at = len(layers) - 1
+        self.add_projection(num_classes, sizes[-1], wrap)
 
 
 class DCGANGenerator(nn.Module):
     """DCGAN generator for 28x28: z -> 7x7 maps -> 14x14 -> 28x28 (transposed convs, BatchNorm, ReLU)."""
 
-    def __init__(self, latent_dim: int = 100, channels: Sequence[int] = (128, 64), out_channels: int = 1):
+    def __init__(self, latent_dim: int = 100, channels: Sequence[int] = (128, 64), out_channels: int = 1,
+                 num_classes: int = 0):
         super().__init__()
         c1, c2 = channels
+        inputs = latent_dim + num_classes
         self.body = nn.Sequential(
-            nn.Unflatten(1, (latent_dim, 1, 1)),
-            nn.ConvTranspose2d(latent_dim, c1, 7, 1, 0, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True),
+            nn.Unflatten(1, (inputs, 1, 1)),
+            nn.ConvTranspose2d(inputs, c1, 7, 1, 0, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True),
             nn.ConvTranspose2d(c1, c2, 4, 2, 1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
             nn.ConvTranspose2d(c2, out_channels, 4, 2, 1), nn.Tanh(),
         )
@@ -140,17 +201,20 @@ class DCGANGenerator(nn.Module):
         return self.body(z)
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(ProjectionDiscriminator):
     """DCGAN discriminator for 28x28: strided convs 28 -> 14 -> 7, then a 7x7 conv to one logit.
 
     No BatchNorm by default (it couples the examples of a batch and is fragile under DDP);
     ``spectral_norm=True`` constrains each layer's Lipschitz constant instead.
     """
 
-    def __init__(self, channels: Sequence[int] = (64, 128), in_channels: int = 1, spectral_norm: bool = False):
+    features_at = 4  # the 7x7 maps
+
+    def __init__(self, channels: Sequence[int] = (64, 128), in_channels: int = 1, spectral_norm: bool = False,
+                 num_classes: int = 0):
         super().__init__()
         c1, c2 = channels
-        wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        wrap = spectral_norm_if(spectral_norm)
         self.body = nn.Sequential(
             wrap(nn.Conv2d(in_channels, c1, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True),
             wrap(nn.Conv2d(c1, c2, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True),
@@ -158,9 +222,7 @@ class DCGANDiscriminator(nn.Module):
         )
         if not spectral_norm:
             self.apply(dcgan_init)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        self.add_projection(num_classes, c2, wrap)
 
 
 def dcgan_init(module: nn.Module) -> None:
