@@ -40,8 +40,8 @@ def poison_vae_loss(monkeypatch, step: int) -> None:
 
     original = VAE._elbo_parts
 
-    def poisoned(self, x):
-        nll, kl, mu = original(self, x)
+    def poisoned(self, x, labels=None):
+        nll, kl, mu = original(self, x, labels)
         return (nll * float("nan") if self.training and self.global_step == step else nll), kl, mu
 
     monkeypatch.setattr(VAE, "_elbo_parts", poisoned)

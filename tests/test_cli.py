@@ -148,7 +148,8 @@ def test_bad_input_is_one_clear_message_before_torch_is_imported(tmp_path: Path,
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('torch was imported')\n")
     path = os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    proc = run(script, *args, f"hydra.run.dir={tmp_path}/run", env={"PYTHONPATH": path})
+    # GENLAB_ROOT: no earlier runs of this checkout (resume=last) can change the answer
+    proc = run(script, *args, f"hydra.run.dir={tmp_path}/run", env={"PYTHONPATH": path, "GENLAB_ROOT": str(tmp_path)})
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "torch was imported" not in proc.stderr
     assert message in proc.stderr, proc.stderr[-2000:]
