@@ -67,8 +67,9 @@ def compared_sets(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> Iterator[t
 
 
 def calibrate(reference: torch.Tensor, compared: torch.Tensor, labels: torch.Tensor, dataset: str,
-              keys: Collection[str] | None = None, log=print) -> dict[str, dict]:
-    """The metrics of every compared set (or of those in ``keys``) against the reference set, keyed by row."""
+              keys: Collection[str] | None = None, log=print, kid_subsets: int = 50) -> dict[str, dict]:
+    """The metrics of every compared set (or of those in ``keys``) against the reference set, keyed
+    by row (KID over ``kid_subsets`` subsets: its costliest part)."""
     net = load_feature_net(dataset)
     ref = extract(net, reference)
     radii = kth_nn_radius(ref)
@@ -76,7 +77,7 @@ def calibrate(reference: torch.Tensor, compared: torch.Tensor, labels: torch.Ten
     for key, about, images in compared_sets(compared, labels):
         if keys is not None and key not in keys:
             continue
-        metrics = feature_metrics(ref, extract(net, images), real_radii=radii)
+        metrics = feature_metrics(ref, extract(net, images), real_radii=radii, kid_subsets=kid_subsets)
         rows[key] = {"set": about, "images": len(images), **metrics}
         log(f"{dataset:<14} {about:<24} FID {metrics['fid']:8.3f}  KID {metrics['kid']:.4f}  "
             f"P {metrics['precision']:.3f}  R {metrics['recall']:.3f}  class TV {metrics['class_tv']:.3f}")

@@ -131,10 +131,11 @@ def class_accuracy(fake: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def feature_metrics(real: torch.Tensor, fake: torch.Tensor, k: int = 3, real_radii: torch.Tensor | None = None,
-                    labels: torch.Tensor | None = None) -> dict[str, float]:
+                    labels: torch.Tensor | None = None, kid_subsets: int = 50) -> dict[str, float]:
     """Every sample-quality metric between two sets of feature-net features; with the ``labels``
     the samples were drawn for (a conditional model), ``class_accuracy`` too."""
-    metrics = {**fid_kid(real, fake), **precision_recall_density_coverage(real, fake, k=k, real_radii=real_radii),
+    metrics = {**fid_kid(real, fake, kid_subsets=kid_subsets),
+               **precision_recall_density_coverage(real, fake, k=k, real_radii=real_radii),
                **class_histogram_distance(real, fake)}
     if labels is not None:
         metrics["class_accuracy"] = class_accuracy(fake, labels)
