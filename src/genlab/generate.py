@@ -95,7 +95,7 @@ def class_labels(model, cfg: DictConfig, class_names: list[str] | None) -> tuple
     one_hot = torch.eye(model.num_classes)
     t = torch.linspace(0, 1, cfg.steps).view(-1, 1)
     row = (1 - t) * one_hot[labels[0]] + t * one_hot[labels[1]]  # [steps, C]
-    return row.repeat(cfg.num_samples, 1), [f"{names[labels[0]]} → {names[labels[1]]}"] * cfg.num_samples
+    return row.repeat(cfg.num_samples, 1), [f"{names[labels[0]]} -> {names[labels[1]]}"] * cfg.num_samples
 
 
 def generate(cfg: DictConfig) -> dict[str, float]:
