@@ -41,10 +41,9 @@ METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "class_tv
 def image_sets(dataset: str, root: str) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Reference images, and compared images with their labels, as floats in [0, 1]."""
     to_float = lambda t: t.unsqueeze(1).float() / 255  # noqa: E731
-    if dataset == "fashion_mnist":
-        test_x, test_y = src.load_local(root, dataset, "test")
-        return to_float(src.load_local(root, dataset, "train")[0]), (to_float(test_x), test_y)
     test_x, test_y = src.load_local(root, dataset, "test")
+    if dataset == "fashion_mnist":
+        return to_float(src.load_local(root, dataset, "train")[0]), (to_float(test_x), test_y)
     _, held = mnist_test_split(len(test_y), registry()["mnist"]["seed"])  # never seen by the MNIST net
     return to_float(src.load_bundled()[0]), (to_float(test_x[held]), test_y[held])
 

@@ -108,9 +108,8 @@ def sample_metrics(model, datamodule, split: str, num_samples: int, seed: int, i
     from genlab.metrics.image_quality import class_accuracy, extract, feature_metrics, intra_class_fid
 
     z = model.sample_latents(num_samples, generator=torch.Generator().manual_seed(seed))
-    labels = model.sample_labels(num_samples) if getattr(model, "conditional", False) else None
-    parts = z.split(500) if labels is None else zip(z.split(500), labels.split(500))
-    fake = torch.cat([(model.generate(b) if labels is None else model.generate(*b)).cpu() for b in parts])
+    labels = model.sample_labels(num_samples)  # None for an unconditional model
+    fake = torch.cat(list(model.generate_batches(z, labels)))
     real = datamodule.images(split)
     net = load_feature_net(datamodule.dataset)
     real_f, fake_f = extract(net, real), extract(net, fake)

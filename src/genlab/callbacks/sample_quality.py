@@ -39,11 +39,7 @@ class SampleQuality(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._real is None or not due(trainer, self.every_n_epochs):
             return
-        if self._labels is None:
-            fake = extract(self._net, (pl_module.generate(z) for z in self._latents.split(self.batch_size)))
-        else:
-            fake = extract(self._net, (pl_module.generate(z, y) for z, y in
-                                       zip(self._latents.split(self.batch_size), self._labels.split(self.batch_size))))
+        fake = extract(self._net, pl_module.generate_batches(self._latents, self._labels, self.batch_size))
         metrics = feature_metrics(self._real, fake, k=self.k, real_radii=self._real_radii, labels=self._labels)
         for name, value in metrics.items():  # the same on every process; reduced, they stay so
             pl_module.log(f"val/{name}", value, prog_bar=name == "fid", sync_dist=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from itertools import repeat
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from pytorch_lightning import LightningModule
@@ -70,10 +71,12 @@ class GenerativeModule(LightningModule):
         return torch.cat([z, vectors], dim=1)
 
     def requested_labels(self, labels: Any, n: int) -> torch.Tensor | None:
-        """Labels a caller asks samples for, checked (on the host): ``None`` draws every class in
-        turn for a conditional model; an unconditional model takes none."""
+        """Labels a caller asks samples for, checked on the host and returned on the model's
+        device: ``None`` draws every class in turn for a conditional model; an unconditional model
+        takes none."""
         if labels is None:
-            return self.sample_labels(n)
+            labels = self.sample_labels(n)
+            return None if labels is None else labels.to(self.device)
         if not self.conditional:
             raise GenlabError("this model is not class-conditional: it draws no requested class "
                               "(train it with model.conditional=true).")
@@ -81,15 +84,26 @@ class GenerativeModule(LightningModule):
         if labels.dim() == 2:  # label vectors (a mix of classes, e.g. an interpolation between two)
             if labels.shape[1] != self.num_classes:
                 raise GenlabError(f"label vectors must have {self.num_classes} entries, got {labels.shape[1]}.")
-            return labels.float()
+            return labels.float().to(self.device)
         labels = labels.long()
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise GenlabError(f"labels must be classes 0..{self.num_classes - 1}; got {sorted(set(labels.tolist()))}.")
-        return labels
+        return labels.to(self.device)
 
     def sample_labels(self, n: int) -> torch.Tensor | None:
         """Labels for ``n`` samples, every class in turn (``None`` for an unconditional model)."""
         return torch.arange(n) % self.num_classes if self.conditional else None
+
+    def labels_of(self, batch: Any) -> torch.Tensor | None:
+        """The labels of a batch ``(x, y)`` when the model is conditional, else ``None``."""
+        return batch[1] if self.conditional else None
+
+    def generate_batches(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                         batch_size: int = 500) -> Iterator[torch.Tensor]:
+        """``generate`` over ``z`` (and ``labels``) ``batch_size`` at a time, on the host (image models)."""
+        label_parts = repeat(None) if labels is None else labels.split(batch_size)
+        for part, part_labels in zip(z.split(batch_size), label_parts):
+            yield self.generate(part, part_labels).cpu()
 
     def build_optimizer(self, factory: Callable[..., torch.optim.Optimizer], params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         """``make_optimizer(factory, params)``, with fused kernels except where gradients are

@@ -180,9 +180,6 @@ class GAN(GenerativeModule):
             scheduler.step()
 
     # ----------------------------------------------------------------- evaluation
-    def labels_of(self, batch: Any) -> torch.Tensor | None:
-        return batch[1] if self.conditional else None
-
     def _eval_step(self, batch: Any, stage: str) -> None:
         self._log_discriminator(self.real_input(batch), stage, self.labels_of(batch))
 
@@ -211,8 +208,7 @@ class GAN(GenerativeModule):
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] for noise ``z`` (of class ``labels`` for a conditional model; every
         class in turn when not given)."""
-        labels = self.requested_labels(labels, len(z))
-        code = self.condition(z.to(self.device), None if labels is None else labels.to(self.device))
+        code = self.condition(z.to(self.device), self.requested_labels(labels, len(z)))
         return (self.sampler(code).float() + 1.0) / 2.0
 
     # ----------------------------------------------------------------- optimisation and state

@@ -115,11 +115,14 @@ class VAE(GenerativeModule):
         return nll, kl_dims, mu
 
     def prior(self, labels: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of the prior p(z) = N(0, I), or p(z|y) of a conditional model."""
+        """Mean and log-variance of the prior p(z) = N(0, I), or p(z|y) of a conditional model
+        (for label vectors ``[B, C]``, a mix of classes, the classes' parameters mixed likewise)."""
         if not self.conditional:
             return torch.zeros_like(like), torch.zeros_like(like)
-        labels = labels.to(like.device).long()
-        return self.prior_mean(labels).float(), self.prior_logvar(labels).float()
+        labels = labels.to(like.device)
+        if labels.dim() == 2:
+            return labels.float() @ self.prior_mean.weight.float(), labels.float() @ self.prior_logvar.weight.float()
+        return self.prior_mean(labels.long()).float(), self.prior_logvar(labels.long()).float()
 
     def elbo_terms(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example ``(log p(x|z), KL(q(z|x) || p(z)))`` with one reparameterised sample."""
@@ -153,9 +156,6 @@ class VAE(GenerativeModule):
     def kl_weight(self) -> float:
         return self.beta * kl_weight(self.kl_schedule, self.global_step, self.kl_warmup_steps,
                                      self.kl_cycles, self.kl_cycle_ratio)
-
-    def labels_of(self, batch: Any) -> torch.Tensor | None:
-        return batch[1] if self.conditional else None
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor | None:
         x = batch[0]
@@ -243,11 +243,7 @@ class VAE(GenerativeModule):
         labels = self.requested_labels(labels, len(z))
         z = z.to(self.device)
         if labels is not None:  # z are N(0, I) draws: moved to the prior of their class
-            labels = labels.to(self.device)
-            if labels.dim() == 2:  # mixed classes: their priors mixed likewise
-                mean, logvar = labels @ self.prior_mean.weight, labels @ self.prior_logvar.weight
-            else:
-                mean, logvar = self.prior(labels, z)
+            mean, logvar = self.prior(labels, z)
             z = mean + z * torch.exp(0.5 * logvar)
         return self.decode(z, labels, **sample)
 
@@ -258,10 +254,8 @@ class VAE(GenerativeModule):
     @torch.no_grad()
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior means E_q[z|x] (E_q[z|x, y] for a conditional model)."""
-        x = x.to(self.device)
-        return self.posterior(x, None if labels is None else labels.to(self.device))[0]
+        return self.posterior(x.to(self.device), labels)[0]  # one_hot moves labels to the features' device
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        labels = None if labels is None else labels.to(self.device)
         return self.decode(self.encode(x, labels), labels)
