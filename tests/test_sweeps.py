@@ -19,33 +19,68 @@ from wandb_records import summarize
 FAST = ["debug=fast", "data.source=bundled", "test=false"]
 
 
-def test_multirun_runs_are_grouped_and_compared(tmp_path: Path) -> None:
+def test_multirun_runs_are_grouped_and_compared(tmp_path: Path, monkeypatch) -> None:
+    """A 2-configuration x 3-seed sweep: W&B groups its runs, and ``genlab-compare`` gives the same
+    table from the run folders, from the runs' offline ``.wandb`` files, and from W&B's public API
+    (a stand-in with the shape of ``wandb.Api().runs()`` results, filled from those files)."""
     sweep = tmp_path / "sweep"
-    proc = run("train.py", "-m", *FAST, "model.latent_dim=8,16", f"hydra.sweep.dir={sweep}", env={"WANDB_MODE": "offline"})
+    proc = run("train.py", "-m", *FAST, "model.latent_dim=8,16", "seed=0,1,2", f"hydra.sweep.dir={sweep}",
+               env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = [summarize(next((sweep / str(i) / "wandb").glob("offline-run-*/run-*.wandb"))) for i in (0, 1)]
-    assert runs[0]["run"]["group"] == runs[1]["run"]["group"] == "sweep"
-    assert runs[0]["run"]["name"] != runs[1]["run"]["name"]
-    for i, summary in enumerate(runs):  # what comparisons need is in each run
-        config = summary["config"]
-        assert config["model"]["latent_dim"] == (8, 16)[i] and config["seed"] == 42
+    runs = [summarize(next((sweep / str(i) / "wandb").glob("offline-run-*/run-*.wandb"))) for i in range(6)]
+    assert {r["run"]["group"] for r in runs} == {"sweep"} and len({r["run"]["name"] for r in runs}) == 6
+    assert runs[0]["run"]["job_type"] == runs[2]["run"]["job_type"] != runs[3]["run"]["job_type"]  # seeds: one band
+    for i in (0, 3):  # what comparisons need is in each run
+        config = runs[i]["config"]
+        assert config["model"]["latent_dim"] == (8, 16)[i // 3] and config["seed"] == 0
+        assert config["overrides"][-2:] == [f"model.latent_dim={(8, 16)[i // 3]}", "seed=0"]
         assert config["parameters"]["total"] > 0 and config["parameters"]["encoder"] > 0
         assert config["data_info"]["sizes"]["train"] == 3600 and "git_commit" in config
         info = json.loads((sweep / str(i) / "run_info.json").read_text())
         assert info["best/val/elbo"] == pytest.approx(info["final_metrics"]["val/elbo"])
         assert info["timings"]["time/fit_seconds"] > 0
 
-    proc = subprocess.run([sys.executable, "-m", "genlab.compare", str(sweep), "--metric", "val/elbo"],
-                          capture_output=True, text=True, timeout=300)  # genlab-compare
+    proc = subprocess.run([sys.executable, "-m", "genlab.compare", str(sweep), "--metric", "val/elbo",
+                           "--baseline", "model.latent_dim=8"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(sweep / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     # each row names what differs; what all runs share is said once, above the table
-    assert sorted(r["overrides"] for r in rows) == ["model.latent_dim=16", "model.latent_dim=8"]
-    assert "Shared by all 2 runs: `debug=fast data.source=bundled test=" in proc.stdout  # (Hydra writes False)
+    assert sorted(r["overrides"] for r in rows) == ["model.latent_dim=16", "model.latent_dim=8 (baseline)"]
+    assert [r["n"] for r in rows] == ["3", "3"] and all(r["status"] == "ok" for r in rows)
+    assert "Shared by all 6 runs: `debug=fast data.source=bundled test=" in proc.stdout  # (Hydra writes False)
     best = [float(r["best val/elbo"]) for r in rows]
-    assert best == sorted(best) and all(r["status"] == "ok" for r in rows)
-    assert "model.latent_dim=16" in proc.stdout and (sweep / "compare.png").stat().st_size > 1000
+    assert best == sorted(best) and (sweep / "compare.png").stat().st_size > 1000
+    from_folders = (sweep / "compare.md").read_text()
+    assert "| model.latent_dim |" in from_folders and "Δ best val/elbo" in from_folders
+
+    from genlab.compare import main
+    from genlab.utils.wandb_files import read_run, run_files
+
+    assert main([str(sweep), "--wandb-files", "--baseline", "model.latent_dim=8", "--out", str(tmp_path / "files")]) == 0
+    assert (tmp_path / "files" / "compare.md").read_text() == from_folders
+    assert (tmp_path / "files" / "compare.png").stat().st_size > 1000  # the curves come from the files too
+
+    class StandInRun:  # the attributes of wandb.apis.public.Run that genlab-compare reads
+        def __init__(self, run: dict) -> None:
+            self.name, self.state, self.config, self.url = run["name"], run["state"], run["config"], run["folder"]
+            self.summary, self._history = run["summary"], run["history"]
+
+        def scan_history(self, keys: list[str]) -> list[dict]:
+            return [{keys[0]: value, "trainer/global_step": step, "_step": i}
+                    for i, (step, value) in enumerate(self._history.get(keys[0], []))]
+
+    class StandInApi:
+        def runs(self, path: str, filters: dict) -> list[StandInRun]:
+            assert path == "me/genlab" and filters == {"group": "sweep"}
+            return [StandInRun(read_run(files)) for files in run_files(sweep).values()]
+
+    import wandb
+
+    monkeypatch.setattr(wandb, "Api", StandInApi)
+    assert main(["--wandb", "me/genlab", "--group", "sweep", "--baseline", "model.latent_dim=8",
+                 "--out", str(tmp_path / "online")]) == 0
+    assert (tmp_path / "online" / "compare.md").read_text() == from_folders
 
 
 def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:

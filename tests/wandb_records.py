@@ -1,45 +1,13 @@
-"""Read the records of an offline W&B run file (``run-<id>.wandb``) in tests.
-
-The file is a LevelDB-style log: a 7-byte header, then 32 KiB blocks of chunks, each chunk with
-a 7-byte header (crc32, little-endian length, type: 1 full, 2 first, 3 middle, 4 last). The
-chunks join into protobuf ``Record`` messages.
-"""
+"""Read the records of an offline W&B run file (``run-<id>.wandb``) in tests: genlab's reader,
+summarised as tests check it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from wandb.proto import wandb_internal_pb2 as pb
-
-BLOCK = 32768
-HEADER = 7
-
-
-def records(path: Path) -> Iterator[pb.Record]:
-    data = Path(path).read_bytes()
-    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
-    pos, pending = HEADER, b""
-    while pos + HEADER <= len(data):
-        left_in_block = BLOCK - pos % BLOCK
-        if left_in_block < HEADER:  # block trailer padding
-            pos += left_in_block
-            continue
-        length = int.from_bytes(data[pos + 4 : pos + 6], "little")
-        kind = data[pos + 6]
-        if pos + HEADER + length > len(data):  # a chunk still being written
-            return
-        chunk = data[pos + HEADER : pos + HEADER + length]
-        pos += HEADER + length
-        if kind == 0 and length == 0:
-            continue
-        pending = chunk if kind in (1, 2) else pending + chunk
-        if kind in (1, 4):
-            record = pb.Record()
-            record.ParseFromString(pending)
-            yield record
-            pending = b""
+from genlab.utils.wandb_files import records
 
 
 def summarize(path: Path) -> dict[str, Any]:

@@ -6,8 +6,9 @@ of the ``--metric`` it is sorted by, wall time and status (a failed job's ``fail
 that differ only by ``seed`` are one row, mean ± std over them and their count ``n``
 (``--per-run`` lists them one by one); ``--baseline`` adds each metric's difference to one row.
 The table is printed and written as ``compare.md`` and ``compare.csv``; ``compare.png`` plots the
-metric's curve across runs (the mean over seeds, with a band from their lowest to their highest). Everything is read from local files, so it works offline; with
-``--wandb entity/project --group <sweep>`` the same table comes from the W&B public API instead.
+metric's curve across runs (the mean over seeds, with a band from their lowest to their highest). Everything is read from local files, so it works offline; the same table comes from the
+runs' offline W&B files with ``--wandb-files`` (no account needed), or from the W&B public API
+with ``--wandb entity/project --group <sweep>``.
 """
 
 from __future__ import annotations
@@ -39,15 +40,15 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def settings_of(run: Path, overrides: list[str], all_settings: bool) -> dict[str, Any]:
+def settings_of(config: dict[str, Any] | None, overrides: list[str], all_settings: bool) -> dict[str, Any]:
     """The run's settings: its overrides as ``{key: value}`` (``hydra.*`` left out), or with
-    ``all_settings`` every key of its ``.hydra/config.yaml``, flattened to dotted names."""
-    if all_settings and (run / ".hydra" / "config.yaml").is_file():
+    ``all_settings`` every key of its config, flattened to dotted names."""
+    if all_settings and config:
         def flat(node: Any, prefix: str = "") -> dict[str, Any]:
             if isinstance(node, dict):
                 return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}{key}.").items()}
             return {prefix[:-1]: node if not isinstance(node, list) else str(node)}
-        return flat(yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) or {})
+        return flat(config)
     found = {}
     for o in overrides:
         key, _, value = o.partition("=")
@@ -79,9 +80,11 @@ def read_run(run: Path, metric: str, mode: str, all_settings: bool = False) -> d
     overrides_file = run / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     curves = read_curves(run / "metrics.csv")
+    config_file = run / ".hydra" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text()) if all_settings and config_file.is_file() else None
     row: dict[str, Any] = {"run": str(run), "overrides": " ".join(overrides or []), "status": "ok",
                            "override_list": list(overrides or []),
-                           "settings": settings_of(run, list(overrides or []), all_settings)}
+                           "settings": settings_of(config, list(overrides or []), all_settings)}
     row.update({k: v[-1][1] for k, v in curves.items()})
     info_file = run / "run_info.json"
     if info_file.is_file():
@@ -92,9 +95,7 @@ def read_run(run: Path, metric: str, mode: str, all_settings: bool = False) -> d
     eval_file = run / "metrics.json"
     if eval_file.is_file():
         row.update({f"eval:{k}": v for k, v in json.loads(eval_file.read_text()).get("metrics", {}).items()})
-    values = [v for _, v in curves.get(metric, [])]
-    if values:
-        row[f"best {metric}"] = min(values) if mode == "min" else max(values)
+    add_curve(row, curves.get(metric, []), metric, mode)
     failure = run / "failure.json"
     if failure.is_file():
         row["status"] = "failed: " + json.loads(failure.read_text()).get("error", "")[:120]
@@ -103,21 +104,70 @@ def read_run(run: Path, metric: str, mode: str, all_settings: bool = False) -> d
     return row
 
 
-def wandb_rows(project: str, group: str | None, metric: str, mode: str) -> list[dict[str, Any]]:
-    """The same rows from the W&B public API (online runs, or offline ones after ``wandb sync``)."""
+def add_curve(row: dict[str, Any], curve: list[tuple[int, Any]], metric: str, mode: str) -> None:
+    """The sort metric's curve (for the plot) and its best value, on the row."""
+    row["curve"] = [(step, float(v)) for step, v in curve if is_number(v)]
+    if row["curve"]:
+        values = [v for _, v in row["curve"]]
+        row[f"best {metric}"] = min(values) if mode == "min" else max(values)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# what genlab's RunInfo adds to a W&B run's config beside the composed config
+RUN_INFO_KEYS = ("data_info", "parameters", "git_commit", "world_size", "startup", "overrides")
+
+
+def wandb_row(run: dict[str, Any], metric: str, mode: str, all_settings: bool = False) -> dict[str, Any]:
+    """A W&B run as the row its run folder gives: overrides (from its config's ``overrides``, which
+    genlab logs), settings, the summary's values (the last of each metric and the final metrics;
+    W&B's ``_`` keys, media, ``epoch``, the step and ``best/*`` left out: the table computes
+    ``best <metric>`` from the curve), parameters and status. ``run`` holds ``name``, ``state``,
+    ``config``, ``summary``, ``history`` (at least the metric's ``[(step, value)]``) and ``folder``."""
+    config = run.get("config") or {}
+    overrides = config.get("overrides")
+    state = run.get("state")
+    row: dict[str, Any] = {
+        "run": run.get("folder") or run.get("name"),
+        "overrides": " ".join(overrides) if overrides is not None else run.get("name") or "",
+        "override_list": list(overrides) if overrides is not None else None,
+        "status": "ok" if state == "finished" else state,
+        "settings": settings_of({k: v for k, v in config.items() if k not in RUN_INFO_KEYS}, overrides or [], all_settings),
+    }
+    row.update({k: v for k, v in run.get("summary", {}).items()
+                if is_number(v) and not k.startswith(("_", "best/")) and k not in ("epoch", "trainer/global_step")})
+    if isinstance(config.get("parameters"), dict):
+        row["parameters"] = config["parameters"].get("total")
+    if config.get("git_commit"):
+        row["git_commit"] = config["git_commit"]
+    add_curve(row, run.get("history", {}).get(metric, []), metric, mode)
+    return row
+
+
+def wandb_rows(project: str, group: str | None, metric: str, mode: str, all_settings: bool = False) -> list[dict[str, Any]]:
+    """The rows of a W&B project's runs (of one group) from W&B's public API: online runs, or
+    offline ones after ``wandb sync``."""
     import wandb
 
-    filters = {"group": group} if group else {}
     rows = []
-    for r in wandb.Api().runs(project, filters=filters):
-        summary = {k: v for k, v in r.summary.items() if isinstance(v, (int, float)) and not k.startswith("_")}
-        history = [h.get(metric) for h in r.scan_history(keys=[metric])] if metric else []
-        history = [v for v in history if isinstance(v, (int, float))]
-        row = {"run": r.name, "overrides": r.name, "status": r.state, **summary}
-        if history:
-            row[f"best {metric}"] = min(history) if mode == "min" else max(history)
-        rows.append(row)
+    for r in wandb.Api().runs(project, filters={"group": group} if group else {}):
+        history = [(h.get("trainer/global_step", h.get("_step")), h.get(metric))
+                   for h in r.scan_history(keys=[metric])] if metric else []
+        run = {"name": r.name, "state": r.state, "config": dict(r.config), "summary": dict(r.summary.items()),
+               "history": {metric: history}, "folder": r.url}
+        rows.append(wandb_row(run, metric, mode, all_settings))
     return rows
+
+
+def wandb_file_rows(folder: Path, metric: str, mode: str, all_settings: bool = False) -> list[dict[str, Any]]:
+    """The rows of the offline W&B runs below ``folder`` (their ``run-<id>.wandb`` files: a sweep's
+    folder, or a ``wandb/`` folder copied from a cluster), in the order the runs started."""
+    from genlab.utils.wandb_files import read_run, run_files
+
+    runs = (read_run(paths) for paths in run_files(folder).values())
+    return [wandb_row(run, metric, mode, all_settings) for run in runs if run.get("job_type") != "compare"]
 
 
 def without_seed(overrides: list[str]) -> tuple[str, ...]:
@@ -141,9 +191,10 @@ def merge_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             merged.append({**members[0], "n": 1})
             continue
         row: dict[str, Any] = {"run": " ".join(m["run"] for m in members), "runs": [m["run"] for m in members],
+                               "curves": [m.get("curve", []) for m in members],
                                "settings": members[0]["settings"],
                                "override_list": list(key), "overrides": " ".join(key), "status": "ok", "n": len(members)}
-        numeric = {k for m in members for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {k for m in members for k, v in m.items() if is_number(v)}
         for k in sorted(numeric - {"n"}):
             values = [float(m[k]) for m in members if isinstance(m.get(k), (int, float))]
             mean = sum(values) / len(values)
@@ -196,7 +247,7 @@ def table_columns(rows: list[dict[str, Any]], metric: str, columns: list[str] | 
         wanted = columns
     else:  # the sort metric first, then what most runs report (train/ per-step values left out)
         keys = {k for r in rows for k in r if k not in ("run", "runs", "overrides", "override_list", "status", "git_commit", "n",
-                                                       "settings")
+                                                       "settings", "curve", "curves")
                 and not k.endswith(" ±") and not k.startswith("Δ ")}
         wanted = sorted(k for k in keys if not k.startswith("train/") and not k.startswith("eval:"))
         wanted = [k for k in (f"best {metric}", metric) if k in keys] + [k for k in wanted if k not in (metric, f"best {metric}")]
@@ -336,16 +387,16 @@ def log_to_wandb(rows: list[dict[str, Any]], columns: list[str], files: list[Pat
     return str(Path(folder).parent)
 
 
-def seed_band(folders: list[str], metric: str) -> list[tuple[int, float, float, float]]:
-    """``(step, mean, lowest, highest)`` over the runs' curves of ``metric``, at the steps all have."""
-    curves = [dict(read_curves(Path(f) / "metrics.csv").get(metric, [])) for f in folders]
+def seed_band(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float, float, float]]:
+    """``(step, mean, lowest, highest)`` over the runs' curves, at the steps all have."""
+    curves = [dict(c) for c in curves]
     steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
     return [(s, sum(c[s] for c in curves) / len(curves), min(c[s] for c in curves), max(c[s] for c in curves))
             for s in steps]
 
 
-def plot(runs: list[Path], rows: list[dict[str, Any]], metric: str, out: Path) -> Path | None:
-    curves = {r["overrides"] or Path(r["run"]).name: seed_band(r.get("runs") or [r["run"]], metric) for r in rows}
+def plot(rows: list[dict[str, Any]], metric: str, out: Path) -> Path | None:
+    curves = {r["overrides"] or Path(r["run"]).name: seed_band(r.get("curves") or [r.get("curve", [])]) for r in rows}
     curves = {k: v for k, v in curves.items() if v}
     if not curves:
         return None
@@ -379,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where compare.md/.csv/.png go (default: the folder)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from the W&B public API instead")
     parser.add_argument("--group", help="with --wandb: only this group (a sweep folder's name)")
+    parser.add_argument("--wandb-files", action="store_true",
+                        help="read the offline W&B run files (run-*.wandb) below the folder instead of the run folders")
     parser.add_argument("--per-run", action="store_true", help="one row per run, also for runs that differ only by seed")
     parser.add_argument("--baseline", help="a run folder, or overrides naming one row: each metric's Δ to it")
     parser.add_argument("--log-wandb", action="store_true",
@@ -389,17 +442,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.wandb:
-        rows = wandb_rows(args.wandb, args.group, args.metric, args.mode)
+        rows = wandb_rows(args.wandb, args.group, args.metric, args.mode, args.all_settings)
         out = args.out or Path("outputs") / "compare" / (args.group or "wandb")
-        runs: list[Path] = []
+    elif args.folder is None or not args.folder.is_dir():
+        print(f"genlab-compare: error: {args.folder} is not a folder of runs", file=sys.stderr)
+        return 2
+    elif args.wandb_files:
+        rows = wandb_file_rows(args.folder, args.metric, args.mode, args.all_settings)
+        out = args.out or args.folder
     else:
-        if args.folder is None or not args.folder.is_dir():
-            print(f"genlab-compare: error: {args.folder} is not a folder of runs", file=sys.stderr)
-            return 2
-        runs = find_runs(args.folder)
-        rows = [read_run(r, args.metric, args.mode, args.all_settings) for r in runs]
-        for row in rows:
-            row["run"] = str(Path(row["run"]))
+        rows = [read_run(r, args.metric, args.mode, args.all_settings) for r in find_runs(args.folder)]
         out = args.out or args.folder
     if not rows:
         print(f"genlab-compare: error: no runs found under {args.folder or args.wandb}", file=sys.stderr)
@@ -417,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         columns = [*columns[:-1], *deltas, columns[-1]]
     markdown = write_outputs(rows, columns, out, shared)
     print(markdown)
-    png = plot(runs, rows, args.metric, out) if runs else None
+    png = plot(rows, args.metric, out)
     parallel = plot_parallel(rows, settings, args.metric, out)
     write_html(markdown.splitlines(), rows, columns, [p for p in (png, parallel) if p], out)
     written = [out / "compare.md", out / "compare.csv", out / "compare.html", *(p for p in (png, parallel) if p)]

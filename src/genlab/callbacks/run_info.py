@@ -1,5 +1,5 @@
 """Run information that comparisons need: the resolved data sources and sizes, parameter counts,
-seed, the project's git commit and wall time in the loggers and in ``run_info.json``; the best and
+seed, the run's command-line overrides, the project's git commit and wall time in the loggers and in ``run_info.json``; the best and
 final metrics in the W&B summary; and the full config inside every checkpoint (so eval needs only
 the file)."""
 
@@ -47,6 +47,16 @@ def parameter_counts(module: LightningModule) -> dict[str, int]:
     return counts
 
 
+def run_overrides(folder: Path) -> list[str] | None:
+    """The run's overrides as Hydra recorded them (``.hydra/overrides.yaml``): what tells one run
+    of a sweep from another, in W&B's config as in the run folder, so ``genlab-compare`` reads the
+    same rows from either."""
+    import yaml
+
+    path = folder / ".hydra" / "overrides.yaml"
+    return list(yaml.safe_load(path.read_text()) or []) if path.is_file() else None
+
+
 class RunInfo(Callback):
     """Logs ``run_info`` (data sources and sizes, parameter counts, seed, git commit) as config and
     ``time/fit_seconds``, ``time/epoch_seconds`` (fit wall time, validation included, per epoch)
@@ -73,6 +83,7 @@ class RunInfo(Callback):
             "seed": self.config.get("seed"),
             "git_commit": git_commit(),
             "world_size": trainer.world_size,
+            "overrides": run_overrides(Path(trainer.default_root_dir)),
         }
         for logger in trainer.loggers:
             logger.log_hyperparams({k: v for k, v in self.info.items() if v not in ({}, None)})
