@@ -4,6 +4,7 @@ W&B failing; and unsafe checkpoints refused."""
 from __future__ import annotations
 
 from functools import partialmethod
+import json
 import os
 import pickle
 import signal
@@ -386,6 +387,14 @@ def test_resume_a_run_continues_it_in_its_folder_and_w_and_b_run(tmp_path: Path,
     steps = [int(r["step"]) for r in csv.DictReader((folder / "metrics.csv").open()) if r.get("train/elbo")]
     assert steps == sorted(set(steps)) and steps[-1] > 2 * 6 and not list(folder.glob("metrics.*.csv"))
     assert (folder / ".hydra" / "config.yaml").read_text().count("kill") > 0  # the run's own record stays
+    from genlab.utils.wandb_files import read_run, run_files
+
+    files = run_files(folder)  # both offline folders are one W&B run, read as one for genlab-compare
+    assert len(files) == 1 and len(next(iter(files.values()))) == 2
+    wandb_run = read_run(next(iter(files.values())))
+    final = json.loads((folder / "run_info.json").read_text())["final_metrics"]
+    assert wandb_run["state"] == "finished" and wandb_run["summary"]["val/elbo"] == pytest.approx(final["val/elbo"])
+    assert wandb_run["history"]["train/elbo"][-1][0] == steps[-1]
 
     other = run("train.py", "model=gan", *SHORT, "ckpt_path=last", env=env)
     assert other.returncode == 2 and "Traceback" not in other.stderr
