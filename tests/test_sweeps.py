@@ -129,14 +129,22 @@ def test_optuna_sweep_reports_its_best_trial(tmp_path: Path) -> None:
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_parallel_and_cluster_launchers_run_a_two_job_sweep(tmp_path: Path, launcher: str) -> None:
     """joblib: local parallel jobs; submitit_local: submitit's local executor, the same code path
-    as hydra/launcher=submitit_slurm on a cluster."""
+    as hydra/launcher=submitit_slurm on a cluster. Resumed with ``resume=<sweep folder>`` after
+    job 1's folder is lost: job 0 (finished) is not run again, job 1 runs."""
     sweep = tmp_path / "sweep"
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
-    proc = run("train.py", "-m", f"hydra/launcher={launcher}", *extra, *FAST, "logger=csv", "model.latent_dim=8,16",
-               f"hydra.sweep.dir={sweep}")
+    command = ["train.py", "-m", f"hydra/launcher={launcher}", *extra, *FAST, "logger=csv", "model.latent_dim=8,16",
+               f"hydra.sweep.dir={sweep}"]
+    proc = run(*command)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for i in (0, 1):
         assert (sweep / str(i) / "checkpoints" / "last.ckpt").is_file()
+    finished = (sweep / "0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    shutil.rmtree(sweep / "1")
+    proc = run(*command, f"resume={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (sweep / "0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == finished
+    assert (sweep / "1" / "done.json").is_file() and (sweep / "1" / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_slurm_launcher_config_composes(train_config) -> None:
