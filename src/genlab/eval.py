@@ -126,16 +126,27 @@ def sample_metrics(model, datamodule, split: str, num_samples: int, seed: int, i
 def text_sample_metrics(model, datamodule, split: str, num_samples: int, seed: int,
                         temperatures=None) -> dict[str, float]:
     """BLEU-2..4 of ``num_samples`` sentences against the split and self-BLEU-2..4 among them, at
-    the model's sampling settings, or per temperature (keys ``.../bleu4@t0.7``) when given."""
+    the model's sampling settings, or per temperature (keys ``.../bleu4@t0.7``) when given. A
+    conditional model draws every class in turn and adds ``class_accuracy``: the share of its
+    sentences that the data's bag-of-words classifier assigns to their class, beside
+    ``classifier_accuracy``, that classifier's balanced accuracy on the split's real sentences."""
     from genlab.metrics.text_quality import References, draw_sentences, quality_diversity
 
     references = References(datamodule.token_lists(split), max_n=4)
+    labels = model.sample_labels(num_samples)
+    classifier = datamodule.classifier() if labels is not None else None
     metrics = {}
+    if classifier is not None:
+        metrics[f"{split}/classifier_accuracy"] = classifier.accuracy(datamodule.token_lists(split),
+                                                                      datamodule.labels(split), balanced=True)
     for t in temperatures or [None]:
         sample = {} if t is None else {"temperature": float(t)}
         suffix = "" if t is None else f"@t{float(t):g}"
-        sentences = draw_sentences(model, num_samples, seed=seed, **sample)
-        metrics.update({f"{split}/{k}{suffix}": v for k, v in quality_diversity(sentences, references).items()})
+        sentences = draw_sentences(model, num_samples, seed=seed, labels=labels, **sample)
+        found = quality_diversity(sentences, references)
+        if classifier is not None:
+            found["class_accuracy"] = classifier.accuracy(sentences, labels)
+        metrics.update({f"{split}/{k}{suffix}": v for k, v in found.items()})
     return metrics
 
 

@@ -65,9 +65,10 @@ def _latents(model, cfg: DictConfig, tokenizer=None) -> tuple[torch.Tensor, int]
 
 
 def class_labels(model, cfg: DictConfig, class_names: list[str] | None) -> tuple[torch.Tensor | None, list[str] | None]:
-    """The classes to draw for (``labels=[3, 3, 7]``, ``labels=all``: one row of ``nrow`` per
-    class, or ``labels=[a]`` / ``[a, b]`` with ``mode=interpolate``: within class a / from class a
-    to b at fixed noise), and the row names of the grid; ``(None, None)`` for an unconditional model."""
+    """The classes to draw for (``labels=[3, 3, 7]``, by name where the data names its classes:
+    ``labels=[sandal]``; one class alone, ``labels=tragedies``, draws ``num_samples`` of it; ``labels=all``: one row of ``nrow`` per class; or
+    ``labels=[a]`` / ``[a, b]`` with ``mode=interpolate``: within class a / from class a to b at
+    fixed noise), and the row names of the grid; ``(None, None)`` for an unconditional model."""
     import torch
 
     labels = cfg.get("labels")
@@ -82,12 +83,19 @@ def class_labels(model, cfg: DictConfig, class_names: list[str] | None) -> tuple
             return torch.arange(model.num_classes).repeat_interleave(cfg.nrow), names
         rows = torch.arange(cfg.num_samples) % model.num_classes  # interpolations within each class in turn
         return rows.repeat_interleave(cfg.steps), [names[c] for c in rows]
-    if isinstance(labels, str) or not all(isinstance(c, int) for c in labels):
-        raise GenlabError(f"labels={labels!r}: give class numbers, e.g. labels=[3,7], or labels=all.")
+    single = isinstance(labels, (str, int))  # one class: num_samples of it
+    labels = [labels] if single else list(labels)
+    unknown = [c for c in labels if isinstance(c, str) and c not in names]
+    if unknown:
+        raise GenlabError(f"labels={labels}: {unknown[0]!r} is not a class of this model; its classes are "
+                          f"{', '.join(names)} (or their numbers 0..{model.num_classes - 1}).")
+    labels = [names.index(c) if isinstance(c, str) else c for c in labels]
+    if not all(isinstance(c, int) for c in labels):
+        raise GenlabError(f"labels={labels!r}: give class numbers or names, e.g. labels=[3,7], or labels=all.")
     if any(not 0 <= c < model.num_classes for c in labels):
         raise GenlabError(f"labels={list(labels)}: this model's classes are 0..{model.num_classes - 1}.")
     if cfg.mode == "samples":
-        return torch.tensor(list(labels)), None
+        return torch.tensor(labels * (cfg.num_samples if single else 1)), None
     if len(labels) > 2:
         raise GenlabError("mode=interpolate takes labels=[a] (within class a) or labels=[a,b] (from a to b).")
     if len(labels) == 1:
@@ -114,7 +122,8 @@ def generate(cfg: DictConfig) -> dict[str, float]:
     from genlab.data.mnist import CLASS_NAMES
 
     tokenizer = tokenizer_from_checkpoint(ckpt)
-    labels, row_names = class_labels(model, cfg, CLASS_NAMES.get(run_cfg.data.get("dataset")))
+    names = ckpt.get("genlab", {}).get("data_info", {}).get("class_names") or CLASS_NAMES.get(run_cfg.data.get("dataset"))
+    labels, row_names = class_labels(model, cfg, names)
     if labels is not None and cfg.mode == "samples":
         cfg.num_samples = len(labels)
     z, nrow = _latents(model, cfg, tokenizer)
@@ -123,7 +132,12 @@ def generate(cfg: DictConfig) -> dict[str, float]:
         z = z.repeat_interleave(cfg.steps, dim=0)
     default = run_dir_of(cfg.ckpt_path) / "generated" / f"{cfg.mode}_{len(z)}"
     if tokenizer is not None:
-        return _write_sentences(model, tokenizer, z, nrow, cfg, Path(cfg.out) if cfg.out else default.with_suffix(".txt"))
+        line_names = None
+        if labels is not None:  # each sentence's class; a row between two classes says so once
+            line_names = ([names[int(c)] for c in labels] if labels.dim() == 1
+                          else [row_names[i // nrow] if i % nrow == 0 else "" for i in range(len(labels))])
+        return _write_sentences(model, tokenizer, z, nrow, cfg, Path(cfg.out) if cfg.out else default.with_suffix(".txt"),
+                                labels, line_names)
     from genlab.utils.images import save_grid
 
     images = (model.generate(z) if labels is None else model.generate(z, labels)).cpu().clamp(0, 1)
@@ -137,16 +151,21 @@ def generate(cfg: DictConfig) -> dict[str, float]:
     return {"num_images": float(len(images))}
 
 
-def _write_sentences(model, tokenizer, z: torch.Tensor, nrow: int, cfg: DictConfig, out: Path) -> dict[str, float]:
-    """Decode ``z`` to sentences with the model's sampling settings (overridden by
-    ``temperature``/``top_k``/``greedy`` when given), print them and write them, one per line."""
+def _write_sentences(model, tokenizer, z: torch.Tensor, nrow: int, cfg: DictConfig, out: Path,
+                     labels: torch.Tensor | None = None, names: list[str] | None = None) -> dict[str, float]:
+    """Decode ``z`` (for ``labels``) to sentences with the model's sampling settings (overridden
+    by ``temperature``/``top_k``/``greedy`` when given), print them and write them, one per line;
+    a conditional model's as ``class<TAB>sentence``, the labelled-file format of ``data.label=column``."""
     import torch
 
     from genlab.metrics.text_quality import to_sentences
 
     sample = {k: cfg[k] for k in ("temperature", "top_k", "greedy") if cfg.get(k) is not None}
     torch.manual_seed(cfg.seed)
-    sentences = [tokenizer.decode(s) for s in to_sentences(model.generate(z, **sample).cpu())]
+    ids = model.generate(z, **sample) if labels is None else model.generate(z, labels, **sample)
+    sentences = [tokenizer.decode(s) for s in to_sentences(ids.cpu())]
+    if names is not None:
+        sentences = [f"{name}\t{s}" for name, s in zip(names, sentences)]
     lines = [("" if cfg.mode == "samples" or i % nrow else "\n") + s for i, s in enumerate(sentences)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).lstrip("\n") + "\n", encoding="utf-8")

@@ -122,7 +122,8 @@ def fill_model_settings(cfg: DictConfig, datamodule: Any) -> None:
     with open_dict(cfg):
         if cfg.model.get("conditional") and not cfg.model.get("num_classes"):
             if not settings.get("num_classes"):
-                raise GenlabError("model.conditional=true needs data with classes (data=mnist, fashion_mnist).")
+                raise GenlabError("model.conditional=true needs data with classes (data=mnist, fashion_mnist, or "
+                                  "data=text with data.label=genre|column).")
             cfg.model.num_classes = settings["num_classes"]
         for node in cfg.model.values():
             for key, value in settings.items():

@@ -8,7 +8,7 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from genlab.data.text_corpora import CORPORA
+from genlab.data.text_corpora import CORPORA, LABELS
 from genlab.data.tokenizers import KINDS
 from genlab.utils.errors import GenlabError
 from genlab.utils.validate import NON_NEGATIVE_INT, POSITIVE_INT, require
@@ -53,10 +53,13 @@ def check_image_args(*, dataset: str, source: str, batch_size: int, on_device: b
 
 
 def check_text_args(*, corpus: str, path: str | None, tokenizer: str, max_len: int, batch_size: int, min_freq: int,
-                    num_workers: int, val_size: float, test_size: float) -> None:
+                    num_workers: int, val_size: float, test_size: float, label: str | None = None) -> None:
     """``TextDataModule``'s arguments."""
     if corpus not in CORPORA:
         raise GenlabError(f"data.corpus={corpus!r} is unknown; choose one of {', '.join(CORPORA)}.")
+    if label is not None and LABELS.get(label) != corpus:
+        known = ", ".join(f"data.label={k} with data.corpus={v}" for k, v in LABELS.items())
+        raise GenlabError(f"data.label={label!r} does not fit data.corpus={corpus!r}; labels come with {known}.")
     if corpus == "file" and not path:
         raise GenlabError("data.corpus=file needs data.path=<a UTF-8 text file>.")
     if corpus == "file" and not Path(str(path)).expanduser().exists():

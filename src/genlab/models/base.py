@@ -57,8 +57,8 @@ class GenerativeModule(LightningModule):
     def set_classes(self, conditional: bool, num_classes: int | None) -> None:
         """``model.conditional`` and the number of classes the data module gave (``train.py``)."""
         if conditional and not num_classes:
-            raise GenlabError("model.conditional=true needs data with classes (MNIST, Fashion-MNIST); "
-                              "this data gave none.")
+            raise GenlabError("model.conditional=true needs data with classes (MNIST, Fashion-MNIST, or text "
+                              "with data.label=genre|column); this data gave none.")
         self.num_classes = int(num_classes or 0) if conditional else 0
 
     def condition(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -95,8 +95,9 @@ class GenerativeModule(LightningModule):
         return torch.arange(n) % self.num_classes if self.conditional else None
 
     def labels_of(self, batch: Any) -> torch.Tensor | None:
-        """The labels of a batch ``(x, y)`` when the model is conditional, else ``None``."""
-        return batch[1] if self.conditional else None
+        """The labels of a batch when the model is conditional (its last part: images ``(x, y)``,
+        text ``(tokens, lengths, labels)``), else ``None``."""
+        return batch[-1] if self.conditional else None
 
     def generate_batches(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                          batch_size: int = 500) -> Iterator[torch.Tensor]:

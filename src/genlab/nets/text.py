@@ -2,6 +2,10 @@
 its categorical likelihood over tokens, so the VAE, the latent GAN and the language model share it.
 
 Token batches follow ``genlab.data.text``: ids ``[B, T]`` ending in ``<eos>``, padded with 0.
+Both nets take ``num_classes`` (0: unconditional) for class-conditional models, as the image nets
+do: the encoder reads the one-hot label beside the sentence's summary, q(z|x, y); the decoder's
+code is z with the one-hot label appended (``GenerativeModule.condition``), so the label sets its
+initial state (and joins every input with ``z_every_step``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from genlab.data.tokenizers import BOS, EOS, PAD, UNK
+from genlab.nets.image import one_hot
 from genlab.utils.errors import GenlabError
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -31,21 +36,25 @@ class RNNEncoder(nn.Module):
     data_kind = "text"  # a model with this net trains on token ids (train.py checks the data)
 
     def __init__(self, vocab_size: int, latent_dim: int = 32, embed_dim: int = 256, hidden_dim: int = 256,
-                 cell: str = "gru", num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.0) -> None:
+                 cell: str = "gru", num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.0,
+                 num_classes: int = 0) -> None:
         super().__init__()
+        self.num_classes = num_classes
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
         self.rnn = _cell(cell)(embed_dim, hidden_dim, num_layers, batch_first=True, bidirectional=bidirectional,
                                dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
-        self.to_latent = nn.Linear(hidden_dim * (2 if bidirectional else 1) * num_layers, 2 * latent_dim)
+        self.to_latent = nn.Linear(hidden_dim * (2 if bidirectional else 1) * num_layers + num_classes, 2 * latent_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = (x != PAD).sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(self.dropout(self.embed(x)), lengths, batch_first=True, enforce_sorted=False)
         _, h = self.rnn(packed)
         if isinstance(h, tuple):  # LSTM: (h, c)
             h = h[0]
         h = h.transpose(0, 1).flatten(1)  # [B, layers * directions * hidden]
+        if self.num_classes:
+            h = torch.cat([h, one_hot(labels, self.num_classes, h)], dim=1)
         mu, logvar = self.to_latent(h).chunk(2, dim=1)
         return mu, logvar
 
@@ -56,24 +65,31 @@ class RNNDecoder(nn.Module):
     z sets the initial state (Bowman et al. 2016) and, with ``z_every_step``, is also fed with every
     input token. ``latent_dim=0`` makes it a plain language model. ``word_dropout`` replaces that
     fraction of the input tokens by ``<unk>`` in training (Bowman et al.), which forces the decoder
-    to use z.
+    to use z. A conditional decoder (``num_classes`` > 0) takes codes of ``latent_dim +
+    num_classes``: z and the one-hot label (a language model's code is the label alone), which
+    sets the initial state and joins every input token (as in Hu et al. 2017's controlled
+    generation: given to the initial state alone, the label is lost in z's noise early in
+    training, and a VAE's samples then ignore their class).
     """
 
     data_kind = "text"
 
     def __init__(self, vocab_size: int, latent_dim: int = 32, embed_dim: int = 256, hidden_dim: int = 256,
                  cell: str = "gru", num_layers: int = 1, dropout: float = 0.0, word_dropout: float = 0.0,
-                 z_every_step: bool = False, max_len: int = 20) -> None:
+                 z_every_step: bool = False, max_len: int = 20, num_classes: int = 0) -> None:
         super().__init__()
         if not 0.0 <= word_dropout < 1.0:
             raise GenlabError(f"word_dropout must be in [0, 1), got {word_dropout}.")
         self.vocab_size, self.latent_dim, self.num_layers, self.hidden_dim = vocab_size, latent_dim, num_layers, hidden_dim
         self.is_lstm, self.word_dropout, self.max_len = cell == "lstm", word_dropout, max_len
-        self.z_every_step = z_every_step and latent_dim > 0
+        code = latent_dim + num_classes  # what the decoder is given: z, and the one-hot label
+        self.z_every_step, self.num_classes = z_every_step and code > 0, num_classes
+        # the label joins every input too: from the initial state alone it is lost in z's noise
+        self.every_step = code if self.z_every_step else num_classes
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
-        self.rnn = _cell(cell)(embed_dim + (latent_dim if self.z_every_step else 0), hidden_dim, num_layers,
+        self.rnn = _cell(cell)(embed_dim + self.every_step, hidden_dim, num_layers,
                                batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
-        self.init_state = nn.Linear(latent_dim, hidden_dim * num_layers) if latent_dim > 0 else None
+        self.init_state = nn.Linear(code, hidden_dim * num_layers) if code > 0 else None
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_dim, vocab_size)
 
@@ -88,8 +104,9 @@ class RNNDecoder(nn.Module):
 
     def _inputs(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         emb = self.dropout(self.embed(tokens))
-        if self.z_every_step:
-            emb = torch.cat([emb, z.unsqueeze(1).expand(-1, emb.shape[1], -1).to(emb.dtype)], dim=-1)
+        if self.every_step:  # the whole code, or the one-hot label at its end
+            fed = z[:, z.shape[1] - self.every_step :]
+            emb = torch.cat([emb, fed.unsqueeze(1).expand(-1, emb.shape[1], -1).to(emb.dtype)], dim=-1)
         return emb
 
     def states(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
