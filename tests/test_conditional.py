@@ -44,6 +44,31 @@ def test_conditional_encoder_sees_the_label(encoder) -> None:
     assert mu_a.shape == (3, 4) and not torch.allclose(mu_a, mu_b)
 
 
+def test_auxiliary_classifier_terms_are_the_cross_entropies_of_the_class_head() -> None:
+    """AC-GAN: the discriminator's loss adds aux_weight x CE(head(real), labels), the generator's
+    aux_weight x CE(head(fake), labels); the head learns on real images only, and a discriminator
+    without a head leaves the GAN as it was."""
+    torch.manual_seed(0)
+    d = nets.DCGANDiscriminator(num_classes=10, aux_classifier=True)
+    logit, classes = d(torch.rand(4, 1, 28, 28), torch.arange(4), classes=True)
+    assert logit.shape == (4,) and classes.shape == (4, 10)
+    optimizer = partial(torch.optim.Adam, lr=1e-3)
+    gan = GAN(nets.DCGANGenerator(latent_dim=8, num_classes=10), d, optimizer=optimizer, latent_dim=8,
+              conditional=True, num_classes=10, aux_weight=0.5)
+    real, fake, labels = torch.rand(6, 1, 28, 28) * 2 - 1, torch.rand(6, 1, 28, 28) * 2 - 1, torch.arange(6)
+    d_loss, d_parts = gan.discriminator_loss(real, fake, labels)
+    expected_d = torch.nn.functional.cross_entropy(d(real, labels, classes=True)[1], labels)
+    d_gan = gan_losses.d_loss("nonsaturating", d(real, labels), d(fake, labels))
+    assert torch.allclose(d_parts["d_aux"], expected_d) and torch.allclose(d_loss, d_gan + 0.5 * expected_d)
+    g_loss, g_parts = gan.generator_loss(fake, labels)
+    expected_g = torch.nn.functional.cross_entropy(d(fake, labels, classes=True)[1], labels)
+    assert torch.allclose(g_loss, gan_losses.g_loss("nonsaturating", d(fake, labels)) + 0.5 * expected_g)
+    assert torch.allclose(g_parts["g_aux"], expected_g)
+    plain = GAN(nets.DCGANGenerator(latent_dim=8, num_classes=10), nets.DCGANDiscriminator(num_classes=10),
+                optimizer=optimizer, latent_dim=8, conditional=True, num_classes=10)
+    assert plain.aux_weight == 0.0
+
+
 def test_gradient_penalty_on_labelled_interpolates_matches_autograd() -> None:
     torch.manual_seed(0)
     d = nets.MLPDiscriminator(num_classes=10)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genlab.models import gan_losses
@@ -44,6 +45,11 @@ class GAN(GenerativeModule):
             drawn for the labels of the real batch, so a WGAN-GP penalty is on interpolates of
             the same class.
         num_classes: the data's number of classes (``train.py`` fills it in from the data).
+        aux_weight: with a discriminator that has a class head (``aux_classifier=true``), the
+            AC-GAN terms (Odena et al. 2017): the discriminator also learns to classify real
+            images (cross-entropy with their labels, times ``aux_weight``), and the generator to
+            make fakes it classifies as their requested class. The head learns on real images
+            only: trained on fakes too, it rewards fakes that are merely easy to classify.
     """
 
     # each of the two steps leaves one net without gradients: DDP must expect that
@@ -67,6 +73,7 @@ class GAN(GenerativeModule):
         scheduler_d: Callable[..., Any] | None = None,
         conditional: bool = False,
         num_classes: int | None = None,
+        aux_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(  # nets and factories are config, not hyperparameters (subclasses' too)
@@ -90,6 +97,8 @@ class GAN(GenerativeModule):
         self.n_critic, self.gp_weight, self.label_smoothing = n_critic, gp_weight, label_smoothing
         self.grad_clip = grad_clip
         self.set_classes(conditional, num_classes)
+        # AC-GAN: when the conditional discriminator has a class head
+        self.aux_weight = aux_weight if self.conditional and getattr(discriminator, "aux", None) is not None else 0.0
         self.ema: EMA | None = None
         if ema_decay is not None:
             self.ema = EMA(generator, ema_decay)
@@ -113,6 +122,35 @@ class GAN(GenerativeModule):
         """What the discriminator sees as real: images scaled from [0, 1] to the generator's tanh range."""
         return batch[0] * 2.0 - 1.0
 
+    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor,
+                           labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The discriminator's loss on a real and a fake batch, and its parts: the logits
+        ``d_real``, ``d_fake``, the gradient penalty ``gp`` (``wgan-gp``) and the class loss
+        ``d_aux`` on the real images (AC-GAN)."""
+        parts: dict[str, torch.Tensor] = {}
+        if self.aux_weight:
+            parts["d_real"], class_real = self.discriminator(real, labels, classes=True)
+        else:
+            parts["d_real"] = self.critic(real, labels)
+        parts["d_fake"] = self.critic(fake, labels)
+        loss = gan_losses.d_loss(self.loss_name, parts["d_real"], parts["d_fake"], real_label=1.0 - self.label_smoothing)
+        if self.loss_name == "wgan-gp":
+            parts["gp"] = gan_losses.gradient_penalty(lambda x: self.critic(x, labels), real, fake)
+            loss = loss + self.gp_weight * parts["gp"]
+        if self.aux_weight:
+            parts["d_aux"] = F.cross_entropy(class_real.float(), labels.long())
+            loss = loss + self.aux_weight * parts["d_aux"]
+        return loss, parts
+
+    def generator_loss(self, fake: torch.Tensor,
+                       labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator's loss on a fake batch, and the class loss ``g_aux`` of its fakes (AC-GAN)."""
+        if not self.aux_weight:
+            return gan_losses.g_loss(self.loss_name, self.critic(fake, labels)), {}
+        logit, classes = self.discriminator(fake, labels, classes=True)
+        aux = F.cross_entropy(classes.float(), labels.long())
+        return gan_losses.g_loss(self.loss_name, logit) + self.aux_weight * aux, {"g_aux": aux}
+
     def adversarial_step(self, real: torch.Tensor, opt_g: Any, opt_d: Any,
                          labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``n_critic`` discriminator steps, then one generator step (fakes of the real batch's
@@ -130,15 +168,11 @@ class GAN(GenerativeModule):
                     fake_d = self._fake(n, labels)
             # toggled: only the discriminator's parameters require gradients in this step
             with self.toggled_optimizer(opt_d):
-                d_real, d_fake = self.critic(real, labels), self.critic(fake_d, labels)
-                d_loss = gan_losses.d_loss(self.loss_name, d_real, d_fake, real_label=1.0 - self.label_smoothing)
-                if self.loss_name == "wgan-gp":
-                    gp = gan_losses.gradient_penalty(lambda x: self.critic(x, labels), real, fake_d)
-                    d_loss = d_loss + self.gp_weight * gp
+                d_loss, d_parts = self.discriminator_loss(real, fake_d, labels)
                 self._step(opt_d, d_loss)
 
         with self.toggled_optimizer(opt_g):  # the discriminator is frozen for this step
-            g_loss = gan_losses.g_loss(self.loss_name, self.critic(fake, labels))
+            g_loss, g_parts = self.generator_loss(fake, labels)
             self._step(opt_g, g_loss)
         if self.ema is not None:
             self.ema.update_parameters(self.generator)
@@ -147,11 +181,10 @@ class GAN(GenerativeModule):
             return {}
         metrics = {
             "train/d_loss": d_loss, "train/g_loss": g_loss,
-            "train/d_real": gan_losses.mean_output(self.loss_name, d_real),
-            "train/d_fake": gan_losses.mean_output(self.loss_name, d_fake),
+            "train/d_real": gan_losses.mean_output(self.loss_name, d_parts.pop("d_real")),
+            "train/d_fake": gan_losses.mean_output(self.loss_name, d_parts.pop("d_fake")),
         }
-        if self.loss_name == "wgan-gp":
-            metrics["train/gp"] = gp
+        metrics.update({f"train/{k}": v for k, v in {**d_parts, **g_parts}.items()})
         return metrics
 
     def training_step(self, batch: Any, batch_idx: int) -> None:

@@ -140,24 +140,30 @@ class MLPGenerator(nn.Module):
 class ProjectionDiscriminator(nn.Module):
     """Base of the discriminators: ``body`` maps images to one logit per image; conditional
     (``num_classes`` > 0) adds the projection of Miyato & Koyama 2018, the inner product of a
-    learned class embedding with the features ``body[:features_at]`` makes, summed over space."""
+    learned class embedding with the features ``body[:features_at]`` makes, summed over space;
+    ``aux_classifier`` adds a linear class head on those features (AC-GAN, Odena et al. 2017),
+    whose logits ``forward(..., classes=True)`` returns beside the real/fake logit."""
 
     body: nn.Sequential
     features_at: int
 
-    def add_projection(self, num_classes: int, feature_dim: int, wrap) -> None:
-        self.embed = None
+    def add_projection(self, num_classes: int, feature_dim: int, wrap, aux_classifier: bool = False) -> None:
+        self.embed = self.aux = None
         if num_classes:
             embed = nn.Embedding(num_classes, feature_dim)
             nn.init.xavier_uniform_(embed.weight)
             self.embed = wrap(embed)
+            if aux_classifier:
+                self.aux = wrap(nn.Linear(feature_dim, num_classes))
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.embed is None:
             return self.body(x).flatten()
         h = self.body[: self.features_at](x)
         pooled = h.flatten(2).sum(2) if h.dim() > 2 else h
-        return self.body[self.features_at :](h).flatten() + (self.embed(labels.long()) * pooled).sum(1)
+        logit = self.body[self.features_at :](h).flatten() + (self.embed(labels.long()) * pooled).sum(1)
+        return (logit, self.aux(pooled)) if classes else logit
 
 
 def spectral_norm_if(enabled: bool):
@@ -168,7 +174,7 @@ class MLPDiscriminator(ProjectionDiscriminator):
     """784 -> 256 -> 1 logit, LeakyReLU(0.2)."""
 
     def __init__(self, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28), spectral_norm: bool = False,
-                 num_classes: int = 0):
+                 num_classes: int = 0, aux_classifier: bool = False):
         super().__init__()
         sizes = [math.prod(image_shape), *hidden_dims]
         wrap = spectral_norm_if(spectral_norm)
@@ -178,7 +184,7 @@ class MLPDiscriminator(ProjectionDiscriminator):
         layers.append(wrap(nn.Linear(sizes[-1], 1)))
         self.body = nn.Sequential(*layers)
         self.features_at = len(layers) - 1
-        self.add_projection(num_classes, sizes[-1], wrap)
+        self.add_projection(num_classes, sizes[-1], wrap, aux_classifier)
 
 
 class DCGANGenerator(nn.Module):
@@ -211,7 +217,7 @@ class DCGANDiscriminator(ProjectionDiscriminator):
     features_at = 4  # the 7x7 maps
 
     def __init__(self, channels: Sequence[int] = (64, 128), in_channels: int = 1, spectral_norm: bool = False,
-                 num_classes: int = 0):
+                 num_classes: int = 0, aux_classifier: bool = False):
         super().__init__()
         c1, c2 = channels
         wrap = spectral_norm_if(spectral_norm)
@@ -222,7 +228,7 @@ class DCGANDiscriminator(ProjectionDiscriminator):
         )
         if not spectral_norm:
             self.apply(dcgan_init)
-        self.add_projection(num_classes, c2, wrap)
+        self.add_projection(num_classes, c2, wrap, aux_classifier)
 
 
 def dcgan_init(module: nn.Module) -> None:
