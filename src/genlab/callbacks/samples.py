@@ -17,12 +17,19 @@ class ImageSamples(Callback):
 
     Works with any module that has ``sample_latents(n, generator)`` and ``generate(z)``;
     reconstructions are drawn when it also has ``reconstruct(x)`` (a VAE). A class-conditional
-    model draws one row of 8 per class instead of ``num_samples``, the class names beside them.
+    model draws one row of 8 per class instead of ``num_samples``, the class names beside them,
+    and logs ``val/class_accuracy``: the share of ``class_samples`` draws (every class in turn,
+    fixed noise) that the shipped feature net, a classifier, assigns to their class (0: not
+    measured; the GANs' sample-quality callback reports it instead).
     Files: ``<run dir>/samples/{samples,reconstructions}_epoch{E:03d}.png``.
     """
 
-    def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0, folder: str = "samples") -> None:
+    def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0, folder: str = "samples",
+                 class_samples: int = 1000) -> None:
         self.num_samples, self.every_n_epochs, self.seed, self.folder = num_samples, every_n_epochs, seed, folder
+        self.class_samples = class_samples
+        self._classified: tuple[torch.Tensor, torch.Tensor] | None = None  # latents and labels for val/class_accuracy
+        self._net = None
         self._latents: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
         self._originals: torch.Tensor | None = None
@@ -33,6 +40,12 @@ class ImageSamples(Callback):
         classes = getattr(pl_module, "num_classes", 0)
         self._labels = torch.arange(classes).repeat_interleave(8) if classes else None
         self._latents = pl_module.sample_latents(self.num_samples if not classes else 8 * classes, generator=gen)
+        if classes and self.class_samples:
+            from genlab.metrics.feature_nets import load_feature_net
+
+            self._net = load_feature_net(trainer.datamodule.dataset).to(pl_module.device)
+            self._classified = (pl_module.sample_latents(self.class_samples, generator=gen),
+                                pl_module.sample_labels(self.class_samples))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self._originals is None and batch_idx == 0:
@@ -43,10 +56,19 @@ class ImageSamples(Callback):
             self._originals = x[idx].detach().cpu()
             self._original_labels = batch[1][idx].detach().cpu()
 
-    @rank_zero_only
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._latents is None or not due(trainer, self.every_n_epochs):
             return
+        if self._classified is not None:  # the same draws on every process: the same value
+            from genlab.metrics.image_quality import class_accuracy, extract
+
+            z, labels = self._classified
+            accuracy = class_accuracy(extract(self._net, pl_module.generate_batches(z, labels)), labels)
+            pl_module.log("val/class_accuracy", accuracy, sync_dist=True)
+        self._write(trainer, pl_module)
+
+    @rank_zero_only
+    def _write(self, trainer: Trainer, pl_module: LightningModule) -> None:
         conditional = self._labels is not None
         grids = {"samples": pl_module.generate(self._latents, self._labels).cpu()}
         if hasattr(pl_module, "reconstruct") and self._originals is not None:
