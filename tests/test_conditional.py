@@ -108,15 +108,19 @@ def test_short_conditional_vae_draws_the_requested_class(train_config, tmp_path:
     assert grid.height == 10 * 30 + 2 and grid.width > 8 * 30 + 2  # a row of 8 per class, names in a margin
 
 
-def test_short_conditional_gan_logs_class_accuracy(train_config, tmp_path: Path) -> None:
-    """The conditional GAN's sample-quality metrics add ``val/class_accuracy``; its grid has a row
-    per class. (Its samples take longer than a test to become digits: docs/conditional.md.)"""
-    metrics = train(train_config("model=dcgan", "model.conditional=true", *SHORT, "trainer.max_epochs=1",
-                                 "trainer.limit_train_batches=10", "callbacks.sample_quality.num_samples=300"))
-    assert 0 <= metrics["val/class_accuracy"] <= 1 and 0 <= metrics["val/class_tv"] <= 1
+def test_short_conditional_gan_draws_the_requested_class(train_config, tmp_path: Path) -> None:
+    """A conditional DCGAN with the auxiliary class head, 5 short epochs on the bundled MNIST (285
+    steps): its ``val/class_accuracy`` (sample-quality metrics) is far above chance (0.1; 0.3
+    measured), and its grid has a row per class. Without the head the classes come later
+    (docs/conditional.md)."""
+    metrics = train(train_config("model=dcgan", "model.conditional=true", "model.discriminator.aux_classifier=true",
+                                 "model.aux_weight=3", *SHORT, "trainer.max_epochs=5", "data.batch_size=64",
+                                 "callbacks.sample_quality.num_samples=500"))
+    assert metrics["val/class_accuracy"] > 0.2 and 0 <= metrics["val/class_tv"] <= 1
+    assert metrics["train/g_aux"] > 0 and metrics["train/d_aux"] > 0
     from PIL import Image
 
-    assert Image.open(tmp_path / "samples" / "samples_epoch000.png").height == 10 * 30 + 2
+    assert Image.open(tmp_path / "samples" / "samples_epoch004.png").height == 10 * 30 + 2
 
 
 def test_generate_by_class_from_the_checkpoint_alone(tmp_path: Path) -> None:
