@@ -229,3 +229,59 @@ def test_sample_quality_every_few_epochs_keeps_the_best_checkpoint_by_fid(train_
     assert math.isfinite(metrics["val/fid"])
     best = sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch_*.ckpt"))
     assert len(best) == 1 and best[0] in ("epoch_001.ckpt", "epoch_003.ckpt")
+
+
+# ----------------------------------------------------------------- R1 and DiffAugment
+def _gan(**kwargs):
+    from functools import partial
+
+    from genlab.models import GAN
+    from genlab.nets import image as nets
+
+    torch.manual_seed(0)
+    return GAN(nets.DCGANGenerator(latent_dim=8), nets.DCGANDiscriminator(), optimizer=partial(torch.optim.Adam, lr=1e-3),
+               latent_dim=8, **kwargs)
+
+
+def test_r1_penalty_is_the_squared_input_gradient_on_real_images_every_k_batches() -> None:
+    from genlab.models import gan_losses
+
+    gan = _gan(r1_gamma=2.0, r1_every=4)
+    real, fake = torch.rand(5, 1, 28, 28) * 2 - 1, torch.rand(5, 1, 28, 28) * 2 - 1
+    x = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(gan.discriminator(x).sum(), x)
+    reference = grad.flatten(1).pow(2).sum(1).mean()
+    loss, parts = gan.discriminator_loss(real, fake)  # batch 0: due
+    assert torch.allclose(parts["r1"], reference, rtol=1e-5)
+    plain = gan_losses.d_loss("nonsaturating", gan.discriminator(real), gan.discriminator(fake))
+    assert torch.allclose(loss, plain + 0.5 * 2.0 * 4 * reference, rtol=1e-5)
+    parts["r1"].backward()  # a penalty the discriminator's weights learn from (double backward)
+    assert gan.discriminator.body[0].weight.grad.abs().sum() > 0
+    gan.batches_seen = 1
+    assert "r1" not in gan.discriminator_loss(real, fake)[1]  # lazy: not on the batches between
+
+
+def test_diffaugment_applies_one_policy_to_real_and_fake_and_passes_gradients_to_g() -> None:
+    from genlab.models.augment import diff_augment, parse_policy
+    from genlab.utils.errors import GenlabError
+
+    gan = _gan(diffaugment="color,translation,cutout")
+    assert gan.augment_policy == ("color", "translation", "cutout")
+    seen = []
+    gan.critic = lambda x, labels: seen.append(x) or gan.discriminator(x)
+    real = torch.full((4, 1, 28, 28), 0.5)
+    fake = gan._fake(4)
+    gan.discriminator_loss(real, fake.detach())
+    assert len(seen) == 2 and not torch.equal(seen[0], real)  # both augmented ...
+    # ... by the same policy: cutout's grey squares are in the real images as in the fakes
+    assert all(((batch == 0).flatten(1).sum(1) >= 14 * 14).all() for batch in seen)
+    g_loss, _ = gan.generator_loss(fake)
+    g_loss.backward()  # through the augmentations to the generator
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gan.generator.parameters() if p.requires_grad)
+    x = torch.rand(3, 1, 28, 28, requires_grad=True)
+    diff_augment(x, ("translation", "color")).sum().backward()
+    assert x.grad.abs().sum() > 0
+    moved = diff_augment(torch.ones(64, 1, 28, 28), ("translation",))
+    assert (moved == -1).any() and moved.max() == 1  # shifted in, the border filled with the background
+    with pytest.raises(GenlabError, match="'flip' is unknown"):
+        parse_policy("translation,flip")

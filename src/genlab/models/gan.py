@@ -11,13 +11,14 @@ batches. genlab's own ``batches_seen`` counts batches and drives logging of the 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from genlab.models import gan_losses
+from genlab.models.augment import diff_augment, parse_policy
 from genlab.models.base import GenerativeModule, OptimizerFactory
 from genlab.models.ema import EMA
 from genlab.utils.errors import GenlabError
@@ -50,6 +51,13 @@ class GAN(GenerativeModule):
             images (cross-entropy with their labels, times ``aux_weight``), and the generator to
             make fakes it classifies as their requested class. The head learns on real images
             only: trained on fakes too, it rewards fakes that are merely easy to classify.
+        r1_gamma: weight of the R1 penalty on real images (Mescheder et al. 2018), gamma/2 x
+            E||grad D(x)||^2; 0 turns it off.
+        r1_every: lazy R1 (Karras et al. 2020): computed every this many batches, weighted by
+            it, so its average pull is the same at a fraction of the cost.
+        diffaugment: DiffAugment policy (Zhao et al. 2020), e.g. ``[color, translation, cutout]``:
+            the discriminator sees real and fake images through the same random augmentations
+            in both steps (``genlab.models.augment``); null: none.
     """
 
     # each of the two steps leaves one net without gradients: DDP must expect that
@@ -74,6 +82,9 @@ class GAN(GenerativeModule):
         conditional: bool = False,
         num_classes: int | None = None,
         aux_weight: float = 1.0,
+        r1_gamma: float = 0.0,
+        r1_every: int = 16,
+        diffaugment: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(  # nets and factories are config, not hyperparameters (subclasses' too)
@@ -99,6 +110,10 @@ class GAN(GenerativeModule):
         self.set_classes(conditional, num_classes)
         # AC-GAN: when the conditional discriminator has a class head
         self.aux_weight = aux_weight if self.conditional and getattr(discriminator, "aux", None) is not None else 0.0
+        if r1_gamma < 0 or r1_every < 1:
+            raise GenlabError(f"model.r1_gamma must be >= 0 and model.r1_every >= 1, got {r1_gamma} and {r1_every}.")
+        self.r1_gamma, self.r1_every = r1_gamma, r1_every
+        self.augment_policy = parse_policy(diffaugment)
         self.ema: EMA | None = None
         if ema_decay is not None:
             self.ema = EMA(generator, ema_decay)
@@ -122,11 +137,17 @@ class GAN(GenerativeModule):
         """What the discriminator sees as real: images scaled from [0, 1] to the generator's tanh range."""
         return batch[0] * 2.0 - 1.0
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees of a batch in training: ``x`` through the DiffAugment policy."""
+        return diff_augment(x, self.augment_policy) if self.augment_policy else x
+
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor,
                            labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The discriminator's loss on a real and a fake batch, and its parts: the logits
-        ``d_real``, ``d_fake``, the gradient penalty ``gp`` (``wgan-gp``) and the class loss
-        ``d_aux`` on the real images (AC-GAN)."""
+        """The discriminator's loss on a real and a fake batch (both augmented alike), and its
+        parts: the logits ``d_real``, ``d_fake``, the gradient penalty ``gp`` (``wgan-gp``), the
+        R1 penalty ``r1`` (on the batches it is due) and the class loss ``d_aux`` on the real
+        images (AC-GAN)."""
+        real, fake = self.augment(real), self.augment(fake)
         parts: dict[str, torch.Tensor] = {}
         if self.aux_weight:
             parts["d_real"], class_real = self.discriminator(real, labels, classes=True)
@@ -137,6 +158,9 @@ class GAN(GenerativeModule):
         if self.loss_name == "wgan-gp":
             parts["gp"] = gan_losses.gradient_penalty(lambda x: self.critic(x, labels), real, fake)
             loss = loss + self.gp_weight * parts["gp"]
+        if self.r1_gamma and self.batches_seen % self.r1_every == 0:
+            parts["r1"] = gan_losses.r1_penalty(lambda x: self.critic(x, labels), real)
+            loss = loss + 0.5 * self.r1_gamma * self.r1_every * parts["r1"]
         if self.aux_weight:
             parts["d_aux"] = F.cross_entropy(class_real.float(), labels.long())
             loss = loss + self.aux_weight * parts["d_aux"]
@@ -144,7 +168,9 @@ class GAN(GenerativeModule):
 
     def generator_loss(self, fake: torch.Tensor,
                        labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The generator's loss on a fake batch, and the class loss ``g_aux`` of its fakes (AC-GAN)."""
+        """The generator's loss on a fake batch (augmented as the discriminator's), and the class
+        loss ``g_aux`` of its fakes (AC-GAN)."""
+        fake = self.augment(fake)
         if not self.aux_weight:
             return gan_losses.g_loss(self.loss_name, self.critic(fake, labels)), {}
         logit, classes = self.discriminator(fake, labels, classes=True)

@@ -65,6 +65,16 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
 
 
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """Mescheder et al. 2018: E[||grad_x D(x)||_2^2] on real images (the discriminator is
+    pushed to be flat on the data). In float32 with autocast off, as ``gradient_penalty``."""
+    x = real.detach().float().requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        out = critic(x)
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()
+
+
 def mean_output(name: str, logits: torch.Tensor) -> torch.Tensor:
     """What ``d_real``/``d_fake`` report: mean probability for the BCE game, mean score otherwise."""
     logits = logits.detach().float()
