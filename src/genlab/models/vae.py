@@ -22,6 +22,7 @@ from genlab.metrics.perplexity import Perplexity
 from genlab.models.base import GenerativeModule, OptimizerFactory
 from genlab.models.kl_schedules import check_schedule, kl_weight
 from genlab.nets.likelihoods import Decoder, TokenDecoder
+from genlab.utils.errors import GenlabError
 
 
 class VAE(GenerativeModule):
@@ -54,6 +55,10 @@ class VAE(GenerativeModule):
             p(x|z, y) and a learned Gaussian prior per class p(z|y) = N(mu_y, diag sigma_y^2); the
             ELBO and IWAE bound are then of log p(x|y), in nats.
         num_classes: the data's number of classes (``train.py`` fills it in from the data).
+        iwae_samples: train on the importance-weighted bound with this many draws per example
+            (Burda et al. 2016) instead of the ELBO (1); validation and test report the same
+            ELBO and IWAE bound as for an ELBO-trained model. It is the bound itself, so it takes
+            neither ``beta``, a KL warm-up nor free bits.
     """
 
     def __init__(
@@ -76,9 +81,16 @@ class VAE(GenerativeModule):
         grad_clip: float | None = None,
         conditional: bool = False,
         num_classes: int | None = None,
+        iwae_samples: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"], logger=False)
+        if iwae_samples < 1:
+            raise GenlabError(f"model.iwae_samples must be at least 1, got {iwae_samples}.")
+        if iwae_samples > 1 and (beta != 1.0 or kl_warmup_steps > 0 or free_bits > 0):
+            raise GenlabError("model.iwae_samples > 1 trains on the IWAE bound itself: set model.beta=1, "
+                              "model.kl_warmup_steps=0 and model.free_bits=0.")
+        self.iwae_samples = iwae_samples
         self.encoder, self.decoder = encoder, decoder
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.latent_dim, self.beta, self.kl_warmup_steps = latent_dim, beta, kl_warmup_steps
@@ -129,14 +141,11 @@ class VAE(GenerativeModule):
         nll, kl_dims, _ = self._elbo_parts(x, labels)
         return -nll, kl_dims.sum(dim=1)
 
-    @torch.no_grad()
-    def iwae_nll(self, x: torch.Tensor, k: int, chunk: int = 256, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Importance-weighted estimate of -log p(x) per example, in nats (Burda et al. 2015).
-
-        log p(x) >= E[log (1/k) sum_i p(x, z_i) / q(z_i | x)], z_i ~ q(z|x); the bound tightens
-        as k grows and equals the ELBO at k = 1. Samples are drawn ``chunk`` at a time so memory
-        stays at ``chunk`` decoder passes over the batch.
-        """
+    def log_weights(self, x: torch.Tensor, k: int, chunk: int = 256,
+                    labels: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x, z_i) - log q(z_i | x) for ``k`` reparameterised draws z_i ~ q(z|x) per example,
+        ``[k, B]``, in nats; drawn ``chunk`` at a time, so memory stays at ``chunk`` decoder passes
+        over the batch. Differentiable: the IWAE objective trains on them."""
         mu, logvar = self.posterior(x, labels)
         std = torch.exp(0.5 * logvar)
         p_mean, p_logvar = self.prior(labels, mu)
@@ -150,15 +159,36 @@ class VAE(GenerativeModule):
             log_pz = -0.5 * ((z - p_mean).pow(2) / p_logvar.exp() + p_logvar + math.log(2 * math.pi)).sum(-1)
             log_qz = -0.5 * (eps.pow(2) + math.log(2 * math.pi)).sum(-1) - (0.5 * logvar).sum(-1)
             log_w.append(log_px + log_pz - log_qz)
-        log_w = torch.cat(log_w)                                  # [k, B]
-        return -(torch.logsumexp(log_w, dim=0) - math.log(k))
+        return torch.cat(log_w)
+
+    @torch.no_grad()
+    def iwae_nll(self, x: torch.Tensor, k: int, chunk: int = 256, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Importance-weighted estimate of -log p(x) per example, in nats (Burda et al. 2015).
+
+        log p(x) >= E[log (1/k) sum_i p(x, z_i) / q(z_i | x)], z_i ~ q(z|x); the bound tightens
+        as k grows and equals the ELBO at k = 1.
+        """
+        return -(torch.logsumexp(self.log_weights(x, k, chunk, labels), dim=0) - math.log(k))
 
     def kl_weight(self) -> float:
         return self.beta * kl_weight(self.kl_schedule, self.global_step, self.kl_warmup_steps,
                                      self.kl_cycles, self.kl_cycle_ratio)
 
+    def _iwae_step(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The IWAE training loss: minus the importance-weighted bound with ``iwae_samples`` draws
+        (mean over the batch); logs it as ``train/iwae`` beside ``train/elbo``, here the mean of
+        the draws' single-sample estimates (a Monte Carlo KL), both in nats."""
+        log_w = self.log_weights(x, self.iwae_samples, self.iwae_samples, labels)
+        loss = -(torch.logsumexp(log_w, dim=0) - math.log(self.iwae_samples)).mean()
+        if self.step_logs_due():
+            self.log_train_step({"train/loss": loss, "train/iwae": loss, "train/elbo": -log_w.mean()},
+                                batch_size=x.shape[0], prog_bar=("train/iwae",))
+        return loss
+
     def _step(self, batch: Any, stage: str) -> torch.Tensor | None:
         x = batch[0]
+        if stage == "train" and self.iwae_samples > 1:
+            return self._iwae_step(x, self.labels_of(batch))
         nll, kl_dims, mu = self._elbo_parts(x, self.labels_of(batch))
         kl_each = kl_dims.sum(1)
         if stage == "train":
