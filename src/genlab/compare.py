@@ -153,6 +153,8 @@ def wandb_rows(project: str, group: str | None, metric: str, mode: str, all_sett
 
     rows = []
     for r in wandb.Api().runs(project, filters={"group": group} if group else {}):
+        if getattr(r, "job_type", None) == "compare":  # a table logged by --log-wandb, not a run
+            continue
         history = [(h.get("trainer/global_step", h.get("_step")), h.get(metric))
                    for h in r.scan_history(keys=[metric])] if metric else []
         run = {"name": r.name, "state": r.state, "config": dict(r.config), "summary": dict(r.summary.items()),
