@@ -140,7 +140,7 @@ def test_generate_by_class_from_the_checkpoint_alone(tmp_path: Path) -> None:
                   f"out={tmp_path}/between.png", env=env)
     assert between.returncode == 0, between.stderr[-3000:]
     evaluated = run("eval.py", f"ckpt_path={ckpt}", "metrics.num_samples=500", "nll_examples=100", "logger=csv",
-                    env=env)
+                    f"data.root={tmp_path}", "data.eval_batch_size=250", env=env)  # the data's keys, without a +
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
     assert 0 <= metrics["test/class_accuracy"] <= 1 and metrics["test/classifier_accuracy"] > 0.95

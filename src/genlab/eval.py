@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any, Mapping
 from pathlib import Path
 
 import hydra
@@ -39,7 +40,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if hasattr(model, "nll_examples"):  # the bound over the split, or the examples asked for
         model.nll_examples = cfg.get("nll_examples")
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(OmegaConf.merge(run_cfg.data, paced_batches(model, run_cfg.data, cfg.data), cfg.data))
+    given = {k: v for k, v in cfg.data.items() if v is not None}  # null: the checkpoint's own value
+    datamodule = instantiate(OmegaConf.merge(run_cfg.data, paced_batches(model, run_cfg.data, given), given))
     tokenizer = tokenizer_from_checkpoint(ckpt)
     if tokenizer is not None:  # the vocabulary the model was trained with, whatever the corpus holds now
         datamodule.tokenizer = tokenizer
@@ -80,7 +82,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 PACED_SAMPLES = 100  # importance samples per example that a test batch of the usual size is paced for
 
 
-def paced_batches(model, run_data: DictConfig, data: DictConfig) -> dict:
+def paced_batches(model, run_data: DictConfig, data: Mapping[str, Any]) -> dict:
     """With more than ``PACED_SAMPLES`` importance samples (``nll_samples=5000`` as papers report),
     test batches get smaller by the same factor and each decoding pass takes as many more samples,
     so a batch costs, and the progress bar moves, as with 100 samples, and memory stays the same.
