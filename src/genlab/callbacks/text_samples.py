@@ -71,8 +71,7 @@ class TextSamples(Callback):
         rows = [(kind("sample", i), tokenizer.decode(s)) for i, s in enumerate(samples)]
         if hasattr(pl_module, "reconstruct") and self._originals is not None:
             originals, original_labels = self._originals
-            codes = pl_module.reconstruct(originals) if original_labels is None else pl_module.reconstruct(originals, original_labels)
-            recon = to_sentences(codes.cpu())
+            recon = to_sentences(pl_module.reconstruct(originals, original_labels).cpu())
             for original, sentence in zip(originals.tolist(), recon):
                 rows += [("original", tokenizer.decode(original)), ("reconstruction", tokenizer.decode(sentence))]
         out = Path(trainer.default_root_dir) / self.folder

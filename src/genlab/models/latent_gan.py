@@ -110,7 +110,9 @@ class LatentGAN(GAN):
         return self.decoder.generate(self.sampler(z.to(self.device)).float(), **{**self.sample, **sample})
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Sentences decoded from the codes of ``x`` (``labels``: the VAE's signature; this model
+        is never conditional, so there are none)."""
         return self.decoder.generate(self.encode(x.to(self.device)), **self.sample)
 
     def configure_optimizers(self) -> Any:

@@ -5,7 +5,7 @@ Token batches follow ``genlab.data.text``: ids ``[B, T]`` ending in ``<eos>``, p
 Both nets take ``num_classes`` (0: unconditional) for class-conditional models, as the image nets
 do: the encoder reads the one-hot label beside the sentence's summary, q(z|x, y); the decoder's
 code is z with the one-hot label appended (``GenerativeModule.condition``), so the label sets its
-initial state (and joins every input with ``z_every_step``).
+initial state and joins every input token.
 """
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ class RNNDecoder(nn.Module):
         self.vocab_size, self.latent_dim, self.num_layers, self.hidden_dim = vocab_size, latent_dim, num_layers, hidden_dim
         self.is_lstm, self.word_dropout, self.max_len = cell == "lstm", word_dropout, max_len
         code = latent_dim + num_classes  # what the decoder is given: z, and the one-hot label
-        self.z_every_step, self.num_classes = z_every_step and code > 0, num_classes
-        # the label joins every input too: from the initial state alone it is lost in z's noise
-        self.every_step = code if self.z_every_step else num_classes
+        # what joins every input token: the whole code with z_every_step, else the label alone
+        # (from the initial state alone it is lost in z's noise)
+        self.every_step = code if z_every_step else num_classes
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
         self.rnn = _cell(cell)(embed_dim + self.every_step, hidden_dim, num_layers,
                                batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
