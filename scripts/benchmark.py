@@ -195,11 +195,14 @@ def timed_overrides(model: str, batch_size: int, warmup: int, steps: int, device
                     data: tuple[str, ...] = ("data.source=bundled",)) -> list[str]:
     """The overrides of a timed genlab run: ``model`` on ``data`` at ``batch_size``, as many epochs
     as the ``timer`` callback (a ``BatchTimer``) needs, no validation, test, model summary or
-    checkpoints (``callbacks=none``), the CSV logger, the progress bar only with ``progress_bar``."""
+    checkpoints (``callbacks=none``), the CSV logger with training values written every 50 steps
+    (Lightning's default, and genlab's for epochs of 200 batches or more; the bundled data's short
+    epochs would otherwise write every 2 to 7 steps), the progress bar only with ``progress_bar``."""
     return [
         f"model={model}", *data, f"data.batch_size={batch_size}", "trainer.max_epochs=-1",
         "trainer.max_steps=-1", "++trainer.min_epochs=0", "trainer.limit_val_batches=0",
-        "trainer.num_sanity_val_steps=0", "logger=csv", f"callbacks={callbacks}", "test=false",
+        "trainer.num_sanity_val_steps=0", "logger=csv", "trainer.log_every_n_steps=50", f"callbacks={callbacks}",
+        "test=false",
         f"trainer.enable_progress_bar={str(progress_bar).lower()}", "trainer.enable_model_summary=false",
         f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", f"+callbacks.timer._target_={timer}",
         f"+callbacks.timer.warmup={warmup}", f"+callbacks.timer.last={warmup + steps}",
@@ -661,7 +664,9 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
         + (f" ({args.fast_reps} for the rows whose runs hold {FAST_ROW_STEPS} batches or more: there the framework's "
            "fixed cost per step weighs most and the repetitions spread widest)" if args.fast_reps else "")
         + ". genlab runs `train.py`'s code path "
-        "(`genlab.train.train`) with the CSV logger, no validation, no checkpoints (`callbacks=none`). "
+        "(`genlab.train.train`) with the CSV logger, no validation, no checkpoints (`callbacks=none`), training "
+        "values written every 50 steps (`trainer.log_every_n_steps=50`: Lightning's default, and genlab's for "
+        "epochs of 200 batches or more; on these 3,600 images genlab writes a quarter of an epoch apart). "
         "The raw loop builds its optimizers from the model's optimizer config as written "
         "(`torch.optim.Adam(params, lr=...)`) and gathers each batch by indexing (`images[idx]`); the tuned raw "
         "loop gathers as genlab does (`index_select`) and uses the very optimizers genlab builds "
