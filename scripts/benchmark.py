@@ -35,6 +35,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -851,15 +852,31 @@ def example_vae_loss(recon_x, x, mu, logvar):
     return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def example_vae_run(root: str, epochs: int, seed: int) -> dict:
-    """The example's training loop on Fashion-MNIST (torchvision dataset with ``ToTensor``, a
-    per-image ``DataLoader``, batch 128, Adam 1e-3): the test loss per image and seconds per epoch
-    (training plus the test pass)."""
+def example_data(dataset: str, root: str | None, gan: bool = False):
+    """The examples' datasets: torchvision's ``FashionMNIST`` under ``root`` with ``ToTensor`` (and,
+    for the DCGAN, ``Normalize((0.5,), (0.5,))`` to [-1, 1]), or for ``mnist`` the bundled images with
+    the split genlab tests on, as those transforms would give them."""
     from torchvision import datasets, transforms
 
+    if dataset == "fashion_mnist":
+        transform = transforms.ToTensor()
+        if gan:
+            transform = transforms.Compose([transform, transforms.Normalize((0.5,), (0.5,))])
+        return tuple(datasets.FashionMNIST(root, train=train, download=False, transform=transform)
+                     for train in (True, False))
+    from genlab.data.image_sources import load_bundled, split_bundled
+
+    splits = [(images.unsqueeze(1).float() / 255, labels) for images, labels in split_bundled(*load_bundled())]
+    return tuple(torch.utils.data.TensorDataset(x * 2 - 1 if gan else x, labels) for x, labels in splits)
+
+
+def example_vae_run(root: str | None, epochs: int, seed: int, dataset: str = "fashion_mnist") -> dict:
+    """The example's training loop (a per-image ``DataLoader``, batch 128, Adam 1e-3, a test pass
+    after each epoch): the test loss per image, seconds per epoch (training plus the test pass),
+    the whole loop's seconds with its data loading, and the trained net."""
+    start_all = time.perf_counter()
     torch.manual_seed(seed)
-    train_set = datasets.FashionMNIST(root, train=True, download=False, transform=transforms.ToTensor())
-    test_set = datasets.FashionMNIST(root, train=False, download=False, transform=transforms.ToTensor())
+    train_set, test_set = example_data(dataset, root)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=128, shuffle=True)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=128)
     model = ExampleVAE()
@@ -881,7 +898,8 @@ def example_vae_run(root: str, epochs: int, seed: int) -> dict:
                 test_loss += example_vae_loss(recon, x, mu, logvar).item()
         test_loss /= len(test_set)
         seconds.append(time.perf_counter() - start)
-    return {"test_loss": test_loss, "epoch_seconds": statistics.median(seconds), "params": _params(model)}
+    return {"test_loss": test_loss, "epoch_seconds": statistics.median(seconds), "params": _params(model),
+            "loop_seconds": time.perf_counter() - start_all, "model": model}
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -913,37 +931,41 @@ def genlab_vae_run(root: str, epochs: int, seed: int, overrides: list[str]) -> d
     return {"test_loss": metrics["test/elbo"], "epoch_seconds": metrics["time/epoch_seconds"], "params": params}
 
 
-def example_dcgan_loop(root: str, batch_size: int, warmup: int, steps: int) -> float:
-    """pytorch/examples ``dcgan/main.py``'s loop on genlab's 28x28 DCGAN nets and Fashion-MNIST
-    (``ToTensor`` + ``Normalize``, a shuffling ``DataLoader``, D real and fake backward, D step, G
-    step on the same fakes, Adam(2e-4, (0.5, 0.999))): images per second."""
+def example_dcgan_loop(root: str | None, batch_size: int, warmup: int, steps: int | None = None,
+                       seconds: float | None = None, dataset: str = "fashion_mnist"):
+    """pytorch/examples ``dcgan/main.py``'s loop on genlab's 28x28 DCGAN nets (``ToTensor`` +
+    ``Normalize``, a shuffling ``DataLoader``, D real and fake backward, D step, G step on the same
+    fakes, Adam(2e-4, (0.5, 0.999))), over as many epochs as it takes: ``steps`` timed batches after
+    ``warmup``, or until ``seconds`` have passed since the call (data loading included). Returns the
+    timed images per second and the generator."""
     from hydra.utils import instantiate
-    from torchvision import datasets, transforms
 
+    begin = time.perf_counter()
     cfg = compose("dcgan", [])
     net_g, net_d, nz = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator), cfg.model.latent_dim
-    dataset = datasets.FashionMNIST(root, train=True, download=False, transform=transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+    train_set, _ = example_data(dataset, root, gan=True)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True)
     criterion = torch.nn.BCEWithLogitsLoss()  # the example's BCELoss on sigmoid outputs, autocast-safe
     opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    start = None
-    for i, (real, _) in enumerate(loader):
-        if i == warmup:
-            start = time.perf_counter()
-        net_d.zero_grad()
-        b = real.size(0)
-        criterion(net_d(real), torch.ones(b)).backward()
-        fake = net_g(torch.randn(b, nz))
-        criterion(net_d(fake.detach()), torch.zeros(b)).backward()
-        opt_d.step()
-        net_g.zero_grad()
-        criterion(net_d(fake), torch.ones(b)).backward()
-        opt_g.step()
-        if i + 1 == warmup + steps:
-            break
-    return steps * batch_size / (time.perf_counter() - start)
+    start, done, images = None, 0, 0
+    while True:
+        for real, _ in loader:
+            if done == warmup:
+                start = time.perf_counter()
+            net_d.zero_grad()
+            b = real.size(0)
+            criterion(net_d(real), torch.ones(b)).backward()
+            fake = net_g(torch.randn(b, nz))
+            criterion(net_d(fake.detach()), torch.zeros(b)).backward()
+            opt_d.step()
+            net_g.zero_grad()
+            criterion(net_d(fake), torch.ones(b)).backward()
+            opt_g.step()
+            done += 1
+            images += b if done > warmup else 0
+            if (steps is not None and done == warmup + steps) or (seconds is not None and time.perf_counter() - begin >= seconds):
+                return images / (time.perf_counter() - start), net_g
 
 
 def pytorch_examples(root: str, epochs: int, reps: int, warmup: int, extra: list[str]) -> dict:
@@ -951,13 +973,14 @@ def pytorch_examples(root: str, epochs: int, reps: int, warmup: int, extra: list
     (``FashionMNIST/raw``): the VAE's test loss and seconds per epoch after ``epochs`` epochs; the
     DCGAN's training throughput, ``reps`` interleaved repetitions of 40 timed batches."""
     vae = {"pytorch/examples vae (784-400-20)": example_vae_run(root, epochs, 0)}
+    vae["pytorch/examples vae (784-400-20)"].pop("model")
     for name, overrides in EXAMPLE_VAE_VARIANTS.items():
         vae[name] = genlab_vae_run(root, epochs, 0, [*overrides, *extra])
         print(f"{name}: {vae[name]}", flush=True)
     data = ("data=fashion_mnist", f"data.root={root}", "data.source=local")
     dcgan: dict[str, list[float]] = {"pytorch/examples DCGAN loop": [], "genlab `model=dcgan`": []}
     for _ in range(reps):
-        dcgan["pytorch/examples DCGAN loop"].append(example_dcgan_loop(root, 128, warmup, 40))
+        dcgan["pytorch/examples DCGAN loop"].append(example_dcgan_loop(root, 128, warmup, 40)[0])
         dcgan["genlab `model=dcgan`"].append(genlab_run("dcgan", 128, warmup, 40, "cpu", extra, data=data))
     return {"epochs": epochs, "vae": vae, "dcgan": dcgan}
 
@@ -977,6 +1000,177 @@ def examples_report(r: dict) -> list[str]:
             "| loop | img/s |", "|---|---|",
             *[f"| {name} | {statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f}) |" for name, v in d.items()],
             f"| **genlab / example** | **{ratio:.2f}** |"]
+
+
+# ----------------------------------------------------------------- results: the presets at their budgets
+RESULT_PRESETS = {  # preset: the data it trains on (Fashion-MNIST needs --examples-root; MNIST: the bundled images)
+    "vae_mnist": "mnist",
+    "vae_fashion_mnist": "fashion_mnist",
+    "dcgan_mnist": "mnist",
+}
+# --quick: 5 batches of one epoch, small evaluations, the reference DCGAN for 2 s
+QUICK_RESULTS = {"overrides": ["trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=1"],
+                 "num_samples": 200, "nll_samples": 10, "nll_examples": 100, "reference_seconds": 2.0}
+
+
+def preset_data(dataset: str, root: str | None) -> list[str]:
+    """The data overrides of a preset's row: the bundled MNIST images (everyone has them), or
+    Fashion-MNIST's files under ``root``."""
+    return [f"data.root={root}", "data.source=local"] if dataset == "fashion_mnist" else ["data.source=bundled"]
+
+
+def preset_budget(preset: str) -> dict:
+    """The training budget a preset sets (its epochs and, where it has one, its time limit) and
+    its kind of model (``gan`` or ``vae``)."""
+    from genlab.utils.config import compose_config
+
+    cfg = compose_config("train", [f"experiment={preset}"], output_dir=tempfile.gettempdir())
+    return {"max_epochs": cfg.trainer.max_epochs, "max_time": cfg.trainer.get("max_time"),
+            "kind": "gan" if cfg.model._target_.endswith("GAN") else "vae"}
+
+
+def preset_row(preset: str, dataset: str, root: str | None, out: Path, images: Path, evaluation: dict,
+               extra: list[str]) -> dict:
+    """``python train.py experiment=<preset>`` as a user types it (W&B offline), timed whole (start-up,
+    training, validation, testing), then ``python eval.py`` on its best checkpoint; its last sample
+    grid is copied to ``images``."""
+    env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
+    run = out / preset
+    data = preset_data(dataset, root)
+    command = ["python", "train.py", f"experiment={preset}", *data, *extra]
+    seconds = timed([sys.executable, *command[1:], f"hydra.run.dir={run}"], env)
+    scoring = ["python", "eval.py", f"ckpt_path={run}", f"metrics.num_samples={evaluation['num_samples']}",
+               f"nll_samples={evaluation['nll_samples']}", f"nll_examples={evaluation['nll_examples']}",
+               "logger=csv", *data]
+    timed([sys.executable, *scoring[1:]], env)
+    record = json.loads((run / "metrics.json").read_text())
+    images.mkdir(parents=True, exist_ok=True)
+    grid = images / f"{preset}.png"
+    shutil.copyfile(sorted((run / "samples").glob("samples_epoch*.png"))[-1], grid)
+    scoring[2] = "ckpt_path=<the run folder>"
+    return {"name": f"genlab `experiment={preset}`", "command": " ".join(command), "evaluation": " ".join(scoring),
+            "budget": preset_budget(preset), "epochs_trained": json.loads((run / "run_info.json").read_text())["epochs"],
+            "best_epoch": (record["epoch"] or 0) + 1,
+            "wall_seconds": seconds, "metrics": record["metrics"], "grid": grid.name}
+
+
+def reference_scores(fake: torch.Tensor, dataset: str, root: str | None, images: Path, name: str) -> tuple[dict, str]:
+    """A reference's samples (``[N, 1, 28, 28]`` in [0, 1]) scored by genlab's feature net against
+    the test images, as ``eval.py`` scores genlab's; the first 64 saved as a grid in ``images``."""
+    from torchvision.utils import save_image
+
+    from genlab.metrics.feature_nets import load_feature_net
+    from genlab.metrics.image_quality import extract, feature_metrics
+
+    _, test_set = example_data(dataset, root)
+    real = torch.stack([x for x, _ in test_set])
+    net = load_feature_net(dataset)
+    images.mkdir(parents=True, exist_ok=True)
+    save_image(fake[:64], images / f"{name}.png", nrow=8, padding=2)
+    return {f"test/{k}": v for k, v in feature_metrics(extract(net, real), extract(net, fake)).items()}, f"{name}.png"
+
+
+def reference_vae_row(dataset: str, root: str | None, epochs: int, images: Path, num_samples: int) -> dict:
+    """pytorch/examples' VAE loop for ``epochs`` epochs on the same data: its wall time is the loop's
+    (data loading, training, a test pass each epoch) plus importing torch and torchvision in a fresh
+    process, its start-up; its test loss is its own (−ELBO with one z sample, as genlab's
+    ``test/elbo``); its prior samples are scored by genlab's feature net against the test images."""
+    imports = timed([sys.executable, "-c", "import torch, torchvision"], dict(os.environ))
+    run = example_vae_run(root, epochs, 0, dataset)
+    model = run.pop("model").eval()
+    with torch.no_grad():
+        z = torch.randn(num_samples, 20, generator=torch.Generator().manual_seed(0))
+        fake = torch.sigmoid(model.fc4(F.relu(model.fc3(z)))).view(-1, 1, 28, 28)
+    scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_vae_{dataset}")
+    return {"name": "pytorch/examples VAE (784-400-20)", "command": "vae/main.py's loop (scripts/benchmark.py)",
+            "budget": {"max_epochs": epochs}, "epochs_trained": epochs,
+            "wall_seconds": run["loop_seconds"] + imports, "metrics": {"test/elbo": run["test_loss"], **scores},
+            "grid": grid}
+
+
+def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: Path, num_samples: int) -> dict:
+    """pytorch/examples' DCGAN loop on genlab's 28x28 DCGAN nets and the same data for ``seconds`` of
+    wall time (genlab's whole command), importing torch and torchvision in a fresh process counted
+    in; its generator's samples (eval mode, as genlab samples) are scored by genlab's feature net."""
+    imports = timed([sys.executable, "-c", "import torch, torchvision"], dict(os.environ))
+    start = time.perf_counter()
+    _, net_g = example_dcgan_loop(root, 128, 0, seconds=seconds - imports, dataset=dataset)
+    trained = time.perf_counter() - start
+    net_g.eval()
+    with torch.no_grad():
+        z = torch.randn(num_samples, compose("dcgan", []).model.latent_dim, generator=torch.Generator().manual_seed(0))
+        fake = torch.cat([(net_g(chunk) + 1) / 2 for chunk in z.split(1000)])
+    scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_dcgan_{dataset}")
+    return {"name": "pytorch/examples DCGAN loop (genlab's 28x28 nets)", "command": "dcgan/main.py's loop (scripts/benchmark.py)",
+            "budget": {"max_epochs": None, "seconds": seconds}, "epochs_trained": None,
+            "wall_seconds": trained + imports, "metrics": scores, "grid": grid}
+
+
+def results_table(presets: list[str], root: str | None, out_md: Path, quick: bool, extra: list[str]) -> dict:
+    """Each preset at its budget, beside the reference code on the same data: a VAE's for the same
+    epochs, a GAN's for the same wall time. ``quick``: a few batches each and small evaluations, to
+    keep the section working (CI)."""
+    evaluation = ({k: QUICK_RESULTS[k] for k in ("num_samples", "nll_samples", "nll_examples")} if quick
+                  else {"num_samples": 10000, "nll_samples": 5000, "nll_examples": 1000})
+    images = out_md.parent / "images" / "results"
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for preset in presets:
+            dataset = RESULT_PRESETS[preset]
+            if dataset == "fashion_mnist" and root is None:
+                print(f"{preset}: skipped (needs --examples-root)", flush=True)
+                continue
+            budget = preset_budget(preset)
+            row_extra = [*QUICK_RESULTS["overrides"], *extra] if quick else extra
+            genlab_row = preset_row(preset, dataset, root, Path(out), images, evaluation, row_extra)
+            if budget["kind"] == "gan":  # the same wall-clock budget as genlab's whole command
+                seconds = QUICK_RESULTS["reference_seconds"] if quick else genlab_row["wall_seconds"]
+                reference = reference_dcgan_row(dataset, root, seconds, images, evaluation["num_samples"])
+            else:  # the same epochs
+                reference = reference_vae_row(dataset, root, genlab_row["epochs_trained"], images, evaluation["num_samples"])
+            for row in (genlab_row, reference):
+                row["dataset"] = dataset
+                rows.append(row)
+                print(f"{row['name']} on {dataset}: {row['wall_seconds']:.0f} s, test -ELBO "
+                      f"{row['metrics'].get('test/elbo', float('nan')):.1f}, FID {row['metrics'].get('test/fid', float('nan')):.2f}",
+                      flush=True)
+    return {"evaluation": evaluation, "rows": rows, "quick": quick}
+
+
+RESULT_COLUMNS = [("test −ELBO (nats)", "test/elbo", "{:.1f}"), ("IWAE bound (nats)", "test/nll", "{:.1f}"),
+                  ("FID", "test/fid", "{:.2f}"), ("KID", "test/kid", "{:.4f}"), ("precision", "test/precision", "{:.2f}"),
+                  ("recall", "test/recall", "{:.2f}"), ("coverage", "test/coverage", "{:.2f}")]
+
+
+def results_report(r: dict, head: str) -> str:
+    e = r["evaluation"]
+    lines = ["# Results", "", head, "",
+             "Each genlab row is the command in its row as a user types it (W&B offline), timed whole: start-up, "
+             "training, validation each epoch, testing. Its best checkpoint (lowest `val/elbo`) is then scored by "
+             f"`python eval.py ckpt_path=<run> metrics.num_samples={e['num_samples']} nll_samples={e['nll_samples']} "
+             f"nll_examples={e['nll_examples']}`: test −ELBO with one z sample over the whole test split, the IWAE "
+             f"bound with {e['nll_samples']} importance samples over its first {e['nll_examples']} images, and "
+             f"{e['num_samples']} prior samples against the test images in the shipped feature net's space "
+             "(docs/metrics.md). The reference row below each is pytorch/examples' `vae/main.py` loop "
+             "(784-400-20 MLP, batch 128, Adam 1e-3, a test pass each epoch) for the same number of epochs on the "
+             "same data; its time is the loop's (data loading included) plus importing torch and torchvision in a "
+             "fresh process; its test loss is its own last epoch's; its prior samples are scored by the same "
+             "feature net. On MNIST both sides train on the bundled images (4,000 training images, 1,000 test; "
+             "genlab holds 400 of the training images out for validation).", "",
+             "| data | run | budget | wall s | " + " | ".join(c[0] for c in RESULT_COLUMNS) + " | samples |",
+             "|---|---|---|---|" + "---|" * len(RESULT_COLUMNS) + "---|"]
+    for row in r["rows"]:
+        m = row["metrics"]
+        cells = [fmt.format(m[key]) if key in m else "—" for _, key, fmt in RESULT_COLUMNS]
+        n = row["epochs_trained"]
+        budget = (f"{n} epoch{'s' if n > 1 else ''}" if n else f"{row['budget']['seconds']:.0f} s") + (
+            f" (`max_time` {row['budget']['max_time']})" if row["budget"].get("max_time") else "")
+        lines.append(f"| {row['dataset']} | {row['name']} | {budget} | {row['wall_seconds']:.0f} | "
+                     + " | ".join(cells) + f" | [grid](images/results/{row['grid']}) |")
+    lines += ["", "Commands:", ""]
+    lines += [f"- {row['name']}: `{row['command']}`" + (f"; then `{row['evaluation']}`" if row.get("evaluation") else "")
+              for row in r["rows"]]
+    return "\n".join(lines) + "\n"
 
 
 def report(results: dict, args: argparse.Namespace) -> str:
@@ -1043,6 +1237,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
         lines += scaling_report(results["scaling"], results["machine"]["device"])
     if results.get("examples"):
         lines += examples_report(results["examples"])
+    if results.get("results"):
+        lines += ["", "## Results", "", f"The presets at their budgets against the reference code: {args.results_out.name}."]
     p = results.get("memory")
     if p is None:
         return "\n".join([*lines, "", "## Memory", "", "Not measured in this run (`--quick` or `--sections`).", ""])
@@ -1053,7 +1249,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
 
 
 SECTIONS = ("throughput", "host_cost", "compile", "precision", "progress_bar", "data", "startup", "memory", "scaling",
-            "examples")
+            "examples", "results")
 CUDA_SECTIONS = ("throughput", "host_cost", "precision", "compile", "scaling")
 
 
@@ -1082,6 +1278,11 @@ def main() -> None:
     parser.add_argument("--examples-root", help="a folder holding FashionMNIST/raw: adds the examples section "
                         "(the pytorch/examples VAE and DCGAN loops against genlab)")
     parser.add_argument("--examples-epochs", type=int, default=10, help="the examples section's VAE epochs")
+    parser.add_argument("--results", nargs="+", choices=list(RESULT_PRESETS), default=list(RESULT_PRESETS),
+                        help="the presets of the results section (Fashion-MNIST ones need --examples-root)")
+    parser.add_argument("--results-out", type=Path,
+                        help="the results section's table (default: docs/results.md; --quick: results.md beside --out); "
+                             "its JSON beside it, its sample grids in images/results/ beside it")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
     parser.add_argument("--no-precision", action="store_true", help="skip the mixed-precision comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -1105,6 +1306,8 @@ def main() -> None:
     args.sections = [n for n in args.sections if not (n == "compile" and args.no_compile)
                      and not (n == "precision" and args.no_precision)
                      and not (n == "examples" and (args.examples_root is None or args.device == "cuda"))]
+    if args.results_out is None:
+        args.results_out = args.out.with_name("results.md") if args.quick else ROOT / "docs" / "results.md"
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -1137,6 +1340,7 @@ def main() -> None:
                                    1 if args.quick else min(args.reps, 3), args.device, args.extra),
         "examples": lambda: pytorch_examples(args.examples_root, 1 if args.quick else args.examples_epochs,
                                              1 if args.quick else 3, args.warmup, args.extra),
+        "results": lambda: results_table(args.results, args.examples_root, args.results_out, args.quick, args.extra),
     }
     results = {
         "date": datetime.date.today().isoformat(),
@@ -1152,6 +1356,11 @@ def main() -> None:
             # what is measured so far survives a crash or a time limit
             args.json.write_text(json.dumps(results, indent=2))
             args.out.write_text(report(results, args))
+            if name == "results":
+                head = report(results, args).splitlines()[2].split(" Rerun it")[0]
+                args.results_out.write_text(results_report(results["results"], head))
+                args.results_out.with_suffix(".json").write_text(json.dumps(
+                    {k: results[k] for k in ("date", "commit", "machine")} | results["results"], indent=2))
     print(args.out.read_text())
 
 
