@@ -915,15 +915,17 @@ EXAMPLE_VAE_VARIANTS = {  # genlab configurations against the example, as config
 
 
 def genlab_vae_run(root: str, epochs: int, seed: int, overrides: list[str]) -> dict:
-    """``experiment=vae_fashion_mnist`` through ``train.py``'s code path: test −ELBO per image and
-    seconds per epoch (validation, checkpoints and sample grids included)."""
+    """genlab's VAE in the example's setting (Fashion-MNIST, batch 128, Adam 1e-3, continuous pixels)
+    through ``train.py``'s code path: test −ELBO per image and seconds per epoch (validation,
+    checkpoints and sample grids included). The tuned preset is the results section's."""
     from hydra.utils import instantiate
 
     from genlab.train import train
     from genlab.utils.config import compose_config
 
     with tempfile.TemporaryDirectory() as out:
-        cfg = compose_config("train", ["experiment=vae_fashion_mnist", f"data.root={root}", "data.source=local",
+        cfg = compose_config("train", ["model=vae", "data=fashion_mnist", "data.batch_size=128", "data.binarize=false",
+                                       "model.optimizer.lr=1e-3", f"data.root={root}", "data.source=local",
                                        f"trainer.max_epochs={epochs}", f"seed={seed}", "logger=csv", *overrides],
                              output_dir=out)
         params = _params(instantiate(cfg.model))
@@ -937,7 +939,7 @@ def example_dcgan_loop(root: str | None, batch_size: int, warmup: int, steps: in
     ``Normalize``, a shuffling ``DataLoader``, D real and fake backward, D step, G step on the same
     fakes, Adam(2e-4, (0.5, 0.999))), over as many epochs as it takes: ``steps`` timed batches after
     ``warmup``, or until ``seconds`` have passed since the call (data loading included). Returns the
-    timed images per second and the generator."""
+    timed images per second, the generator and the epochs trained."""
     from hydra.utils import instantiate
 
     begin = time.perf_counter()
@@ -965,7 +967,7 @@ def example_dcgan_loop(root: str | None, batch_size: int, warmup: int, steps: in
             done += 1
             images += b if done > warmup else 0
             if (steps is not None and done == warmup + steps) or (seconds is not None and time.perf_counter() - begin >= seconds):
-                return images / (time.perf_counter() - start), net_g
+                return images / (time.perf_counter() - start), net_g, done / len(loader)
 
 
 def pytorch_examples(root: str, epochs: int, reps: int, warmup: int, extra: list[str]) -> dict:
@@ -1094,7 +1096,7 @@ def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: 
     in; its generator's samples (eval mode, as genlab samples) are scored by genlab's feature net."""
     imports = timed([sys.executable, "-c", "import torch, torchvision"], dict(os.environ))
     start = time.perf_counter()
-    _, net_g = example_dcgan_loop(root, 128, 0, seconds=seconds - imports, dataset=dataset)
+    _, net_g, epochs = example_dcgan_loop(root, 128, 0, seconds=seconds - imports, dataset=dataset)
     trained = time.perf_counter() - start
     net_g.eval()
     with torch.no_grad():
@@ -1102,7 +1104,7 @@ def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: 
         fake = torch.cat([(net_g(chunk) + 1) / 2 for chunk in z.split(1000)])
     scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_dcgan_{dataset}")
     return {"name": "pytorch/examples DCGAN loop (genlab's 28x28 nets)", "command": "dcgan/main.py's loop (scripts/benchmark.py)",
-            "budget": {"max_epochs": None, "seconds": seconds}, "epochs_trained": None,
+            "budget": {"max_epochs": None, "seconds": seconds}, "epochs_trained": round(epochs, 1),
             "wall_seconds": trained + imports, "metrics": scores, "grid": grid}
 
 
@@ -1139,32 +1141,42 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
 
 RESULT_COLUMNS = [("test −ELBO (nats)", "test/elbo", "{:.1f}"), ("IWAE bound (nats)", "test/nll", "{:.1f}"),
                   ("FID", "test/fid", "{:.2f}"), ("KID", "test/kid", "{:.4f}"), ("precision", "test/precision", "{:.2f}"),
-                  ("recall", "test/recall", "{:.2f}"), ("coverage", "test/coverage", "{:.2f}")]
+                  ("recall", "test/recall", "{:.2f}"), ("coverage", "test/coverage", "{:.2f}"),
+                  ("class TV", "test/class_tv", "{:.2f}")]
 
 
 def results_report(r: dict, head: str) -> str:
     e = r["evaluation"]
     lines = ["# Results", "", head, "",
+             "Rerun: `python scripts/benchmark.py --sections results --examples-root <folder with FashionMNIST/raw>` "
+             "(without `--examples-root`, the MNIST rows alone; `--results <preset> ...` picks rows). Timings on "
+             "shared machines drift: compare the rows of one run.", "",
              "Each genlab row is the command in its row as a user types it (W&B offline), timed whole: start-up, "
-             "training, validation each epoch, testing. Its best checkpoint (lowest `val/elbo`) is then scored by "
-             f"`python eval.py ckpt_path=<run> metrics.num_samples={e['num_samples']} nll_samples={e['nll_samples']} "
-             f"nll_examples={e['nll_examples']}`: test −ELBO with one z sample over the whole test split, the IWAE "
-             f"bound with {e['nll_samples']} importance samples over its first {e['nll_examples']} images, and "
-             f"{e['num_samples']} prior samples against the test images in the shipped feature net's space "
-             "(docs/metrics.md). The reference row below each is pytorch/examples' `vae/main.py` loop "
-             "(784-400-20 MLP, batch 128, Adam 1e-3, a test pass each epoch) for the same number of epochs on the "
-             "same data; its time is the loop's (data loading included) plus importing torch and torchvision in a "
-             "fresh process; its test loss is its own last epoch's; its prior samples are scored by the same "
-             "feature net. On MNIST both sides train on the bundled images (4,000 training images, 1,000 test; "
-             "genlab holds 400 of the training images out for validation).", "",
+             "training, validation, testing. Its best checkpoint (lowest `val/elbo` for a VAE, `val/fid` for a GAN) "
+             f"is then scored by `python eval.py ckpt_path=<run> metrics.num_samples={e['num_samples']} "
+             f"nll_samples={e['nll_samples']} nll_examples={e['nll_examples']}`: {e['num_samples']} samples against "
+             "the test images in the shipped feature net's space (docs/metrics.md; `class TV`: the distance between "
+             "the class histograms of samples and test images, 0 to 1); for a VAE also the test −ELBO with one z "
+             f"sample over the whole test split and the IWAE bound with {e['nll_samples']} importance samples over "
+             f"its first {e['nll_examples']} images. Its grid is the run's last (the last epoch's, from a fixed noise "
+             "batch).", "",
+             "The reference row below each runs on the same data, and its samples are scored by the same feature "
+             "net; its time is its loop's (data loading included) plus importing torch and torchvision in a fresh "
+             "process. For a VAE preset: pytorch/examples' `vae/main.py` loop (784-400-20 MLP, batch 128, Adam 1e-3, "
+             "a test pass each epoch) for the same number of epochs; its test loss is its own last epoch's (−ELBO, "
+             "one z sample). For a GAN preset: pytorch/examples' `dcgan/main.py` loop (BCE game, Adam(2e-4, "
+             "(0.5, 0.999)), batch 128) on genlab's 28x28 DCGAN nets, for genlab's whole wall time; its samples "
+             "come from its generator in eval mode, as genlab's. On MNIST both sides train on the bundled images "
+             "(4,000 training images, 1,000 test; genlab holds 400 of the training images out for validation).", "",
              "| data | run | budget | wall s | " + " | ".join(c[0] for c in RESULT_COLUMNS) + " | samples |",
              "|---|---|---|---|" + "---|" * len(RESULT_COLUMNS) + "---|"]
     for row in r["rows"]:
         m = row["metrics"]
         cells = [fmt.format(m[key]) if key in m else "—" for _, key, fmt in RESULT_COLUMNS]
         n = row["epochs_trained"]
-        budget = (f"{n} epoch{'s' if n > 1 else ''}" if n else f"{row['budget']['seconds']:.0f} s") + (
-            f" (`max_time` {row['budget']['max_time']})" if row["budget"].get("max_time") else "")
+        budget = f"{n:g} epoch{'s' if n != 1 else ''}" + (
+            f" (`max_time` {row['budget']['max_time']})" if row["budget"].get("max_time") else "") + (
+            f" ({row['budget']['seconds']:.0f} s)" if row["budget"].get("seconds") else "")
         lines.append(f"| {row['dataset']} | {row['name']} | {budget} | {row['wall_seconds']:.0f} | "
                      + " | ".join(cells) + f" | [grid](images/results/{row['grid']}) |")
     lines += ["", "Commands:", ""]
