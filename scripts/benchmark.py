@@ -22,7 +22,9 @@ Measured, on this machine's CPU (or GPU with --device cuda):
   the floor ``python -c "import torch, pytorch_lightning"``, and the import of genlab's modules;
 - peak resident memory of the default experiment (``python train.py trainer.max_epochs=10``);
 - scaling: ``python train.py`` on one device and on two under DDP (``--scaling-devices``), 128
-  images per device, the MLP VAE and DCGAN; on a CPU the "devices" are processes sharing its cores.
+  images per device, the MLP VAE and DCGAN; on a CPU the "devices" are processes sharing its cores;
+- results (only with ``--sections results``; written to ``docs/results.md``): the presets at their
+  budgets, scored by ``eval.py``, beside the pytorch/examples VAE and DCGAN loops on the same data.
 """
 
 from __future__ import annotations
@@ -1278,9 +1280,9 @@ def main() -> None:
                              "(the MLP VAE on a CPU); default 15 on the CPU, --reps on a GPU (where every "
                              "row's steps are fast and device time is short); 0: --reps")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS,
-                        help=f"what to measure; default: all ({' '.join(SECTIONS)}); --device cuda: "
+                        help=f"what to measure; default: all but results ({' '.join(SECTIONS)}); --device cuda: "
                              f"{' '.join(CUDA_SECTIONS)} (the rest measures the host); --quick: no host_cost, "
-                             "compile, precision, memory or scaling")
+                             "compile, precision, memory or scaling; results with a few batches per preset")
     parser.add_argument("--scaling-devices", type=int, nargs="+", default=[1, 2],
                         help="device counts the scaling section compares (GPUs, or CPU processes); "
                              "those above what the machine has are left out")
@@ -1311,7 +1313,10 @@ def main() -> None:
         MIN_STEPS = 5
     args.data_batch = 128
     if args.sections is None:
-        args.sections = list(CUDA_SECTIONS if args.device == "cuda" else SECTIONS)
+        # the results table (quality at the presets' budgets, about 20 minutes) only when asked for;
+        # --quick runs its smoke version
+        args.sections = [n for n in (CUDA_SECTIONS if args.device == "cuda" else SECTIONS)
+                         if n != "results" or args.quick]
         if args.quick:
             args.sections = [n for n in args.sections
                              if n not in ("host_cost", "compile", "precision", "memory", "scaling")]
