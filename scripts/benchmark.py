@@ -1,9 +1,10 @@
 """genlab against the plain PyTorch loop a researcher would write, on identical work, in one run.
 
     python scripts/benchmark.py            # writes BENCHMARKS.md and benchmarks.json
-    python scripts/benchmark.py --quick    # a smoke run in under a minute: vae and dcgan at batch 128,
+    python scripts/benchmark.py --quick    # a smoke run of about two minutes: vae and dcgan at batch 128,
                                            # one short repetition, no host cost, compile, precision,
-                                           # memory, scaling or csv start-up
+                                           # memory, scaling or csv start-up; the results section
+                                           # with a few batches per preset
 
 Measured, on this machine's CPU (or GPU with --device cuda):
 
