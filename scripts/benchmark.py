@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import logging
 import math
@@ -1034,11 +1035,11 @@ def preset_budget(preset: str) -> dict:
             "kind": "gan" if cfg.model._target_.endswith("GAN") else "vae"}
 
 
-def preset_row(preset: str, dataset: str, root: str | None, out: Path, images: Path, evaluation: dict,
+def preset_row(preset: str, budget: dict, dataset: str, root: str | None, out: Path, images: Path, evaluation: dict,
                extra: list[str]) -> dict:
     """``python train.py experiment=<preset>`` as a user types it (W&B offline), timed whole (start-up,
     training, validation, testing), then ``python eval.py`` on its best checkpoint; its last sample
-    grid is copied to ``images``."""
+    grid is copied to ``images``. ``budget``: the preset's (``preset_budget``), for the row."""
     env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
     run = out / preset
     data = preset_data(dataset, root)
@@ -1054,9 +1055,20 @@ def preset_row(preset: str, dataset: str, root: str | None, out: Path, images: P
     shutil.copyfile(sorted((run / "samples").glob("samples_epoch*.png"))[-1], grid)
     scoring[2] = "ckpt_path=<the run folder>"
     return {"name": f"genlab `experiment={preset}`", "command": " ".join(command), "evaluation": " ".join(scoring),
-            "budget": preset_budget(preset), "epochs_trained": json.loads((run / "run_info.json").read_text())["epochs"],
+            "budget": budget, "epochs_trained": json.loads((run / "run_info.json").read_text())["epochs"],
             "best_epoch": (record["epoch"] or 0) + 1,
             "wall_seconds": seconds, "metrics": record["metrics"], "grid": grid.name}
+
+
+@functools.lru_cache(maxsize=None)
+def test_features(dataset: str, root: str | None) -> torch.Tensor:
+    """The test images' features in genlab's feature net, computed once per dataset for the
+    reference rows."""
+    from genlab.metrics.feature_nets import load_feature_net
+    from genlab.metrics.image_quality import extract
+
+    _, test_set = example_data(dataset, root)
+    return extract(load_feature_net(dataset), torch.stack([x for x, _ in test_set]))
 
 
 def reference_scores(fake: torch.Tensor, dataset: str, root: str | None, images: Path, name: str) -> tuple[dict, str]:
@@ -1067,12 +1079,16 @@ def reference_scores(fake: torch.Tensor, dataset: str, root: str | None, images:
     from genlab.metrics.feature_nets import load_feature_net
     from genlab.metrics.image_quality import extract, feature_metrics
 
-    _, test_set = example_data(dataset, root)
-    real = torch.stack([x for x, _ in test_set])
-    net = load_feature_net(dataset)
     images.mkdir(parents=True, exist_ok=True)
     save_image(fake[:64], images / f"{name}.png", nrow=8, padding=2)
-    return {f"test/{k}": v for k, v in feature_metrics(extract(net, real), extract(net, fake)).items()}, f"{name}.png"
+    fake_features = extract(load_feature_net(dataset), fake)
+    return {f"test/{k}": v for k, v in feature_metrics(test_features(dataset, root), fake_features).items()}, f"{name}.png"
+
+
+def import_seconds() -> float:
+    """Importing torch and torchvision in a fresh process: a reference loop's start-up, added to
+    its wall time."""
+    return timed([sys.executable, "-c", "import torch, torchvision"], dict(os.environ))
 
 
 def reference_vae_row(dataset: str, root: str | None, epochs: int, images: Path, num_samples: int) -> dict:
@@ -1080,7 +1096,7 @@ def reference_vae_row(dataset: str, root: str | None, epochs: int, images: Path,
     (data loading, training, a test pass each epoch) plus importing torch and torchvision in a fresh
     process, its start-up; its test loss is its own (−ELBO with one z sample, as genlab's
     ``test/elbo``); its prior samples are scored by genlab's feature net against the test images."""
-    imports = timed([sys.executable, "-c", "import torch, torchvision"], dict(os.environ))
+    imports = import_seconds()
     run = example_vae_run(root, epochs, 0, dataset)
     model = run.pop("model").eval()
     with torch.no_grad():
@@ -1097,7 +1113,7 @@ def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: 
     """pytorch/examples' DCGAN loop on genlab's 28x28 DCGAN nets and the same data for ``seconds`` of
     wall time (genlab's whole command), importing torch and torchvision in a fresh process counted
     in; its generator's samples (eval mode, as genlab samples) are scored by genlab's feature net."""
-    imports = timed([sys.executable, "-c", "import torch, torchvision"], dict(os.environ))
+    imports = import_seconds()
     start = time.perf_counter()
     _, net_g, epochs = example_dcgan_loop(root, 128, 0, seconds=seconds - imports, dataset=dataset)
     trained = time.perf_counter() - start
@@ -1127,7 +1143,7 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
                 continue
             budget = preset_budget(preset)
             row_extra = [*QUICK_RESULTS["overrides"], *extra] if quick else extra
-            genlab_row = preset_row(preset, dataset, root, Path(out), images, evaluation, row_extra)
+            genlab_row = preset_row(preset, budget, dataset, root, Path(out), images, evaluation, row_extra)
             if budget["kind"] == "gan":  # the same wall-clock budget as genlab's whole command
                 seconds = QUICK_RESULTS["reference_seconds"] if quick else genlab_row["wall_seconds"]
                 reference = reference_dcgan_row(dataset, root, seconds, images, evaluation["num_samples"])

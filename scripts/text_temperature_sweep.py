@@ -7,7 +7,8 @@ as Caccia et al. 2018 compare language GANs with temperature-tuned language mode
 
 Writes ``temperature_sweep.{md,csv,png}`` next to the checkpoint's run folder, or for several
 checkpoints in the folder that holds their run folders (``--out`` to change): one table, and one
-plot with a curve per checkpoint, named by its run folder.
+plot with a curve per checkpoint, named by its run folder (and the checkpoint's file name where
+two come from one run).
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ SPLIT_KEYS = ("corpus", "path", "split_sentences", "tokenizer", "lowercase", "ma
               "max_examples", "seed")
 
 
+def curve_names(ckpts: list[str]) -> list[str]:
+    """A name per checkpoint for the table and the plot: its run folder's, with the checkpoint's
+    file name where two checkpoints come from one run (``text_lm/best``, ``text_lm/last``)."""
+    runs = [run_dir_of(c).name for c in ckpts]
+    names = [f"{run}/{Path(c).stem}" if runs.count(run) > 1 else run for run, c in zip(runs, ckpts)]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"the same checkpoint is given twice: {' '.join(ckpts)}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ckpts", nargs="+", metavar="ckpt")
@@ -39,9 +50,8 @@ def main() -> None:
     from hydra.utils import instantiate
 
     rows, references = [], None
-    for ckpt_path in args.ckpts:
+    for ckpt_path, name in zip(args.ckpts, curve_names(args.ckpts)):
         model, run_cfg, ckpt = model_from_checkpoint(ckpt_path)
-        name = run_dir_of(ckpt_path).name
         split = {key: run_cfg.data.get(key) for key in SPLIT_KEYS}
         if references is None:  # the first checkpoint's split; the others must share it and its vocabulary
             datamodule = instantiate(run_cfg.data)
