@@ -34,7 +34,8 @@ def test_projection_discriminator_depends_on_the_label(cls) -> None:
     assert set(cls().state_dict()) < set(d.state_dict())  # unconditional: the same net without the embedding
 
 
-@pytest.mark.parametrize("encoder", [nets.MLPEncoder, nets.ConvEncoder])
+@pytest.mark.parametrize("encoder", [nets.MLPEncoder, nets.ConvEncoder, partial(nets.ConvEncoder, res_blocks=1)],
+                         ids=["mlp", "conv", "conv-residual"])
 def test_conditional_encoder_sees_the_label(encoder) -> None:
     torch.manual_seed(0)
     enc = encoder(latent_dim=4, num_classes=10)

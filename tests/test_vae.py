@@ -66,6 +66,29 @@ def test_the_decoders_meet_the_decoder_protocol(train_config, model_name: str) -
     assert torch.allclose(nll, -model.decoder.log_prob(x, z))
 
 
+def test_residual_blocks_deepen_the_conv_nets_and_start_as_identities_when_zeroed(train_config) -> None:
+    """``res_blocks=n`` adds n residual blocks at each resolution of the conv encoder and decoder
+    (shapes kept); a block whose last convolution is zero is the identity, so with all of them
+    zeroed the nets compute what the plain conv nets with the same other weights compute."""
+    from genlab.nets.image import ResidualBlock
+
+    cfg = train_config("model=vae_conv", "model.latent_dim=4", "model.encoder.res_blocks=2", "model.decoder.res_blocks=2")
+    deep, plain = instantiate(cfg.model), instantiate(train_config("model=vae_conv", "model.latent_dim=4").model)
+    blocks = [m for m in deep.modules() if isinstance(m, ResidualBlock)]
+    assert len(blocks) == 8
+    for block in blocks:
+        torch.nn.init.zeros_(block.body[3].weight)
+        torch.nn.init.zeros_(block.body[3].bias)
+    other = [m for m in deep.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
+             and not any(m in b.modules() for b in blocks)]
+    for mine, theirs in zip(other, [m for m in plain.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))], strict=True):
+        mine.load_state_dict(theirs.state_dict())
+    x, z = torch.rand(3, 1, 28, 28), torch.randn(3, 4)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(deep.encoder(x), plain.encoder(x)))
+    assert torch.allclose(deep.decoder(z), plain.decoder(z), atol=1e-6)
+    assert deep.decoder(z).shape == (3, 1, 28, 28)
+
+
 @pytest.mark.parametrize(("overrides", "weight", "free_bits"), [
     ((), 1.0, 0.0), (("model.beta=0.5",), 0.5, 0.0), (("+model.free_bits=0.5",), 1.0, 0.5),
     (("model.beta=2.0", "+model.free_bits=0.5"), 2.0, 0.5)], ids=["elbo", "beta", "free_bits", "beta-free_bits"])
