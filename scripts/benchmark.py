@@ -1150,7 +1150,7 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
             else:  # the same epochs
                 reference = reference_vae_row(dataset, root, genlab_row["epochs_trained"], images, evaluation["num_samples"])
             for row in (genlab_row, reference):
-                row["dataset"] = dataset
+                row["dataset"], row["preset"] = dataset, preset
                 rows.append(row)
                 print(f"{row['name']} on {dataset}: {row['wall_seconds']:.0f} s, test -ELBO "
                       f"{row['metrics'].get('test/elbo', float('nan')):.1f}, FID {row['metrics'].get('test/fid', float('nan')):.2f}",
@@ -1164,11 +1164,30 @@ RESULT_COLUMNS = [("test −ELBO (nats)", "test/elbo", "{:.1f}"), ("IWAE bound (
                   ("class TV", "test/class_tv", "{:.2f}")]
 
 
+def merge_results(new: dict, previous: Path) -> dict:
+    """``new`` with the rows of the presets it did not run kept from ``previous`` (a results JSON
+    this section wrote before, with the same evaluation), in ``RESULT_PRESETS`` order: rerunning
+    one preset (``--results <preset>``) updates its rows and leaves the others' figures, each row
+    keeping the date and commit it was measured at."""
+    if not previous.is_file():
+        return new
+    old = json.loads(previous.read_text())
+    if old.get("evaluation") != new["evaluation"]:
+        print(f"{previous}: written with another evaluation, not merged", flush=True)
+        return new
+    ran = {row["preset"] for row in new["rows"]}
+    rows = new["rows"] + [row for row in old["rows"] if row["preset"] not in ran]
+    order = list(RESULT_PRESETS)
+    rows.sort(key=lambda row: order.index(row["preset"]) if row["preset"] in order else len(order))
+    return {**new, "rows": rows}
+
+
 def results_report(r: dict, head: str) -> str:
     e = r["evaluation"]
     lines = ["# Results", "", head, "",
              "Rerun: `python scripts/benchmark.py --sections results --examples-root <folder with FashionMNIST/raw>` "
-             "(without `--examples-root`, the MNIST rows alone; `--results <preset> ...` picks rows). Timings on "
+             "(without `--examples-root`, only the MNIST rows are rerun; `--results <preset> ...` reruns those presets' "
+             "rows; the other rows are kept from the previous run). Timings on "
              "shared machines drift: compare the rows of one run.", "",
              "Each genlab row is the command in its row as a user types it (W&B offline), timed whole: start-up, "
              "training, validation, testing. Its best checkpoint (lowest `val/elbo` for a VAE, `val/fid` for a GAN) "
@@ -1198,6 +1217,11 @@ def results_report(r: dict, head: str) -> str:
             f" ({row['budget']['seconds']:.0f} s)" if row["budget"].get("seconds") else "")
         lines.append(f"| {row['dataset']} | {row['name']} | {budget} | {row['wall_seconds']:.0f} | "
                      + " | ".join(cells) + f" | [grid](images/results/{row['grid']}) |")
+    measured = {row["preset"]: (row["date"], row["commit"]) for row in r["rows"]}
+    if len(set(measured.values())) > 1:
+        lines += ["", "The rows come from more than one run (`--results <preset>` reruns a preset's rows and keeps "
+                  "the others): " + "; ".join(f"{preset} on {date} at {(commit or 'unknown')[:7]}"
+                                                for preset, (date, commit) in measured.items()) + "."]
     lines += ["", "Commands:", ""]
     lines += [f"- {row['name']}: `{row['command']}`" + (f"; then `{row['evaluation']}`" if row.get("evaluation") else "")
               for row in r["rows"]]
@@ -1391,6 +1415,10 @@ def main() -> None:
             args.json.write_text(json.dumps(results, indent=2))
             args.out.write_text(report(results, args))
             if name == "results":
+                for row in results["results"]["rows"]:
+                    row.update(date=results["date"], commit=results["commit"])
+                if not args.quick:
+                    results["results"] = merge_results(results["results"], args.results_out.with_suffix(".json"))
                 head = report(results, args).splitlines()[2].split(" Rerun it")[0]
                 args.results_out.write_text(results_report(results["results"], head))
                 args.results_out.with_suffix(".json").write_text(json.dumps(
