@@ -1013,6 +1013,7 @@ RESULT_PRESETS = {  # preset: the data it trains on (Fashion-MNIST needs --examp
     "vae_mnist": "mnist",
     "vae_fashion_mnist": "fashion_mnist",
     "dcgan_mnist": "mnist",
+    "dcgan_fashion_mnist": "fashion_mnist",
 }
 # --quick: 5 batches of one epoch, small evaluations, the reference DCGAN for 2 s
 QUICK_RESULTS = {"overrides": ["trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=1"],
