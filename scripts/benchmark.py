@@ -1062,7 +1062,7 @@ def preset_row(preset: str, budget: dict, dataset: str, root: str | None, out: P
 
 
 @functools.lru_cache(maxsize=None)
-def test_features(dataset: str, root: str | None) -> torch.Tensor:
+def features_of_test_images(dataset: str, root: str | None) -> torch.Tensor:
     """The test images' features in genlab's feature net, computed once per dataset for the
     reference rows."""
     from genlab.metrics.feature_nets import load_feature_net
@@ -1083,7 +1083,7 @@ def reference_scores(fake: torch.Tensor, dataset: str, root: str | None, images:
     images.mkdir(parents=True, exist_ok=True)
     save_image(fake[:64], images / f"{name}.png", nrow=8, padding=2)
     fake_features = extract(load_feature_net(dataset), fake)
-    return {f"test/{k}": v for k, v in feature_metrics(test_features(dataset, root), fake_features).items()}, f"{name}.png"
+    return {f"test/{k}": v for k, v in feature_metrics(features_of_test_images(dataset, root), fake_features).items()}, f"{name}.png"
 
 
 def import_seconds() -> float:
