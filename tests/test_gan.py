@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -69,6 +70,51 @@ def test_each_step_changes_only_its_net(train_config, tmp_path: Path, loss: str,
         assert own, f"{step} step changed nothing in its own net"
         assert not other, f"{step} step changed the other net"
     assert model.batches_seen == 1 and trainer.global_step == n_critic + 1  # optimizer steps
+
+
+class BatchRecorder(Callback):
+    """The batches a training epoch sees, as the module gets them (after the transfer hooks)."""
+
+    def __init__(self) -> None:
+        self.batches: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append(batch[0].detach().clone())
+
+
+def test_dcgan_steps_are_the_textbook_loops(train_config, tmp_path: Path) -> None:
+    """Three batches of ``model=dcgan`` under a Trainer leave both nets where the plain loop of
+    pytorch/examples' dcgan/main.py leaves copies of them from the same weights, batches and noise
+    (D: BCE on real and on detached fakes, one Adam step; G: BCE of D(fakes) against "real", one
+    Adam step, on the same fakes), up to fused against plain Adam rounding: the framework's GAN
+    is that game, nothing more."""
+    model = instantiate(train_config("model=dcgan").model)
+    g0, d0 = (copy.deepcopy(net) for net in (model.generator, model.discriminator))
+    noise: list[torch.Tensor] = []
+    model.generator.register_forward_pre_hook(lambda module, args: noise.append(args[0].detach().clone()))
+    batches = BatchRecorder()
+    trainer = Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[batches])
+    trainer.fit(model, datamodule=tiny_data(tmp_path))
+    assert len(batches.batches) == len(noise) == 3
+
+    bce = torch.nn.BCEWithLogitsLoss()
+    opt_d = torch.optim.Adam(d0.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(g0.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    for x, z in zip(batches.batches, noise):
+        real, b = x * 2 - 1, x.shape[0]
+        d0.zero_grad()
+        bce(d0(real), torch.ones(b)).backward()
+        fake = g0(z)
+        bce(d0(fake.detach()), torch.zeros(b)).backward()
+        opt_d.step()
+        g0.zero_grad()
+        bce(d0(fake), torch.ones(b)).backward()
+        opt_g.step()
+    for mine, textbook in ((model.generator, g0), (model.discriminator, d0)):
+        for (name, p), q in zip(mine.state_dict().items(), textbook.state_dict().values()):
+            assert torch.allclose(p.float(), q.float(), atol=1e-6), name
 
 
 @pytest.mark.parametrize("model_name", ["gan", "dcgan"])
