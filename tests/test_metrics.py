@@ -119,7 +119,8 @@ def load_calibration_script():
 def test_fid_orders_corruptions_and_dropped_classes_as_a_person_would() -> None:
     """The calibration on a CI-sized subset (2,000 bundled MNIST images against 2,000 others): clean
     below every other row, noise 0.05 < noise 0.1 < 5 of 10 classes < 1 class, the one-class set
-    far above slight noise; the class histogram sees the dropped classes."""
+    far above slight noise; the class histogram sees the dropped classes, and the rarest class share
+    (class_min) is about a tenth with all classes and about nothing with half of them dropped."""
     calibration = load_calibration_script()
     images, labels = load_bundled()
     x = images.unsqueeze(1).float() / 255
@@ -135,6 +136,8 @@ def test_fid_orders_corruptions_and_dropped_classes_as_a_person_would() -> None:
     assert fid["classes_1"] >= 10 * fid["noise_0.05"], fid
     tv = {key: row["class_tv"] for key, row in rows.items()}
     assert tv["clean"] < 0.05 and 0.4 < tv["classes_5"] < 0.6 and tv["classes_1"] > 0.85, tv
+    rarest = {key: row["class_min"] for key, row in rows.items()}
+    assert rarest["clean"] > 0.05 and rarest["noise_0.05"] > 0.05 and rarest["classes_5"] < 0.01, rarest
 
 
 def test_calibration_tables_in_the_docs_are_generated_from_the_shipped_json(tmp_path: Path) -> None:

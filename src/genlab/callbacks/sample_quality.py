@@ -12,10 +12,12 @@ from genlab.metrics.image_quality import extract, feature_metrics, kth_nn_radius
 
 class SampleQuality(Callback):
     """Logs ``val/fid``, ``val/kid``, ``val/precision``, ``val/recall``, ``val/density``,
-    ``val/coverage``, ``val/class_tv`` (distance of the samples' class histogram to the data's)
-    and, for a class-conditional model, ``val/class_accuracy`` (the share of samples the feature
-    net assigns to the class they were drawn for) every ``every_n_epochs`` validation epochs: ``num_samples`` images from a fixed noise batch against the validation images, in the feature space of the net genlab
-    ships for the dataset (so it works offline). Every process computes the same numbers, so
+    ``val/coverage``, ``val/class_tv`` (distance of the samples' class histogram to the data's),
+    ``val/class_min`` (the share of the samples' rarest class) and, for a class-conditional model,
+    ``val/class_accuracy`` (the share of samples the feature net assigns to the class they were
+    drawn for) every ``every_n_epochs`` validation epochs: ``num_samples`` images from a fixed
+    noise batch against the validation images, in the feature space of the net genlab ships for
+    the dataset (so it works offline). Every process computes the same numbers, so
     checkpointing by ``val/fid`` agrees across DDP ranks.
     """
 

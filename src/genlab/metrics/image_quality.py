@@ -114,12 +114,17 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subsets: int = 50, kid_s
 def class_histogram_distance(real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
     """``class_tv``: total variation distance (0 to 1) between the histograms of the classes the
     feature net predicts for real and for generated images, a direct mode-collapse check: a
-    generator drawing one class of ten scores about 0.9, one drawing half the classes 0.5."""
+    generator drawing one class of ten scores about 0.9, one drawing half the classes 0.5.
+    ``class_min``: the share of the rarest predicted class among the generated images (0.1 for ten
+    balanced classes, 0 when a class is missing), the check that no single mode is dropped, which
+    a small ``class_tv`` spread over many classes can hide."""
     def histogram(features: torch.Tensor) -> torch.Tensor:
         predicted = FeatureCNN.class_probs(features).argmax(dim=1)
         return torch.bincount(predicted, minlength=FeatureCNN.num_classes).float() / len(features)
 
-    return {"class_tv": 0.5 * (histogram(real) - histogram(fake)).abs().sum().item()}
+    fake_histogram = histogram(fake)
+    return {"class_tv": 0.5 * (histogram(real) - fake_histogram).abs().sum().item(),
+            "class_min": fake_histogram.min().item()}
 
 
 def class_accuracy(fake: torch.Tensor, labels: torch.Tensor) -> float:
