@@ -1162,7 +1162,7 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
 RESULT_COLUMNS = [("test −ELBO (nats)", "test/elbo", "{:.1f}"), ("IWAE bound (nats)", "test/nll", "{:.1f}"),
                   ("FID", "test/fid", "{:.2f}"), ("KID", "test/kid", "{:.4f}"), ("precision", "test/precision", "{:.2f}"),
                   ("recall", "test/recall", "{:.2f}"), ("coverage", "test/coverage", "{:.2f}"),
-                  ("class TV", "test/class_tv", "{:.2f}")]
+                  ("class TV", "test/class_tv", "{:.2f}"), ("rarest class", "test/class_min", "{:.3f}")]
 
 
 def merge_results(new: dict, previous: Path) -> dict:
@@ -1195,7 +1195,8 @@ def results_report(r: dict, head: str) -> str:
              f"is then scored by `python eval.py ckpt_path=<run> metrics.num_samples={e['num_samples']} "
              f"nll_samples={e['nll_samples']} nll_examples={e['nll_examples']}`: {e['num_samples']} samples against "
              "the test images in the shipped feature net's space (docs/metrics.md; `class TV`: the distance between "
-             "the class histograms of samples and test images, 0 to 1); for a VAE also the test −ELBO with one z "
+             "the class histograms of samples and test images, 0 to 1; `rarest class`: the share of the samples' rarest "
+             "class, 0.1 for ten balanced ones); for a VAE also the test −ELBO with one z "
              f"sample over the whole test split and the IWAE bound with {e['nll_samples']} importance samples over "
              f"its first {e['nll_examples']} images. Its grid is the run's last (the last epoch's, from a fixed noise "
              "batch).", "",
