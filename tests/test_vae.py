@@ -79,10 +79,12 @@ def test_residual_blocks_deepen_the_conv_nets_and_start_as_identities_when_zeroe
     for block in blocks:
         torch.nn.init.zeros_(block.body[3].weight)
         torch.nn.init.zeros_(block.body[3].bias)
-    other = [m for m in deep.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
-             and not any(m in b.modules() for b in blocks)]
-    for mine, theirs in zip(other, [m for m in plain.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))], strict=True):
-        mine.load_state_dict(theirs.state_dict())
+    weighted = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    in_blocks = {id(m) for b in blocks for m in b.modules()}
+    mine = [m for m in deep.modules() if isinstance(m, weighted) and id(m) not in in_blocks]
+    theirs = [m for m in plain.modules() if isinstance(m, weighted)]
+    for a, b in zip(mine, theirs, strict=True):
+        a.load_state_dict(b.state_dict())
     x, z = torch.rand(3, 1, 28, 28), torch.randn(3, 4)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(deep.encoder(x), plain.encoder(x)))
     assert torch.allclose(deep.decoder(z), plain.decoder(z), atol=1e-6)
