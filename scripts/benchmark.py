@@ -1011,7 +1011,6 @@ def examples_report(r: dict) -> list[str]:
 # ----------------------------------------------------------------- results: the presets at their budgets
 RESULT_PRESETS = {  # preset: the data it trains on (Fashion-MNIST needs --examples-root; MNIST: the bundled images)
     "vae_mnist": "mnist",
-    "vae_conv_mnist": "mnist",
     "vae_fashion_mnist": "fashion_mnist",
     "dcgan_mnist": "mnist",
     "dcgan_fashion_mnist": "fashion_mnist",
