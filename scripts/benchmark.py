@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from unittest import mock
 
@@ -938,16 +939,20 @@ def genlab_vae_run(root: str, epochs: int, seed: int, overrides: list[str]) -> d
 
 
 def example_dcgan_loop(root: str | None, batch_size: int, warmup: int, steps: int | None = None,
-                       seconds: float | None = None, dataset: str = "fashion_mnist"):
-    """pytorch/examples ``dcgan/main.py``'s loop on genlab's 28x28 DCGAN nets (``ToTensor`` +
-    ``Normalize``, a shuffling ``DataLoader``, D real and fake backward, D step, G step on the same
+                       seconds: float | None = None, dataset: str = "fashion_mnist",
+                       config: Sequence[str] = ("model=dcgan",)):
+    """pytorch/examples ``dcgan/main.py``'s loop on the nets of the genlab config that the overrides
+    ``config`` compose (by default ``model=dcgan``'s 28x28 nets; ``experiment=<preset>``: a preset's)
+    (``ToTensor`` + ``Normalize``, a shuffling ``DataLoader``, D real and fake backward, D step, G step on the same
     fakes, Adam(2e-4, (0.5, 0.999))), over as many epochs as it takes: ``steps`` timed batches after
     ``warmup``, or until ``seconds`` have passed since the call (data loading included). Returns the
     timed images per second, the generator and the epochs trained."""
     from hydra.utils import instantiate
 
+    from genlab.utils.config import compose_config
+
     begin = time.perf_counter()
-    cfg = compose("dcgan", [])
+    cfg = compose_config("train", list(config), output_dir=tempfile.gettempdir())
     net_g, net_d, nz = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator), cfg.model.latent_dim
     train_set, _ = example_data(dataset, root, gan=True)
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True)
@@ -1012,11 +1017,16 @@ def examples_report(r: dict) -> list[str]:
 RESULT_PRESETS = {  # preset: the data it trains on (Fashion-MNIST needs --examples-root; MNIST: the bundled images)
     "vae_mnist": "mnist",
     "vae_fashion_mnist": "fashion_mnist",
+    "gan_mnist": "mnist",
+    "gan_fashion_mnist": "fashion_mnist",
     "dcgan_mnist": "mnist",
     "dcgan_fashion_mnist": "fashion_mnist",
 }
-# --quick: 5 batches of one epoch, small evaluations, the reference DCGAN for 2 s
-QUICK_RESULTS = {"overrides": ["trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=1"],
+# --quick: 5 batches of one epoch (validated, checkpointed: the presets that space those out, as
+# gan_mnist, would do neither), small evaluations, the reference DCGAN for 2 s
+QUICK_RESULTS = {"overrides": ["trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=1",
+                               "trainer.check_val_every_n_epoch=1", "++callbacks.model_checkpoint.every_n_epochs=1",
+                               "callbacks.last_checkpoint.every_n_epochs=1"],
                  "num_samples": 200, "nll_samples": 10, "nll_examples": 100, "reference_seconds": 2.0}
 
 
@@ -1028,12 +1038,14 @@ def preset_data(dataset: str, root: str | None) -> list[str]:
 
 def preset_budget(preset: str) -> dict:
     """The training budget a preset sets (its epochs and, where it has one, its time limit) and
-    its kind of model (``gan`` or ``vae``)."""
+    its kind of model (``gan`` or ``vae``) and its ``model`` config."""
     from genlab.utils.config import compose_config
+
+    from hydra.core.hydra_config import HydraConfig
 
     cfg = compose_config("train", [f"experiment={preset}"], output_dir=tempfile.gettempdir())
     return {"max_epochs": cfg.trainer.max_epochs, "max_time": cfg.trainer.get("max_time"),
-            "kind": "gan" if cfg.model._target_.endswith("GAN") else "vae"}
+            "kind": "gan" if cfg.model._target_.endswith("GAN") else "vae", "model": HydraConfig.get().runtime.choices.model}
 
 
 def preset_row(preset: str, budget: dict, dataset: str, root: str | None, out: Path, images: Path, evaluation: dict,
@@ -1053,7 +1065,8 @@ def preset_row(preset: str, budget: dict, dataset: str, root: str | None, out: P
     record = json.loads((run / "metrics.json").read_text())
     images.mkdir(parents=True, exist_ok=True)
     grid = images / f"{preset}.png"
-    shutil.copyfile(sorted((run / "samples").glob("samples_epoch*.png"))[-1], grid)
+    last = max((run / "samples").glob("samples_epoch*.png"), key=lambda path: int(path.stem.removeprefix("samples_epoch")))
+    shutil.copyfile(last, grid)  # by number: past epoch 999 the names outgrow their 3-digit padding
     scoring[2] = "ckpt_path=<the run folder>"
     return {"name": f"genlab `experiment={preset}`", "command": " ".join(command), "evaluation": " ".join(scoring),
             "budget": budget, "epochs_trained": json.loads((run / "run_info.json").read_text())["epochs"],
@@ -1110,20 +1123,26 @@ def reference_vae_row(dataset: str, root: str | None, epochs: int, images: Path,
             "grid": grid}
 
 
-def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: Path, num_samples: int) -> dict:
-    """pytorch/examples' DCGAN loop on genlab's 28x28 DCGAN nets and the same data for ``seconds`` of
-    wall time (genlab's whole command), importing torch and torchvision in a fresh process counted
-    in; its generator's samples (eval mode, as genlab samples) are scored by genlab's feature net."""
+def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: Path, num_samples: int,
+                        preset: str, model: str) -> dict:
+    """pytorch/examples' DCGAN loop on the nets of genlab's ``preset`` (its ``model`` config: ``dcgan``
+    or ``gan``) and the same data for ``seconds`` of wall time (genlab's whole command), importing
+    torch and torchvision in a fresh process counted in; its generator's samples (eval mode, as genlab samples) are scored by genlab's feature net."""
+    from genlab.utils.config import compose_config
+
     imports = import_seconds()
     start = time.perf_counter()
-    _, net_g, epochs = example_dcgan_loop(root, 128, 0, seconds=seconds - imports, dataset=dataset)
+    _, net_g, epochs = example_dcgan_loop(root, 128, 0, seconds=seconds - imports, dataset=dataset,
+                                          config=[f"experiment={preset}"])
     trained = time.perf_counter() - start
     net_g.eval()
     with torch.no_grad():
-        z = torch.randn(num_samples, compose("dcgan", []).model.latent_dim, generator=torch.Generator().manual_seed(0))
+        latent_dim = compose_config("train", [f"experiment={preset}"], output_dir=tempfile.gettempdir()).model.latent_dim
+        z = torch.randn(num_samples, latent_dim, generator=torch.Generator().manual_seed(0))
         fake = torch.cat([(net_g(chunk) + 1) / 2 for chunk in z.split(1000)])
-    scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_dcgan_{dataset}")
-    return {"name": "pytorch/examples DCGAN loop (genlab's 28x28 nets)", "command": "dcgan/main.py's loop (scripts/benchmark.py)",
+    scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_{model}_{dataset}")
+    nets = "genlab's 28x28 nets" if model == "dcgan" else "the preset's MLP nets"
+    return {"name": f"pytorch/examples DCGAN loop ({nets})", "command": "dcgan/main.py's loop (scripts/benchmark.py)",
             "budget": {"max_epochs": None, "seconds": seconds}, "epochs_trained": round(epochs, 1),
             "wall_seconds": trained + imports, "metrics": scores, "grid": grid}
 
@@ -1147,7 +1166,8 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
             genlab_row = preset_row(preset, budget, dataset, root, Path(out), images, evaluation, row_extra)
             if budget["kind"] == "gan":  # the same wall-clock budget as genlab's whole command
                 seconds = QUICK_RESULTS["reference_seconds"] if quick else genlab_row["wall_seconds"]
-                reference = reference_dcgan_row(dataset, root, seconds, images, evaluation["num_samples"])
+                reference = reference_dcgan_row(dataset, root, seconds, images, evaluation["num_samples"],
+                                                preset, budget["model"])
             else:  # the same epochs
                 reference = reference_vae_row(dataset, root, genlab_row["epochs_trained"], images, evaluation["num_samples"])
             for row in (genlab_row, reference):
@@ -1205,7 +1225,8 @@ def results_report(r: dict, head: str) -> str:
              "process. For a VAE preset: pytorch/examples' `vae/main.py` loop (784-400-20 MLP, batch 128, Adam 1e-3, "
              "a test pass each epoch) for the same number of epochs; its test loss is its own last epoch's (−ELBO, "
              "one z sample). For a GAN preset: pytorch/examples' `dcgan/main.py` loop (BCE game, Adam(2e-4, "
-             "(0.5, 0.999)), batch 128) on genlab's 28x28 DCGAN nets, for genlab's whole wall time; its samples "
+             "(0.5, 0.999)), batch 128) on the preset's nets (genlab's 28x28 DCGAN nets; for the `gan_*` presets "
+             "their MLP nets), for genlab's whole wall time; its samples "
              "come from its generator in eval mode, as genlab's. The reference keeps its own settings; genlab's "
              "presets are tuned for their budgets (their files say how). On MNIST both sides train on the bundled "
              "images (4,000 training images, 1,000 test; genlab's MNIST presets hold 5%, 200, out for validation).", "",
