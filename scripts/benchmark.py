@@ -941,10 +941,10 @@ def genlab_vae_run(root: str, epochs: int, seed: int, overrides: list[str]) -> d
 def example_dcgan_loop(root: str | None, batch_size: int, warmup: int, steps: int | None = None,
                        seconds: float | None = None, dataset: str = "fashion_mnist",
                        config: Sequence[str] = ("model=dcgan",)):
-    """pytorch/examples ``dcgan/main.py``'s loop on the nets of the genlab config that the overrides
-    ``config`` compose (by default ``model=dcgan``'s 28x28 nets; ``experiment=<preset>``: a preset's)
-    (``ToTensor`` + ``Normalize``, a shuffling ``DataLoader``, D real and fake backward, D step, G step on the same
-    fakes, Adam(2e-4, (0.5, 0.999))), over as many epochs as it takes: ``steps`` timed batches after
+    """pytorch/examples ``dcgan/main.py``'s loop (``ToTensor`` + ``Normalize``, a shuffling
+    ``DataLoader``, D real and fake backward, D step, G step on the same fakes, Adam(2e-4, (0.5,
+    0.999))) on the nets of the genlab config the overrides ``config`` compose (``model=dcgan``'s
+    28x28 nets by default; ``experiment=<preset>``: the preset's), over as many epochs as it takes: ``steps`` timed batches after
     ``warmup``, or until ``seconds`` have passed since the call (data loading included). Returns the
     timed images per second, the generator and the epochs trained."""
     from hydra.utils import instantiate
@@ -1039,9 +1039,9 @@ def preset_data(dataset: str, root: str | None) -> list[str]:
 def preset_budget(preset: str) -> dict:
     """The training budget a preset sets (its epochs and, where it has one, its time limit) and
     its kind of model (``gan`` or ``vae``) and its ``model`` config."""
-    from genlab.utils.config import compose_config
-
     from hydra.core.hydra_config import HydraConfig
+
+    from genlab.utils.config import compose_config
 
     cfg = compose_config("train", [f"experiment={preset}"], output_dir=tempfile.gettempdir())
     return {"max_epochs": cfg.trainer.max_epochs, "max_time": cfg.trainer.get("max_time"),
@@ -1127,7 +1127,8 @@ def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: 
                         preset: str, model: str) -> dict:
     """pytorch/examples' DCGAN loop on the nets of genlab's ``preset`` (its ``model`` config: ``dcgan``
     or ``gan``) and the same data for ``seconds`` of wall time (genlab's whole command), importing
-    torch and torchvision in a fresh process counted in; its generator's samples (eval mode, as genlab samples) are scored by genlab's feature net."""
+    torch and torchvision in a fresh process counted in; its generator's samples (eval mode, as
+    genlab samples) are scored by genlab's feature net."""
     from genlab.utils.config import compose_config
 
     imports = import_seconds()
