@@ -944,9 +944,10 @@ def example_dcgan_loop(root: str | None, batch_size: int, warmup: int, steps: in
     """pytorch/examples ``dcgan/main.py``'s loop (``ToTensor`` + ``Normalize``, a shuffling
     ``DataLoader``, D real and fake backward, D step, G step on the same fakes, Adam(2e-4, (0.5,
     0.999))) on the nets of the genlab config the overrides ``config`` compose (``model=dcgan``'s
-    28x28 nets by default; ``experiment=<preset>``: the preset's), over as many epochs as it takes: ``steps`` timed batches after
-    ``warmup``, or until ``seconds`` have passed since the call (data loading included). Returns the
-    timed images per second, the generator and the epochs trained."""
+    28x28 nets by default; ``experiment=<preset>``: the preset's), over as many epochs as it takes:
+    ``steps`` timed batches after ``warmup``, or until ``seconds`` have passed since the call (data
+    loading included). Returns the timed images per second, the generator, its noise size and the
+    epochs trained."""
     from hydra.utils import instantiate
 
     from genlab.utils.config import compose_config
@@ -976,7 +977,7 @@ def example_dcgan_loop(root: str | None, batch_size: int, warmup: int, steps: in
             done += 1
             images += b if done > warmup else 0
             if (steps is not None and done == warmup + steps) or (seconds is not None and time.perf_counter() - begin >= seconds):
-                return images / (time.perf_counter() - start), net_g, done / len(loader)
+                return images / (time.perf_counter() - start), net_g, nz, done / len(loader)
 
 
 def pytorch_examples(root: str, epochs: int, reps: int, warmup: int, extra: list[str]) -> dict:
@@ -1129,16 +1130,13 @@ def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: 
     or ``gan``) and the same data for ``seconds`` of wall time (genlab's whole command), importing
     torch and torchvision in a fresh process counted in; its generator's samples (eval mode, as
     genlab samples) are scored by genlab's feature net."""
-    from genlab.utils.config import compose_config
-
     imports = import_seconds()
     start = time.perf_counter()
-    _, net_g, epochs = example_dcgan_loop(root, 128, 0, seconds=seconds - imports, dataset=dataset,
-                                          config=[f"experiment={preset}"])
+    _, net_g, latent_dim, epochs = example_dcgan_loop(root, 128, 0, seconds=seconds - imports, dataset=dataset,
+                                                      config=[f"experiment={preset}"])
     trained = time.perf_counter() - start
     net_g.eval()
     with torch.no_grad():
-        latent_dim = compose_config("train", [f"experiment={preset}"], output_dir=tempfile.gettempdir()).model.latent_dim
         z = torch.randn(num_samples, latent_dim, generator=torch.Generator().manual_seed(0))
         fake = torch.cat([(net_g(chunk) + 1) / 2 for chunk in z.split(1000)])
     scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_{model}_{dataset}")
