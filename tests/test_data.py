@@ -60,6 +60,9 @@ def test_bundled_shapes_ranges_and_sizes(tmp_path: Path) -> None:
     # the bundled test set is class-balanced and disjoint from train and val
     test_y = dm.test_dataloader().dataset.labels
     assert torch.bincount(test_y, minlength=10).tolist() == [100] * 10
+    # ... in a shuffled order: the first 100 test images (a measure over the first n, as
+    # nll_examples) hold every class, although the file lists its images class by class
+    assert (torch.bincount(test_y[:100], minlength=10) > 0).all()
     train, val, test = (image_set(dm._splits[s].images) for s in ("train", "val", "test"))
     assert not (train & val) and not (train & test) and not (val & test)
 
