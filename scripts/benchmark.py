@@ -1111,18 +1111,19 @@ def import_seconds() -> float:
     return timed([sys.executable, "-c", "import torch, torchvision"], dict(os.environ))
 
 
-def reference_vae_row(dataset: str, root: str | None, epochs: int, images: Path, num_samples: int) -> dict:
+def reference_vae_row(dataset: str, root: str | None, epochs: int, images: Path, num_samples: int, preset: str) -> dict:
     """pytorch/examples' VAE loop for ``epochs`` epochs on the same data: its wall time is the loop's
     (data loading, training, a test pass each epoch) plus importing torch and torchvision in a fresh
     process, its start-up; its test loss is its own (−ELBO with one z sample, as genlab's
-    ``test/elbo``); its prior samples are scored by genlab's feature net against the test images."""
+    ``test/elbo``); its prior samples are scored by genlab's feature net against the test images,
+    their grid named after the ``preset`` whose row it sits under."""
     imports = import_seconds()
     run = example_vae_run(root, epochs, 0, dataset)
     model = run.pop("model").eval()
     with torch.no_grad():
         z = torch.randn(num_samples, 20, generator=torch.Generator().manual_seed(0))
         fake = torch.sigmoid(model.fc4(F.relu(model.fc3(z)))).view(-1, 1, 28, 28)
-    scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_vae_{dataset}")
+    scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_{preset}")
     return {"name": "pytorch/examples VAE (784-400-20)", "command": "vae/main.py's loop (scripts/benchmark.py)",
             "budget": {"max_epochs": epochs}, "epochs_trained": epochs,
             "wall_seconds": run["loop_seconds"] + imports, "metrics": {"test/elbo": run["test_loss"], **scores},
@@ -1144,7 +1145,7 @@ def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: 
     with torch.no_grad():
         z = torch.randn(num_samples, latent_dim, generator=torch.Generator().manual_seed(0))
         fake = torch.cat([(net_g(chunk) + 1) / 2 for chunk in z.split(1000)])
-    scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_{model}_{dataset}")
+    scores, grid = reference_scores(fake, dataset, root, images, f"pytorch_examples_{preset}")
     nets = "genlab's 28x28 nets" if model == "dcgan" else "the preset's MLP nets"
     return {"name": f"pytorch/examples DCGAN loop ({nets})", "command": "dcgan/main.py's loop (scripts/benchmark.py)",
             "budget": {"max_epochs": None, "seconds": seconds}, "epochs_trained": round(epochs, 1),
@@ -1175,7 +1176,8 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
                 reference = reference_dcgan_row(dataset, root, seconds, images, evaluation["num_samples"],
                                                 preset, budget["model"])
             else:  # the same epochs
-                reference = reference_vae_row(dataset, root, genlab_row["epochs_trained"], images, evaluation["num_samples"])
+                reference = reference_vae_row(dataset, root, genlab_row["epochs_trained"], images, evaluation["num_samples"],
+                                              preset)
             for row in (genlab_row, reference):
                 row["dataset"], row["preset"] = dataset, preset
                 rows.append(row)
@@ -1249,11 +1251,13 @@ def results_report(r: dict, head: str) -> str:
             f" ({row['budget']['seconds']:.0f} s)" if row["budget"].get("seconds") else "")
         lines.append(f"| {row['dataset']} | {row['name']} | {budget} | {row['wall_seconds']:.0f} | "
                      + " | ".join(cells) + f" | [grid](images/results/{row['grid']}) |")
-    measured = {row["preset"]: (row["date"], row["commit"]) for row in r["rows"]}
+    measured = {row["preset"]: (row["date"], row["commit"], row.get("cpu")) for row in r["rows"]}
     if len(set(measured.values())) > 1:
         lines += ["", "The rows come from more than one run (`--results <preset>` reruns a preset's rows and keeps "
-                  "the others): " + "; ".join(f"{preset} on {date} at {(commit or 'unknown')[:7]}"
-                                                for preset, (date, commit) in measured.items()) + "."]
+                  "the others): " + "; ".join(f"{preset} on {date} at {(commit or 'unknown')[:7]}" + (f" ({cpu})" if cpu else "")
+                                                for preset, (date, commit, cpu) in measured.items()) + "."
+                  + (" Wall times compare within a preset's pair of rows, measured on one machine in one run, not "
+                     "across machines." if len({cpu for *_, cpu in measured.values()}) > 1 else "")]
     lines += ["", "Commands:", ""]
     lines += [f"- {row['name']}: `{row['command']}`" + (f"; then `{row['evaluation']}`" if row.get("evaluation") else "")
               for row in r["rows"]]
@@ -1448,7 +1452,7 @@ def main() -> None:
             args.out.write_text(report(results, args))
             if name == "results":
                 for row in results["results"]["rows"]:
-                    row.update(date=results["date"], commit=results["commit"])
+                    row.update(date=results["date"], commit=results["commit"], cpu=results["machine"].get("cpu"))
                 if not args.quick:
                     results["results"] = merge_results(results["results"], args.results_out.with_suffix(".json"))
                 head = report(results, args).splitlines()[2].split(" Rerun it")[0]
