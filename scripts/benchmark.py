@@ -1026,7 +1026,8 @@ RESULT_PRESETS = {  # preset: the data it trains on (Fashion-MNIST needs --examp
     "dcgan_fashion_mnist": "fashion_mnist",
 }
 # the IWAE bound over fewer test images for the conv VAEs: with the table's 5,000 importance samples
-# each image costs 5,000 passes of the conv decoder, and 1,000 images would take most of the section
+# each image costs 5,000 passes of the conv decoder; 200 images take about 5 minutes on 2 cores, and
+# 1,000 would add some 20 minutes a row
 RESULT_NLL_EXAMPLES = {"vae_conv_mnist": 200, "vae_conv_fashion_mnist": 200}
 # --quick: 5 batches of one epoch (validated, checkpointed: the presets that space those out, as
 # gan_mnist, would do neither), small evaluations, the reference DCGAN for 2 s
@@ -1244,7 +1245,7 @@ def results_report(r: dict, head: str) -> str:
         m = row["metrics"]
         cells = [fmt.format(m[key]) if key in m else "—" for _, key, fmt in RESULT_COLUMNS]
         if "test/nll" in m and row.get("nll_examples", e["nll_examples"]) != e["nll_examples"]:
-            cells[1] += f" (first {row['nll_examples']} images)"
+            cells[[key for _, key, _ in RESULT_COLUMNS].index("test/nll")] += f" (first {row['nll_examples']} images)"
         n = row["epochs_trained"]
         budget = f"{n:g} epoch{'s' if n != 1 else ''}" + (
             f" (`max_time` {row['budget']['max_time']})" if row["budget"].get("max_time") else "") + (
