@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from pytorch_lightning import Callback, Trainer
+from pytorch_lightning.loggers import CSVLogger
 
 from genlab.data import MNISTDataModule
 from genlab.models.gan_losses import LOSSES
@@ -306,6 +307,29 @@ def test_r1_penalty_is_the_squared_input_gradient_on_real_images_every_k_batches
     gan.batches_seen = 1
     assert "r1" not in gan.discriminator_loss(real, fake)[1]  # lazy: not on the batches between
 
+
+
+class LoggedRecorder(Callback):
+    """Every metric name a training run wrote to its loggers."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.names.update(trainer.logged_metrics)
+
+
+def test_lazy_r1_is_logged_when_its_batches_and_the_log_steps_never_meet(train_config, tmp_path: Path) -> None:
+    """R1 every 2 batches (0, 2, ...) and logs every 2 batches (after 1, 3, ...): ``train/r1``
+    still reaches the logger, as the latest penalty computed."""
+    model = instantiate(train_config("model=dcgan", "model.r1_gamma=1.0", "model.r1_every=2").model)
+    recorder = LoggedRecorder()
+    trainer = Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=0, log_every_n_steps=2,
+                      logger=CSVLogger(tmp_path), enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[recorder])
+    trainer.fit(model, datamodule=tiny_data(tmp_path))
+    assert {"train/d_loss", "train/r1"} <= recorder.names
+    assert float(trainer.logged_metrics["train/r1"]) > 0
 
 def test_diffaugment_applies_one_policy_to_real_and_fake_and_passes_gradients_to_g() -> None:
     from genlab.models.augment import diff_augment, parse_policy

@@ -113,6 +113,7 @@ class GAN(GenerativeModule):
         if r1_gamma < 0 or r1_every < 1:
             raise GenlabError(f"model.r1_gamma must be >= 0 and model.r1_every >= 1, got {r1_gamma} and {r1_every}.")
         self.r1_gamma, self.r1_every = r1_gamma, r1_every
+        self.last_r1: torch.Tensor | None = None  # the latest R1 penalty computed (logged as train/r1)
         self.augment_policy = parse_policy(diffaugment)
         self.ema: EMA | None = None
         if ema_decay is not None:
@@ -161,6 +162,7 @@ class GAN(GenerativeModule):
         if self.r1_gamma and self.batches_seen % self.r1_every == 0:
             parts["r1"] = gan_losses.r1_penalty(lambda x: self.critic(x, labels), real)
             loss = loss + 0.5 * self.r1_gamma * self.r1_every * parts["r1"]
+            self.last_r1 = parts["r1"].detach()
         if self.aux_weight:
             parts["d_aux"] = F.cross_entropy(class_real.float(), labels.long())
             loss = loss + self.aux_weight * parts["d_aux"]
@@ -211,6 +213,10 @@ class GAN(GenerativeModule):
             "train/d_fake": gan_losses.mean_output(self.loss_name, d_parts.pop("d_fake")),
         }
         metrics.update({f"train/{k}": v for k, v in {**d_parts, **g_parts}.items()})
+        if self.last_r1 is not None:
+            # Lazy R1 is computed every r1_every batches and the logs are written every
+            # log_every_n_steps: the two need not meet (16 and 50 never do), so the latest value is logged.
+            metrics["train/r1"] = self.last_r1
         return metrics
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
