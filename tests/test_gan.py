@@ -308,7 +308,6 @@ def test_r1_penalty_is_the_squared_input_gradient_on_real_images_every_k_batches
     assert "r1" not in gan.discriminator_loss(real, fake)[1]  # lazy: not on the batches between
 
 
-
 class LoggedRecorder(Callback):
     """Every metric name a training run wrote to its loggers."""
 
