@@ -330,6 +330,7 @@ def test_lazy_r1_is_logged_when_its_batches_and_the_log_steps_never_meet(train_c
     assert {"train/d_loss", "train/r1"} <= recorder.names
     assert float(trainer.logged_metrics["train/r1"]) > 0
 
+
 def test_diffaugment_applies_one_policy_to_real_and_fake_and_passes_gradients_to_g() -> None:
     from genlab.models.augment import diff_augment, parse_policy
     from genlab.utils.errors import GenlabError
