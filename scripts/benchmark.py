@@ -443,13 +443,18 @@ PRECISIONS = {"cpu": ("32-true", "bf16-mixed"), "cuda": ("32-true", "16-mixed", 
 def precision_effect(models: list[str], warmup: int, seconds: float, reps: int, device: str,
                      extra: list[str]) -> list[dict]:
     """genlab at batch 128 in each ``trainer.precision`` the device takes (CPU: bf16 autocast,
-    which runs on AMX/AVX-512 bf16 units where the CPU has them), interleaved repetitions."""
+    which runs on AMX/AVX-512 bf16 units where the CPU has them), and each 16-bit one again with
+    ``channels_last=true`` (the layout those units' convolutions are fastest in); interleaved
+    repetitions."""
+    variants = {p: [f"trainer.precision={p}"] for p in PRECISIONS[device]}
+    variants |= {f"{p} channels_last": [f"trainer.precision={p}", "channels_last=true"]
+                 for p in PRECISIONS[device] if p != "32-true"}
     rows = []
     for model in models:
         steps = steps_for(model, 128, seconds, device)
-        runs: dict[str, list[float]] = {p: [] for p in PRECISIONS[device]}
-        for precision in interleaved(PRECISIONS[device], reps):
-            runs[precision].append(genlab_run(model, 128, warmup, steps, device, [*extra, f"trainer.precision={precision}"]))
+        runs: dict[str, list[float]] = {name: [] for name in variants}
+        for name in interleaved(list(variants), reps):
+            runs[name].append(genlab_run(model, 128, warmup, steps, device, [*extra, *variants[name]]))
         row = {"model": model, "batch_size": 128, "steps": steps, "runs": runs,
                "median": {p: statistics.median(v) for p, v in runs.items()}}
         rows.append(row)
@@ -1307,10 +1312,13 @@ def report(results: dict, args: argparse.Namespace) -> str:
         names = list(results["precision"][0]["median"])
         lines += ["", "## Mixed precision", "",
                   "genlab at batch 128 in each `trainer.precision` the device takes (on a CPU, `bf16-mixed` is "
-                  "autocast to bfloat16, fast where the CPU has AMX or AVX-512 bf16 units); median and range "
-                  "of the interleaved repetitions, and the speed-up over `32-true`.", "",
-                  "| model | " + " | ".join(f"`{n}` img/s" for n in names) + " | "
-                  + " | ".join(f"`{n}` / `32-true`" for n in names[1:]) + " |",
+                  "autocast to bfloat16, fast where the CPU has AMX or AVX-512 bf16 units), each 16-bit one "
+                  "also with `channels_last=true` (convolution weights stored NHWC); median and range of the "
+                  "interleaved repetitions, and the speed-up over `32-true`.", "",
+                  "| model | " + " | ".join(f"`{n}` img/s".replace(" channels_last`", "` + `channels_last")
+                                           for n in names) + " | "
+                  + " | ".join(f"`{n}` / `32-true`".replace(" channels_last`", "` + `channels_last")
+                               for n in names[1:]) + " |",
                   "|---|" + "---|" * (2 * len(names) - 1),
                   *["| " + r["model"] + " | "
                     + " | ".join(f"{r['median'][n]:.0f} ({min(r['runs'][n]):.0f}-{max(r['runs'][n]):.0f})" for n in names)

@@ -272,6 +272,19 @@ def build_model(model_cfg: DictConfig) -> Any:
                           f"its arguments: {', '.join(takes)}.") from None
 
 
+def to_channels_last(model: Any) -> int:
+    """Store the model's 4-D weights (its convolutions, the EMA copy's too) channels-last (NHWC),
+    in place; return how many. Convolutions in bfloat16 on CPUs with AMX or AVX-512 BF16 and in
+    16-bit on tensor-core GPUs are faster in that layout, and their outputs follow it; values,
+    state-dict keys and checkpoints are unchanged (``nn.Module.to(memory_format=...)``)."""
+    import torch
+
+    model.to(memory_format=torch.channels_last)
+    converted = sum(1 for p in model.parameters() if p.dim() == 4)
+    log.info("channels_last: %d convolution weights", converted)
+    return converted
+
+
 def compile_nets(model: Any) -> list[str]:
     """``torch.compile`` each net of the model in place (``nn.Module.compile``): the objectives call
     their nets, not ``forward``, and in-place compilation keeps checkpoint keys unchanged."""
@@ -338,6 +351,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer_kwargs.get("log_every_n_steps") is None:  # fitted to the epoch's length
         callbacks.append(LogInterval())
     callbacks = with_progress_bar(callbacks, trainer_kwargs)
+    if cfg.get("channels_last"):
+        to_channels_last(model)
     if cfg.get("compile"):
         compile_nets(model)
     startup.mark("data module, model")
