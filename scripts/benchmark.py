@@ -1315,9 +1315,9 @@ def report(results: dict, args: argparse.Namespace) -> str:
                   "autocast to bfloat16, fast where the CPU has AMX or AVX-512 bf16 units), each 16-bit one "
                   "also with `channels_last=true` (convolution weights stored NHWC); median and range of the "
                   "interleaved repetitions, and the speed-up over `32-true`.", "",
-                  "| model | " + " | ".join(f"`{n}` img/s".replace(" channels_last`", "` + `channels_last")
+                  "| model | " + " | ".join(f"`{n}` img/s".replace(" channels_last`", "` + `channels_last`")
                                            for n in names) + " | "
-                  + " | ".join(f"`{n}` / `32-true`".replace(" channels_last`", "` + `channels_last")
+                  + " | ".join(f"`{n}` / `32-true`".replace(" channels_last`", "` + `channels_last`")
                                for n in names[1:]) + " |",
                   "|---|" + "---|" * (2 * len(names) - 1),
                   *["| " + r["model"] + " | "

@@ -334,10 +334,14 @@ def _gan(**kwargs):
                latent_dim=8, **kwargs)
 
 
-def test_r1_penalty_is_the_squared_input_gradient_on_real_images_every_k_batches() -> None:
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_r1_penalty_is_the_squared_input_gradient_on_real_images_every_k_batches(channels_last: bool) -> None:
     from genlab.models import gan_losses
+    from genlab.train import to_channels_last
 
     gan = _gan(r1_gamma=2.0, r1_every=4)
+    if channels_last:  # the presets' layout: the penalty's double backward runs NHWC kernels
+        to_channels_last(gan)
     real, fake = torch.rand(5, 1, 28, 28) * 2 - 1, torch.rand(5, 1, 28, 28) * 2 - 1
     x = real.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(gan.discriminator(x).sum(), x)
