@@ -290,6 +290,7 @@ def test_ema_matches_torchs_averaged_model_across_a_reload() -> None:
 
     from genlab.models.ema import EMA
 
+    torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
     reference = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
     ema = EMA(net, 0.9)
@@ -330,6 +331,7 @@ def _gan(**kwargs):
     from genlab.models import GAN
     from genlab.nets import image as nets
 
+    torch.manual_seed(0)
     return GAN(nets.DCGANGenerator(latent_dim=8), nets.DCGANDiscriminator(), optimizer=partial(torch.optim.Adam, lr=1e-3),
                latent_dim=8, **kwargs)
 
