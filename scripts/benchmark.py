@@ -1310,15 +1310,17 @@ def report(results: dict, args: argparse.Namespace) -> str:
         lines += startup_report(results)
     if results.get("precision"):
         names = list(results["precision"][0]["median"])
+
+        def code(name: str) -> str:  # "bf16-mixed channels_last" -> `bf16-mixed` + `channels_last`
+            return " + ".join(f"`{part}`" for part in name.split())
+
         lines += ["", "## Mixed precision", "",
                   "genlab at batch 128 in each `trainer.precision` the device takes (on a CPU, `bf16-mixed` is "
                   "autocast to bfloat16, fast where the CPU has AMX or AVX-512 bf16 units), each 16-bit one "
                   "also with `channels_last=true` (convolution weights stored NHWC); median and range of the "
                   "interleaved repetitions, and the speed-up over `32-true`.", "",
-                  "| model | " + " | ".join(f"`{n}` img/s".replace(" channels_last`", "` + `channels_last`")
-                                           for n in names) + " | "
-                  + " | ".join(f"`{n}` / `32-true`".replace(" channels_last`", "` + `channels_last`")
-                               for n in names[1:]) + " |",
+                  "| model | " + " | ".join(f"{code(n)} img/s" for n in names) + " | "
+                  + " | ".join(f"{code(n)} / `32-true`" for n in names[1:]) + " |",
                   "|---|" + "---|" * (2 * len(names) - 1),
                   *["| " + r["model"] + " | "
                     + " | ".join(f"{r['median'][n]:.0f} ({min(r['runs'][n]):.0f}-{max(r['runs'][n]):.0f})" for n in names)

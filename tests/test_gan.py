@@ -150,16 +150,16 @@ def test_channels_last_trains_the_same_game_in_the_nhwc_layout(train_config, tmp
                 callbacks=[batches]).fit(model, datamodule=tiny_data(tmp_path))
         inputs.append(torch.cat([*noise, *(b.flatten(1) for b in batches.batches)], 1))
     assert torch.equal(*inputs)
-    before, after, expected = start, moved.state_dict(), default.state_dict()
+    after, expected = moved.state_dict(), default.state_dict()
     for name in convs:
         assert after[name].is_contiguous(memory_format=nhwc), name
     for name, value in expected.items():
         if value.is_floating_point():  # the update (measured in both layouts) agrees to 0.1% of its size
-            step = (value - before[name]).norm()
+            step = (value - start[name]).norm()
             assert (after[name] - value).norm() <= 1e-3 * step + 1e-7, name
         else:
             assert torch.equal(after[name], value), name
-    assert all((expected[n] - before[n]).norm() > 0 for n in convs)  # every convolution moved
+    assert all((expected[n] - start[n]).norm() > 0 for n in convs)  # every convolution moved
 
 
 @pytest.mark.parametrize("model_name", ["gan", "dcgan"])
