@@ -1211,9 +1211,10 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
             for row in (genlab_row, reference) if reference else (genlab_row,):
                 row["dataset"], row["preset"], row["kind"] = dataset, preset, budget["kind"]
                 rows.append(row)
-                print(f"{row['name']} on {dataset}: {row['wall_seconds']:.0f} s, test -ELBO "
-                      f"{row['metrics'].get('test/elbo', float('nan')):.1f}, FID {row['metrics'].get('test/fid', float('nan')):.2f}",
-                      flush=True)
+                shown = ("test/ppl", "test/bleu4", "test/self_bleu4") if budget["kind"] == "text" else (
+                    "test/elbo", "test/fid", "test/class_accuracy")
+                print(f"{row['name']} on {dataset}: {row['wall_seconds']:.0f} s, "
+                      + ", ".join(f"{key} {row['metrics'][key]:.4g}" for key in shown if key in row["metrics"]), flush=True)
     return {"evaluation": evaluation, "text_evaluation": text_evaluation, "rows": rows, "quick": quick}
 
 
@@ -1458,7 +1459,7 @@ def main() -> None:
         MIN_STEPS = 5
     args.data_batch = 128
     if args.sections is None:
-        # the results table (quality at the presets' budgets, about 20 minutes) only when asked for;
+        # the results table (quality at the presets' budgets: hours, each row's time is in it) only when asked for;
         # --quick runs its smoke version
         args.sections = [n for n in (CUDA_SECTIONS if args.device == "cuda" else SECTIONS)
                          if n != "results" or args.quick]
