@@ -1308,7 +1308,7 @@ def results_report(r: dict, head: str) -> str:
                   f"ckpt_path=<run> metrics.num_samples={t['num_samples']}` on the test split (5,514 lines): "
                   "perplexity per token (`<eos>` counted; the text VAE's from its ELBO, and from its importance-weighted "
                   "bound with its preset's samples per line), the VAE's KL per line and active units, and BLEU of "
-                  f"{t['num_samples']} sampled lines (the model's own temperature) against the test lines with "
+                  f"{t['num_samples']:,} sampled lines (the model's own temperature) against the test lines with "
                   "self-BLEU among them (quality against diversity: Caccia et al. 2020; the curve over temperatures is "
                   "in docs/text.md). The text GAN has no likelihood. Its samples: the last validation's sentences. "
                   "There is no reference row: the language model (`text_lm_shakespeare`, maximum likelihood) is "
