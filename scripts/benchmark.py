@@ -1067,11 +1067,12 @@ def preset_budget(preset: str) -> dict:
     class-conditional, and its ``model`` config."""
     from hydra.core.hydra_config import HydraConfig
 
+    from genlab.train import model_data_kind
     from genlab.utils.config import compose_config
 
     cfg = compose_config("train", [f"experiment={preset}"], output_dir=tempfile.gettempdir())
     choices = HydraConfig.get().runtime.choices
-    kind = "text" if choices.data == "text" else "gan" if cfg.model._target_.endswith("GAN") else "vae"
+    kind = "text" if model_data_kind(cfg.model) == "text" else "gan" if cfg.model._target_.endswith("GAN") else "vae"
     return {"max_epochs": cfg.trainer.max_epochs, "max_time": cfg.trainer.get("max_time"),
             "batches": cfg.trainer.get("limit_train_batches") if kind == "text" else None,
             "kind": kind, "conditional": bool(cfg.model.get("conditional")), "model": choices.model}
@@ -1287,10 +1288,10 @@ def results_report(r: dict, head: str) -> str:
         out = ["| data | run | budget | wall s | " + " | ".join(c[0] for c in columns) + " | samples |",
                "|---|---|---|---|" + "---|" * len(columns) + "---|"]
         for row in rows:
-            m = row["metrics"]
+            m, keys = row["metrics"], [key for _, key, _ in columns]
             cells = [fmt.format(m[key]) if key in m else "—" for _, key, fmt in columns]
-            if "test/nll" in m and row.get("kind") != "text" and row.get("nll_examples", e["nll_examples"]) != e["nll_examples"]:
-                cells[[key for _, key, _ in columns].index("test/nll")] += f" (first {row['nll_examples']} images)"
+            if "test/nll" in keys and "test/nll" in m and row.get("nll_examples", e["nll_examples"]) != e["nll_examples"]:
+                cells[keys.index("test/nll")] += f" (first {row['nll_examples']} images)"
             n, b = row["epochs_trained"], row["budget"]
             budget = (f"{b['batches']:,} batches" if b.get("batches") else f"{n:g} epoch{'s' if n != 1 else ''}") + (
                 f" (`max_time` {b['max_time']})" if b.get("max_time") else "") + (
