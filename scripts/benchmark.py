@@ -1317,10 +1317,18 @@ def results_report(r: dict, head: str) -> str:
         lines += table(text_rows, TEXT_COLUMNS, "samples")
     lines += ["", "## Runs"]
     measured = {row["preset"]: (row["date"], row["commit"], row.get("cpu")) for row in r["rows"]}
+
+    def short(commit: str | None) -> str:
+        # A run from a tree with uncommitted changes keeps its -dirty mark: that commit alone may not
+        # hold what was measured.
+        return "unknown" if not commit else commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
+
     if len(set(measured.values())) > 1:
         lines += ["", "The rows come from more than one run (`--results <preset>` reruns a preset's rows and keeps "
-                  "the others): " + "; ".join(f"{preset} on {date} at {(commit or 'unknown')[:7]}" + (f" ({cpu})" if cpu else "")
+                  "the others): " + "; ".join(f"{preset} on {date} at {short(commit)}" + (f" ({cpu})" if cpu else "")
                                                 for preset, (date, commit, cpu) in measured.items()) + "."
+                  + (" -dirty: the run started from that commit with uncommitted changes in the tree." if any(short(c).endswith("-dirty") for _, c, _ in measured.values())
+                     else "")
                   + (" Wall times compare within a preset's pair of rows, measured on one machine in one run, not "
                      "across machines." if len({cpu for *_, cpu in measured.values()}) > 1 else "")]
     lines += ["", "Commands:", ""]
