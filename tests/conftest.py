@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,15 @@ SHARED_DATA = Path(os.environ.get("GENLAB_SHARED_DATA", PROJECT_ROOT.parent / "s
 needs_shared_data = pytest.mark.skipif(
     not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason=f"reference data not found at {SHARED_DATA}"
 )
+
+
+
+def load_script(name: str):
+    """A module of ``scripts/`` (not a package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True, scope="session")

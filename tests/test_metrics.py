@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -14,7 +13,7 @@ from genlab.data.image_sources import load_bundled
 from genlab.metrics.feature_nets import WEIGHTS_DIR, FeatureCNN, load_feature_net, registry
 from genlab.metrics.image_quality import extract, fid_kid, precision_recall_density_coverage
 from genlab.utils.errors import GenlabError
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, load_script
 
 
 @pytest.fixture(scope="module")
@@ -109,19 +108,12 @@ def test_inception_weights_are_never_downloaded(tmp_path: Path, monkeypatch: pyt
     assert find_weights(None) == cached
 
 
-def load_calibration_script():
-    spec = importlib.util.spec_from_file_location("calibrate_fid", PROJECT_ROOT / "scripts" / "calibrate_fid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_fid_orders_corruptions_and_dropped_classes_as_a_person_would() -> None:
     """The calibration on a CI-sized subset (2,000 bundled MNIST images against 2,000 others): clean
     below every other row, noise 0.05 < noise 0.1 < 5 of 10 classes < 1 class, the one-class set
     far above slight noise; the class histogram sees the dropped classes, and the rarest class share
     (class_min) is about a tenth with all classes and about nothing with half of them dropped."""
-    calibration = load_calibration_script()
+    calibration = load_script("calibrate_fid")
     images, labels = load_bundled()
     x = images.unsqueeze(1).float() / 255
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
@@ -143,7 +135,7 @@ def test_fid_orders_corruptions_and_dropped_classes_as_a_person_would() -> None:
 def test_calibration_tables_in_the_docs_are_generated_from_the_shipped_json(tmp_path: Path) -> None:
     """docs/fid_calibration.json holds the full calibration of both datasets, in the order the
     subset test checks, and docs/metrics.md holds exactly the tables rendered from it."""
-    calibration = load_calibration_script()
+    calibration = load_script("calibrate_fid")
     results = json.loads((PROJECT_ROOT / "docs" / "fid_calibration.json").read_text())
     for dataset in ("fashion_mnist", "mnist"):
         fid = {key: row["fid"] for key, row in results["datasets"][dataset]["rows"].items()}

@@ -1,21 +1,13 @@
 """docs/results.md is what scripts/benchmark.py writes from docs/results.json, provenance included."""
 import copy
-import importlib.util
 import json
 
-from conftest import PROJECT_ROOT
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark", PROJECT_ROOT / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import PROJECT_ROOT, load_script
 
 
 def test_results_md_is_the_report_of_results_json() -> None:
     """The committed table is regenerated from its JSON unchanged: no figure edited by hand in one of them."""
-    benchmark = load_benchmark()
+    benchmark = load_script("benchmark")
     md = (PROJECT_ROOT / "docs" / "results.md").read_text()
     results = json.loads((PROJECT_ROOT / "docs" / "results.json").read_text())
     assert benchmark.results_report(results, md.splitlines()[2]) == md
@@ -24,7 +16,7 @@ def test_results_md_is_the_report_of_results_json() -> None:
 def test_a_row_run_from_uncommitted_changes_keeps_its_dirty_mark() -> None:
     """A row measured from a tree with uncommitted changes names its commit with -dirty, and the report
     says what the mark means; a clean row's commit is shown without it."""
-    benchmark = load_benchmark()
+    benchmark = load_script("benchmark")
     results = json.loads((PROJECT_ROOT / "docs" / "results.json").read_text())
     first, second = results["rows"][0], copy.deepcopy(results["rows"][0])
     second.update(preset="other_preset", commit="a" * 40 + "-dirty")

@@ -64,13 +64,9 @@ def test_active_units_counts_dimensions_that_vary() -> None:
 def test_temperature_sweep_names_each_curve_once() -> None:
     """scripts/text_temperature_sweep.py names a curve by its run folder, and by run and file where
     two checkpoints come from one run, so that no two curves merge; a checkpoint given twice is refused."""
-    import importlib.util
+    from conftest import load_script
 
-    from genlab.utils.config import PROJECT_ROOT
-
-    spec = importlib.util.spec_from_file_location("text_temperature_sweep", PROJECT_ROOT / "scripts" / "text_temperature_sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    sweep = load_script("text_temperature_sweep")
     assert sweep.curve_names(["o/text_lm/checkpoints/last.ckpt", "o/text_vae/checkpoints/last.ckpt"]) == ["text_lm", "text_vae"]
     assert sweep.curve_names(["o/text_lm/checkpoints/best.ckpt", "o/text_lm/checkpoints/last.ckpt", "o/gan/last.ckpt"]) == [
         "text_lm/best", "text_lm/last", "gan"]
