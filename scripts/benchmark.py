@@ -1328,7 +1328,7 @@ def results_report(r: dict, head: str) -> str:
                   "the others): " + "; ".join(f"{preset} on {date} at {short(commit)}" + (f" ({cpu})" if cpu else "")
                                                 for preset, (date, commit, cpu) in measured.items()) + "."
                   + (" -dirty: the run started from that commit with uncommitted changes in the tree."
-                     if any(short(c).endswith("-dirty") for _, c, _ in measured.values()) else "")
+                     if any((c or "").endswith("-dirty") for _, c, _ in measured.values()) else "")
                   + (" Wall times compare within a preset's pair of rows, measured on one machine in one run, not "
                      "across machines." if len({cpu for *_, cpu in measured.values()}) > 1 else "")]
     lines += ["", "Commands:", ""]

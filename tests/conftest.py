@@ -22,7 +22,6 @@ needs_shared_data = pytest.mark.skipif(
 )
 
 
-
 def load_script(name: str):
     """A module of ``scripts/`` (not a package), loaded from its file."""
     spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")

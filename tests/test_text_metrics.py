@@ -10,6 +10,7 @@ import torch
 from genlab.metrics.latent import active_units
 from genlab.metrics.text_quality import References, bleu, quality_diversity, self_bleu, to_sentences
 from genlab.models.kl_schedules import kl_weight
+from conftest import load_script
 
 
 def _sentences(n: int, vocab: int, seed: int) -> list[list[int]]:
@@ -64,8 +65,6 @@ def test_active_units_counts_dimensions_that_vary() -> None:
 def test_temperature_sweep_names_each_curve_once() -> None:
     """scripts/text_temperature_sweep.py names a curve by its run folder, and by run and file where
     two checkpoints come from one run, so that no two curves merge; a checkpoint given twice is refused."""
-    from conftest import load_script
-
     sweep = load_script("text_temperature_sweep")
     assert sweep.curve_names(["o/text_lm/checkpoints/last.ckpt", "o/text_vae/checkpoints/last.ckpt"]) == ["text_lm", "text_vae"]
     assert sweep.curve_names(["o/text_lm/checkpoints/best.ckpt", "o/text_lm/checkpoints/last.ckpt", "o/gan/last.ckpt"]) == [
