@@ -22,7 +22,8 @@ from test_cli import run
 SHORT = ["data.source=bundled", "logger=csv", "test=false", "trainer.num_sanity_val_steps=0"]
 
 
-@pytest.mark.parametrize("cls", [nets.MLPDiscriminator, nets.DCGANDiscriminator])
+@pytest.mark.parametrize("cls", [nets.MLPDiscriminator, nets.DCGANDiscriminator, partial(nets.DCGANDiscriminator, res_blocks=1)],
+                         ids=["mlp", "dcgan", "dcgan-residual"])
 def test_projection_discriminator_depends_on_the_label(cls) -> None:
     torch.manual_seed(0)
     d = cls(num_classes=10)

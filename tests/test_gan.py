@@ -336,6 +336,34 @@ def _gan(**kwargs):
                latent_dim=8, **kwargs)
 
 
+def test_residual_blocks_deepen_the_dcgan_discriminator_and_start_as_identities_when_zeroed() -> None:
+    """``res_blocks=n`` adds n residual blocks at each resolution of the DCGAN discriminator
+    (spectral norm on their convolutions too, when asked); with every block's last convolution
+    zeroed, each block is the identity and the net computes what the plain one with the same other
+    weights computes."""
+    from genlab.nets import image as nets
+
+    torch.manual_seed(0)
+    deep, plain = nets.DCGANDiscriminator(res_blocks=2), nets.DCGANDiscriminator()
+    blocks = [m for m in deep.modules() if isinstance(m, nets.ResidualBlock)]
+    assert len(blocks) == 4
+    with torch.no_grad():
+        for block in blocks:
+            block.body[3].weight.zero_()
+            block.body[3].bias.zero_()
+    in_blocks = {id(m) for b in blocks for m in b.modules()}
+    mine = [m for m in deep.modules() if isinstance(m, torch.nn.Conv2d) and id(m) not in in_blocks]
+    theirs = [m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]
+    for a, b in zip(mine, theirs, strict=True):
+        a.load_state_dict(b.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    assert deep(x).shape == (3,)
+    assert torch.allclose(deep(x), plain(x), atol=1e-6)
+    normed = nets.DCGANDiscriminator(res_blocks=1, spectral_norm=True)
+    convs = [m for m in normed.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3 + 2 * 2 and all(torch.nn.utils.parametrize.is_parametrized(m) for m in convs)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_r1_penalty_is_the_squared_input_gradient_on_real_images_every_k_batches(channels_last: bool) -> None:
     from genlab.models import gan_losses

@@ -235,21 +235,25 @@ class DCGANDiscriminator(ProjectionDiscriminator):
     """DCGAN discriminator for 28x28: strided convs 28 -> 14 -> 7, then a 7x7 conv to one logit.
 
     No BatchNorm by default (it couples the examples of a batch and is fragile under DDP);
-    ``spectral_norm=True`` constrains each layer's Lipschitz constant instead.
+    ``spectral_norm=True`` constrains each layer's Lipschitz constant instead. ``res_blocks`` residual
+    blocks after each strided convolution deepen it at both resolutions, as in ``ConvEncoder``.
     """
 
-    features_at = 4  # the 7x7 maps
-
     def __init__(self, channels: Sequence[int] = (64, 128), in_channels: int = 1, spectral_norm: bool = False,
-                 num_classes: int = 0, aux_classifier: bool = False):
+                 num_classes: int = 0, aux_classifier: bool = False, res_blocks: int = 0):
         super().__init__()
         c1, c2 = channels
         wrap = spectral_norm_if(spectral_norm)
-        self.body = nn.Sequential(
-            wrap(nn.Conv2d(in_channels, c1, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True),
-            wrap(nn.Conv2d(c1, c2, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True),
-            wrap(nn.Conv2d(c2, 1, 7, 1, 0)), nn.Flatten(0),
-        )
+        blocks1, blocks2 = residual_blocks(c1, res_blocks), residual_blocks(c2, res_blocks)
+        for block in blocks1 + blocks2:
+            for conv in block.body[1::2]:
+                wrap(conv)  # in place
+        features = [
+            wrap(nn.Conv2d(in_channels, c1, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True), *blocks1,
+            wrap(nn.Conv2d(c1, c2, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True), *blocks2,
+        ]
+        self.features_at = len(features)  # the 7x7 maps
+        self.body = nn.Sequential(*features, wrap(nn.Conv2d(c2, 1, 7, 1, 0)), nn.Flatten(0))
         if not spectral_norm:
             self.apply(dcgan_init)
         self.add_projection(num_classes, c2, wrap, aux_classifier)
