@@ -80,22 +80,24 @@ class MLPDecoder(BernoulliDecoder):
 
 class ResidualBlock(nn.Module):
     """``x + conv(relu(conv(relu(x))))`` with 3x3 convolutions that keep the shape: a pre-activation
-    residual block (He et al. 2016). Stacked, they deepen a conv VAE's nets at one resolution
-    without making them harder to optimise."""
+    residual block (He et al. 2016). Stacked, they deepen the conv VAE's nets and the DCGAN
+    discriminator at one resolution without making them harder to optimise; ``wrap`` is applied to
+    each convolution (the discriminator's spectral norm)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, wrap=lambda conv: conv):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(), wrap(nn.Conv2d(channels, channels, 3, padding=1)),
+            nn.ReLU(), wrap(nn.Conv2d(channels, channels, 3, padding=1)),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
-def residual_blocks(channels: int, n: int) -> list[nn.Module]:
-    return [ResidualBlock(channels) for _ in range(n)]
+def residual_blocks(channels: int, n: int, wrap=lambda conv: conv) -> list[nn.Module]:
+    """``n`` residual blocks; ``wrap`` is applied to each of their convolutions (e.g. spectral norm)."""
+    return [ResidualBlock(channels, wrap) for _ in range(n)]
 
 
 class ConvEncoder(GaussianEncoder):
@@ -244,13 +246,9 @@ class DCGANDiscriminator(ProjectionDiscriminator):
         super().__init__()
         c1, c2 = channels
         wrap = spectral_norm_if(spectral_norm)
-        blocks1, blocks2 = residual_blocks(c1, res_blocks), residual_blocks(c2, res_blocks)
-        for block in blocks1 + blocks2:
-            for conv in block.body[1::2]:
-                wrap(conv)  # in place
         features = [
-            wrap(nn.Conv2d(in_channels, c1, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True), *blocks1,
-            wrap(nn.Conv2d(c1, c2, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True), *blocks2,
+            wrap(nn.Conv2d(in_channels, c1, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True), *residual_blocks(c1, res_blocks, wrap),
+            wrap(nn.Conv2d(c1, c2, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True), *residual_blocks(c2, res_blocks, wrap),
         ]
         self.features_at = len(features)  # the 7x7 maps
         self.body = nn.Sequential(*features, wrap(nn.Conv2d(c2, 1, 7, 1, 0)), nn.Flatten(0))
