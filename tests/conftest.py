@@ -30,6 +30,27 @@ def load_script(name: str):
     return module
 
 
+def with_identity_blocks(deep, plain) -> list:
+    """Zero the last convolution of each ``ResidualBlock`` in ``deep`` (each block is then the
+    identity) and load ``plain``'s weights into ``deep``'s other weighted layers, in order: ``deep``
+    then computes what ``plain`` computes. Returns the blocks."""
+    import torch
+    from genlab.nets.image import ResidualBlock
+
+    blocks = [m for m in deep.modules() if isinstance(m, ResidualBlock)]
+    with torch.no_grad():
+        for block in blocks:
+            block.body[3].weight.zero_()
+            block.body[3].bias.zero_()
+    weighted = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    in_blocks = {id(m) for b in blocks for m in b.modules()}
+    mine = [m for m in deep.modules() if isinstance(m, weighted) and id(m) not in in_blocks]
+    theirs = [m for m in plain.modules() if isinstance(m, weighted)]
+    for a, b in zip(mine, theirs, strict=True):
+        a.load_state_dict(b.state_dict())
+    return blocks
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _genlab_cache(tmp_path_factory: pytest.TempPathFactory):
     """genlab's data cache in a folder of this test session (entries made by tests are read by

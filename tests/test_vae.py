@@ -13,6 +13,7 @@ from pytorch_lightning import Callback
 
 from genlab.data import MNISTDataModule
 from genlab.train import train
+from conftest import with_identity_blocks
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -70,21 +71,9 @@ def test_residual_blocks_deepen_the_conv_nets_and_start_as_identities_when_zeroe
     """``res_blocks=n`` adds n residual blocks at each resolution of the conv encoder and decoder
     (shapes kept); a block whose last convolution is zero is the identity, so with all of them
     zeroed the nets compute what the plain conv nets with the same other weights compute."""
-    from genlab.nets.image import ResidualBlock
-
     cfg = train_config("model=vae_conv", "model.latent_dim=4", "model.encoder.res_blocks=2", "model.decoder.res_blocks=2")
     deep, plain = instantiate(cfg.model), instantiate(train_config("model=vae_conv", "model.latent_dim=4").model)
-    blocks = [m for m in deep.modules() if isinstance(m, ResidualBlock)]
-    assert len(blocks) == 8
-    for block in blocks:
-        torch.nn.init.zeros_(block.body[3].weight)
-        torch.nn.init.zeros_(block.body[3].bias)
-    weighted = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
-    in_blocks = {id(m) for b in blocks for m in b.modules()}
-    mine = [m for m in deep.modules() if isinstance(m, weighted) and id(m) not in in_blocks]
-    theirs = [m for m in plain.modules() if isinstance(m, weighted)]
-    for a, b in zip(mine, theirs, strict=True):
-        a.load_state_dict(b.state_dict())
+    assert len(with_identity_blocks(deep, plain)) == 8
     x, z = torch.rand(3, 1, 28, 28), torch.randn(3, 4)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(deep.encoder(x), plain.encoder(x)))
     assert torch.allclose(deep.decoder(z), plain.decoder(z), atol=1e-6)
