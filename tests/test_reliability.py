@@ -232,6 +232,8 @@ BAD_VALUES = [
     ("data.dataset=fashion_mnist data.source=bundled", "data.source=bundled exists for MNIST only"),
     ("nonfinite=ignore", "nonfinite='ignore' is unknown; choose stop or skip"),
     ("ddp_sigterm_seconds=-1", "ddp_sigterm_seconds=-1 is not valid: it must be a number of seconds >= 0"),
+    ("trainer.precision=bf16-true", "trainer.precision='bf16-true' is not valid: it must be 32-true, 16-mixed or bf16-mixed"),
+    ("trainer.precision=64", "trainer.precision=64 is not valid"),
 ]
 
 

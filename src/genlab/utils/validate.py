@@ -34,7 +34,14 @@ CHECKS: list[Check] = [
     ("trainer.max_epochs", lambda v: v is None or (isinstance(v, int) and (v >= 1 or v == -1)), "a whole number >= 1, or -1 for no limit"),
     ("trainer.gpus", lambda v: v is None or NON_NEGATIVE_INT(v), "a whole number >= 0 or null"),
     ("ddp_sigterm_seconds", NON_NEGATIVE, "a number of seconds >= 0 (0: before every batch)"),
+    # the models keep their weights, noise and losses in float32 (autocast lowers the matmuls and
+    # convolutions): Lightning's "true" half and double precisions would feed them other dtypes
+    ("trainer.precision", lambda v: str(v) in PRECISIONS,
+     "32-true, 16-mixed or bf16-mixed (genlab's models train in float32, or in mixed precision; "
+     "64-true, 16-true and bf16-true are not supported)"),
 ]
+# Lightning's names for float32 and the two mixed precisions, with the aliases it still accepts
+PRECISIONS = ("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16")
 OPTIMIZERS = ("model.optimizer", "model.optimizer_g", "model.optimizer_d", "model.optimizer_ae")
 
 
