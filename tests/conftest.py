@@ -7,6 +7,13 @@ import os
 import sys
 from pathlib import Path
 
+# pytest-xdist runs the suite in several processes (pyproject's addopts): each takes its share of
+# the cores for torch, and passes it on to the training runs it starts, instead of each process
+# running as many threads as there are cores (on 2 cores, that made the suite slower than one process)
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ["OMP_NUM_THREADS"] = str(max(1, cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 import pytest
 from omegaconf import DictConfig
 
