@@ -880,22 +880,25 @@ def example_data(dataset: str, root: str | None, gan: bool = False):
     return tuple(torch.utils.data.TensorDataset(x * 2 - 1 if gan else x, labels) for x, labels in splits)
 
 
-def example_vae_run(root: str | None, epochs: int, seed: int, dataset: str = "fashion_mnist") -> dict:
+def example_vae_run(root: str | None, epochs: int, seed: int, dataset: str = "fashion_mnist",
+                    device: str = "cpu") -> dict:
     """The example's training loop (a per-image ``DataLoader``, batch 128, Adam 1e-3, a test pass
-    after each epoch): the test loss per image, seconds per epoch (training plus the test pass),
-    the whole loop's seconds with its data loading, and the trained net."""
+    after each epoch; on ``device``, each batch moved there as the example does with ``--cuda``):
+    the test loss per image, seconds per epoch (training plus the test pass), the whole loop's
+    seconds with its data loading, and the trained net."""
     start_all = time.perf_counter()
     torch.manual_seed(seed)
     train_set, test_set = example_data(dataset, root)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=128, shuffle=True)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=128)
-    model = ExampleVAE()
+    model = ExampleVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     seconds, test_loss = [], float("nan")
     for _ in range(epochs):
         start = time.perf_counter()
         model.train()
         for x, _ in train_loader:
+            x = x.to(device)
             optimizer.zero_grad()
             recon, mu, logvar = model(x)
             example_vae_loss(recon, x, mu, logvar).backward()
@@ -904,6 +907,7 @@ def example_vae_run(root: str | None, epochs: int, seed: int, dataset: str = "fa
         test_loss = 0.0
         with torch.no_grad():
             for x, _ in test_loader:
+                x = x.to(device)
                 recon, mu, logvar = model(x)
                 test_loss += example_vae_loss(recon, x, mu, logvar).item()
         test_loss /= len(test_set)
@@ -945,21 +949,22 @@ def genlab_vae_run(root: str, epochs: int, seed: int, overrides: list[str]) -> d
 
 def example_dcgan_loop(root: str | None, batch_size: int, warmup: int, steps: int | None = None,
                        seconds: float | None = None, dataset: str = "fashion_mnist",
-                       config: Sequence[str] = ("model=dcgan",)):
+                       config: Sequence[str] = ("model=dcgan",), device: str = "cpu"):
     """pytorch/examples ``dcgan/main.py``'s loop (``ToTensor`` + ``Normalize``, a shuffling
     ``DataLoader``, D real and fake backward, D step, G step on the same fakes, Adam(2e-4, (0.5,
     0.999))) on the nets of the genlab config the overrides ``config`` compose (``model=dcgan``'s
     28x28 nets by default; ``experiment=<preset>``: the preset's), over as many epochs as it takes:
     ``steps`` timed batches after ``warmup``, or until ``seconds`` have passed since the call (data
-    loading included). Returns the timed images per second, the generator, its noise size and the
-    epochs trained."""
+    loading included), on ``device`` (each batch moved there, as the example does with ``--cuda``).
+    Returns the timed images per second, the generator, its noise size and the epochs trained."""
     from hydra.utils import instantiate
 
     from genlab.utils.config import compose_config
 
     begin = time.perf_counter()
     cfg = compose_config("train", list(config), output_dir=tempfile.gettempdir())
-    net_g, net_d, nz = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator), cfg.model.latent_dim
+    net_g, net_d = instantiate(cfg.model.generator).to(device), instantiate(cfg.model.discriminator).to(device)
+    nz = cfg.model.latent_dim
     train_set, _ = example_data(dataset, root, gan=True)
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True)
     criterion = torch.nn.BCEWithLogitsLoss()  # the example's BCELoss on sigmoid outputs, autocast-safe
@@ -969,20 +974,21 @@ def example_dcgan_loop(root: str | None, batch_size: int, warmup: int, steps: in
     while True:
         for real, _ in loader:
             if done == warmup:
-                start = time.perf_counter()
+                start = drained_clock(device)
             net_d.zero_grad()
+            real = real.to(device)
             b = real.size(0)
-            criterion(net_d(real), torch.ones(b)).backward()
-            fake = net_g(torch.randn(b, nz))
-            criterion(net_d(fake.detach()), torch.zeros(b)).backward()
+            criterion(net_d(real), torch.ones(b, device=device)).backward()
+            fake = net_g(torch.randn(b, nz, device=device))
+            criterion(net_d(fake.detach()), torch.zeros(b, device=device)).backward()
             opt_d.step()
             net_g.zero_grad()
-            criterion(net_d(fake), torch.ones(b)).backward()
+            criterion(net_d(fake), torch.ones(b, device=device)).backward()
             opt_g.step()
             done += 1
             images += b if done > warmup else 0
             if (steps is not None and done == warmup + steps) or (seconds is not None and time.perf_counter() - begin >= seconds):
-                return images / (time.perf_counter() - start), net_g, nz, done / len(loader)
+                return images / (drained_clock(device) - start), net_g, nz, done / len(loader)
 
 
 def pytorch_examples(root: str, epochs: int, reps: int, warmup: int, extra: list[str]) -> dict:
@@ -1063,10 +1069,16 @@ def preset_data(dataset: str, root: str | None) -> list[str]:
     return [f"data.root={root}", "data.source=local"] if dataset == "fashion_mnist" else ["data.source=bundled"]
 
 
+def preset_config(preset: str, device: str) -> str:
+    """The ``experiment`` a preset's row runs: the preset (its 2-core CPU budget) or, on a GPU, its
+    ``gpu/`` variant (the same recipe at its GPU budget: conf/experiment/gpu/)."""
+    return f"gpu/{preset}" if device == "cuda" else preset
+
+
 def preset_budget(preset: str) -> dict:
-    """The training budget a preset sets (its epochs, and its time limit or batches where it has
-    them), its kind of model (``gan`` or ``vae`` on images, ``text``), whether it is
-    class-conditional, and its ``model`` config."""
+    """The training budget a preset (an ``experiment`` option) sets (its epochs, and its time limit
+    or batches where it has them), its kind of model (``gan`` or ``vae`` on images, ``text``),
+    whether it is class-conditional, and its ``model`` config."""
     from hydra.core.hydra_config import HydraConfig
 
     from genlab.train import model_data_kind
@@ -1081,19 +1093,22 @@ def preset_budget(preset: str) -> dict:
 
 
 def preset_row(preset: str, budget: dict, dataset: str, root: str | None, out: Path, images: Path, evaluation: dict,
-               extra: list[str]) -> dict:
+               extra: list[str], device: str = "cpu") -> dict:
     """``python train.py experiment=<preset>`` as a user types it (W&B offline), timed whole (start-up,
     training, validation, testing), then ``python eval.py`` on its best checkpoint; its last sample
     grid (a text model's last sample sentences) is copied to ``images``. ``budget``: the preset's
-    (``preset_budget``), for the row; ``evaluation``: a ``None`` leaves that key to the checkpoint."""
-    env = {**os.environ, "WANDB_MODE": "offline", "CUDA_VISIBLE_DEVICES": ""}
+    (``preset_budget``), for the row; ``evaluation``: a ``None`` leaves that key to the checkpoint.
+    ``device`` ``cuda``: the preset's GPU variant (``preset_config``), trained and scored on the GPU;
+    on ``cpu`` no GPU is visible to either command."""
+    env = {**os.environ, "WANDB_MODE": "offline", **({} if device == "cuda" else {"CUDA_VISIBLE_DEVICES": ""})}
     run = out / preset
     data = preset_data(dataset, root)
-    command = ["python", "train.py", f"experiment={preset}", *data, *extra]
+    experiment = preset_config(preset, device)
+    command = ["python", "train.py", f"experiment={experiment}", *data, *extra]
     seconds = timed([sys.executable, *command[1:], f"hydra.run.dir={run}"], env)
     scoring = ["python", "eval.py", f"ckpt_path={run}", f"metrics.num_samples={evaluation['num_samples']}",
                *(f"{key}={evaluation[key]}" for key in ("nll_samples", "nll_examples") if evaluation[key] is not None),
-               "logger=csv", *data]
+               "logger=csv", *data, *(["trainer.accelerator=gpu"] if device == "cuda" else [])]
     timed([sys.executable, *scoring[1:]], env)
     record = json.loads((run / "metrics.json").read_text())
     images.mkdir(parents=True, exist_ok=True)
@@ -1102,7 +1117,7 @@ def preset_row(preset: str, budget: dict, dataset: str, root: str | None, out: P
     last = max((run / "samples").glob(f"{prefix}*{suffix}"), key=lambda path: int(path.stem.removeprefix(prefix)))
     shutil.copyfile(last, grid)  # by number: past epoch 999 the names outgrow their 3-digit padding
     scoring[2] = "ckpt_path=<the run folder>"
-    return {"name": f"genlab `experiment={preset}`", "command": " ".join(command), "evaluation": " ".join(scoring),
+    return {"name": f"genlab `experiment={experiment}`", "command": " ".join(command), "evaluation": " ".join(scoring),
             "budget": budget, "epochs_trained": json.loads((run / "run_info.json").read_text())["epochs"],
             "best_epoch": (record["epoch"] or 0) + 1, "nll_examples": evaluation["nll_examples"],
             "wall_seconds": seconds, "metrics": record["metrics"], "grid": grid.name}
@@ -1139,15 +1154,16 @@ def import_seconds() -> float:
     return timed([sys.executable, "-c", "import torch, torchvision"], dict(os.environ))
 
 
-def reference_vae_row(dataset: str, root: str | None, epochs: int, images: Path, num_samples: int, preset: str) -> dict:
+def reference_vae_row(dataset: str, root: str | None, epochs: int, images: Path, num_samples: int, preset: str,
+                      device: str = "cpu") -> dict:
     """pytorch/examples' VAE loop for ``epochs`` epochs on the same data: its wall time is the loop's
     (data loading, training, a test pass each epoch) plus importing torch and torchvision in a fresh
     process, its start-up; its test loss is its own (−ELBO with one z sample, as genlab's
     ``test/elbo``); its prior samples are scored by genlab's feature net against the test images,
-    their grid named after the ``preset`` whose row it sits under."""
+    their grid named after the ``preset`` whose row it sits under. It trains on ``device``."""
     imports = import_seconds()
-    run = example_vae_run(root, epochs, 0, dataset)
-    model = run.pop("model").eval()
+    run = example_vae_run(root, epochs, 0, dataset, device)
+    model = run.pop("model").eval().cpu()
     with torch.no_grad():
         z = torch.randn(num_samples, 20, generator=torch.Generator().manual_seed(0))
         fake = torch.sigmoid(model.fc4(F.relu(model.fc3(z)))).view(-1, 1, 28, 28)
@@ -1159,17 +1175,17 @@ def reference_vae_row(dataset: str, root: str | None, epochs: int, images: Path,
 
 
 def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: Path, num_samples: int,
-                        preset: str, model: str) -> dict:
+                        preset: str, model: str, device: str = "cpu") -> dict:
     """pytorch/examples' DCGAN loop on the nets of genlab's ``preset`` (its ``model`` config: ``dcgan``
     or ``gan``) and the same data for ``seconds`` of wall time (genlab's whole command), importing
-    torch and torchvision in a fresh process counted in; its generator's samples (eval mode, as
-    genlab samples) are scored by genlab's feature net."""
+    torch and torchvision in a fresh process counted in, trained on ``device``; its generator's
+    samples (eval mode, as genlab samples) are scored by genlab's feature net."""
     imports = import_seconds()
     start = time.perf_counter()
     _, net_g, latent_dim, epochs = example_dcgan_loop(root, 128, 0, seconds=seconds - imports, dataset=dataset,
-                                                      config=[f"experiment={preset}"])
+                                                      config=[f"experiment={preset}"], device=device)
     trained = time.perf_counter() - start
-    net_g.eval()
+    net_g.eval().cpu()
     with torch.no_grad():
         z = torch.randn(num_samples, latent_dim, generator=torch.Generator().manual_seed(0))
         fake = torch.cat([(net_g(chunk) + 1) / 2 for chunk in z.split(1000)])
@@ -1180,15 +1196,18 @@ def reference_dcgan_row(dataset: str, root: str | None, seconds: float, images: 
             "wall_seconds": trained + imports, "metrics": scores, "grid": grid}
 
 
-def results_table(presets: list[str], root: str | None, out_md: Path, quick: bool, extra: list[str]) -> dict:
+def results_table(presets: list[str], root: str | None, out_md: Path, quick: bool, extra: list[str],
+                  device: str = "cpu") -> dict:
     """Each preset at its budget, beside the reference code on the same data: a VAE's for the same
     epochs, a GAN's for the same wall time (pytorch/examples has no conditional or text loop of
     these models: those presets' rows stand alone). ``quick``: a few batches each and small
-    evaluations, to keep the section working (CI)."""
+    evaluations, to keep the section working (CI). ``device`` ``cuda``: the presets' GPU variants
+    at their GPU budgets, the reference loops on the same GPU; sample grids go to
+    ``images/<out_md's name>/`` beside ``out_md``."""
     evaluation = ({k: QUICK_RESULTS[k] for k in ("num_samples", "nll_samples", "nll_examples")} if quick
                   else {"num_samples": 10000, "nll_samples": 5000, "nll_examples": 1000})
     text_evaluation = QUICK_TEXT_EVALUATION if quick else TEXT_EVALUATION
-    images = out_md.parent / "images" / "results"
+    images = out_md.parent / "images" / out_md.stem
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for preset in presets:
@@ -1196,21 +1215,21 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
             if dataset == "fashion_mnist" and root is None:
                 print(f"{preset}: skipped (needs --examples-root)", flush=True)
                 continue
-            budget = preset_budget(preset)
+            budget = preset_budget(preset_config(preset, device))
             row_extra = [*QUICK_RESULTS["overrides"], *extra] if quick else extra
             row_evaluation = text_evaluation if budget["kind"] == "text" else {
                 **evaluation, "nll_examples": min(evaluation["nll_examples"],
                                                   RESULT_NLL_EXAMPLES.get(preset, evaluation["nll_examples"]))}
-            genlab_row = preset_row(preset, budget, dataset, root, Path(out), images, row_evaluation, row_extra)
+            genlab_row = preset_row(preset, budget, dataset, root, Path(out), images, row_evaluation, row_extra, device)
             if budget["kind"] == "text" or budget["conditional"]:
                 reference = None
             elif budget["kind"] == "gan":  # the same wall-clock budget as genlab's whole command
                 seconds = QUICK_RESULTS["reference_seconds"] if quick else genlab_row["wall_seconds"]
                 reference = reference_dcgan_row(dataset, root, seconds, images, evaluation["num_samples"],
-                                                preset, budget["model"])
+                                                preset, budget["model"], device)
             else:  # the same epochs
                 reference = reference_vae_row(dataset, root, genlab_row["epochs_trained"], images, evaluation["num_samples"],
-                                              preset)
+                                              preset, device)
             for row in (genlab_row, reference) if reference else (genlab_row,):
                 row["dataset"], row["preset"], row["kind"] = dataset, preset, budget["kind"]
                 rows.append(row)
@@ -1218,7 +1237,8 @@ def results_table(presets: list[str], root: str | None, out_md: Path, quick: boo
                     "test/elbo", "test/fid", "test/class_accuracy")
                 print(f"{row['name']} on {dataset}: {row['wall_seconds']:.0f} s, "
                       + ", ".join(f"{key} {row['metrics'][key]:.4g}" for key in shown if key in row["metrics"]), flush=True)
-    return {"evaluation": evaluation, "text_evaluation": text_evaluation, "rows": rows, "quick": quick}
+    return {"evaluation": evaluation, "text_evaluation": text_evaluation, "rows": rows, "quick": quick,
+            "device": device, "images": images.name}
 
 
 RESULT_COLUMNS = [("test −ELBO (nats)", "test/elbo", "{:.1f}"), ("IWAE bound (nats)", "test/nll", "{:.1f}"),
@@ -1299,7 +1319,7 @@ def results_report(r: dict, head: str) -> str:
                 f" (`max_time` {b['max_time']})" if b.get("max_time") else "") + (
                 f" ({b['seconds']:.0f} s)" if b.get("seconds") else "")
             out.append(f"| {row['dataset']} | {row['name']} | {budget} | {row['wall_seconds']:.0f} | "
-                       + " | ".join(cells) + f" | [{samples}](images/results/{row['grid']}) |")
+                       + " | ".join(cells) + f" | [{samples}](images/{r.get('images', 'results')}/{row['grid']}) |")
         return out
 
     lines += table(image_rows, RESULT_COLUMNS, "grid")
@@ -1317,6 +1337,19 @@ def results_report(r: dict, head: str) -> str:
                   "There is no reference row: the language model (`text_lm_shakespeare`, maximum likelihood) is "
                   "the baseline the VAE and the GAN are read against.", ""]
         lines += table(text_rows, TEXT_COLUMNS, "samples")
+    on_gpu = r.get("device", "cpu") == "cuda"
+    lines += ["", "## GPU budgets", "",
+              ("This table is the GPU one: each genlab row ran" if on_gpu else "Each preset also has a GPU budget,")
+              + " `experiment=gpu/<preset>` (conf/experiment/gpu/): the preset's recipe on one GPU (`trainer=gpu`), "
+              "for the same epochs or batches where its budget is counted in them, and for 3 minutes of training "
+              "where it is a time limit (the GAN presets: short, so that a row and its reference loop, given the same time, fit in a short "
+              "GPU session). "
+              + ("Its checkpoint was scored on the GPU as well (`trainer.accelerator=gpu`), and the reference loops "
+                 "trained on the same GPU, moving each batch there as the examples do with `--cuda`. The CPU table, "
+                 "at the 2-core budgets: results.md."
+                 if on_gpu else
+                 "`python scripts/benchmark.py --device cuda --sections results` runs this table at those budgets, "
+                 "the reference loops on the same GPU, into results-cuda.md.")]
     lines += ["", "## Runs"]
     measured = {row["preset"]: (row["date"], row["commit"], row.get("cpu")) for row in r["rows"]}
 
@@ -1452,7 +1485,8 @@ def main() -> None:
     parser.add_argument("--results", nargs="+", choices=list(RESULT_PRESETS), default=list(RESULT_PRESETS),
                         help="the presets of the results section (Fashion-MNIST ones need --examples-root)")
     parser.add_argument("--results-out", type=Path,
-                        help="the results section's table (default: docs/results.md; --quick: results.md beside --out); "
+                        help="the results section's table (default: docs/results.md, with --device cuda "
+                             "docs/results-cuda.md; --quick: that name beside --out); "
                              "its JSON beside it, its sample grids in images/results/ beside it")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile=true comparison")
     parser.add_argument("--no-precision", action="store_true", help="skip the mixed-precision comparison")
@@ -1481,7 +1515,8 @@ def main() -> None:
                      and not (n == "precision" and args.no_precision)
                      and not (n == "examples" and (args.examples_root is None or args.device == "cuda"))]
     if args.results_out is None:
-        args.results_out = args.out.with_name("results.md") if args.quick else ROOT / "docs" / "results.md"
+        name = "results-cuda.md" if args.device == "cuda" else "results.md"
+        args.results_out = args.out.with_name(name) if args.quick else ROOT / "docs" / name
     os.environ.setdefault("WANDB_MODE", "disabled")
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -1514,7 +1549,8 @@ def main() -> None:
                                    1 if args.quick else min(args.reps, 3), args.device, args.extra),
         "examples": lambda: pytorch_examples(args.examples_root, 1 if args.quick else args.examples_epochs,
                                              1 if args.quick else 3, args.warmup, args.extra),
-        "results": lambda: results_table(args.results, args.examples_root, args.results_out, args.quick, args.extra),
+        "results": lambda: results_table(args.results, args.examples_root, args.results_out, args.quick, args.extra,
+                                         args.device),
     }
     results = {
         "date": datetime.date.today().isoformat(),

@@ -127,6 +127,8 @@ def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
         ("generate.py", ["ckpt_path=nope.ckpt", "mode=video"], "mode='video' is unknown"),
         ("train.py", ["modle=vae"], "modle=vae: the config has no key 'modle'; did you mean model?"),
         ("train.py", ["model=vea"], "model=vea: no option 'vea' in the group model; did you mean vae?"),
+        ("train.py", ["experiment=gpu/dcgan_mnst"], "no option 'gpu/dcgan_mnst' in the group experiment; "
+                                                     "did you mean gpu/dcgan_mnist?"),
         ("train.py", ["model.latnet_dim=16"], "model has no key 'latnet_dim'; did you mean model.latent_dim?"),
         ("train.py", ["+model.latnet_dim=16"], "model has no key 'latnet_dim'; did you mean model.latent_dim?"),
         ("train.py", ["model=gan", "resume=last"], "resume=last: no run under"),
@@ -137,7 +139,7 @@ def test_too_many_gpus_is_one_clear_message(tmp_path: Path) -> None:
     ids=["train-data-value", "train-text-corpus", "train-lr", "train-lr-inf", "train-seed", "train-workers",
          "train-image-model-text-data",
          "train-text-model-image-data", "train-ckpt", "eval-ckpt", "eval-split",
-         "generate-ckpt", "generate-mode", "train-group-typo", "train-option-typo", "train-key-typo",
+         "generate-ckpt", "generate-mode", "train-group-typo", "train-option-typo", "train-subfolder-option-typo", "train-key-typo",
          "train-added-key-typo", "train-resume-nothing", "train-text-file-no-path", "train-text-file-missing"],
 )
 def test_bad_input_is_one_clear_message_before_torch_is_imported(tmp_path: Path, script: str, args: list[str],

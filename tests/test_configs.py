@@ -34,6 +34,23 @@ def test_option_composes(train_config, override: str) -> None:
     assert cfg.model._target_ and cfg.data._target_ and cfg.trainer._target_
 
 
+@pytest.mark.parametrize("preset", options("experiment"))
+def test_every_preset_has_a_gpu_budget(train_config, preset: str) -> None:
+    """``experiment=gpu/<preset>`` is the preset's recipe on one GPU: only the accelerator differs,
+    and a time limit where the preset has one (a GPU's budget is never longer than the 2-core CPU's)."""
+    assert (CONF_DIR / "experiment" / "gpu" / f"{preset}.yaml").is_file(), f"conf/experiment/gpu/{preset}.yaml"
+    cpu = OmegaConf.to_container(train_config(f"experiment={preset}"))
+    gpu = OmegaConf.to_container(train_config(f"experiment=gpu/{preset}"))
+    cpu_trainer, gpu_trainer = cpu.pop("trainer"), gpu.pop("trainer")
+    assert gpu == cpu
+    changed = {key for key in cpu_trainer.keys() | gpu_trainer.keys() if cpu_trainer.get(key) != gpu_trainer.get(key)}
+    assert changed <= {"accelerator", "max_time"} and gpu_trainer["accelerator"] == "gpu" and gpu_trainer["devices"] == 1
+    if cpu_trainer.get("max_time"):
+        assert gpu_trainer["max_time"] <= cpu_trainer["max_time"]  # DD:HH:MM:SS, zero-padded
+    else:
+        assert "max_time" not in changed
+
+
 @pytest.mark.parametrize("model", options("model"))
 @pytest.mark.parametrize("data", options("data"))
 def test_model_and_data_instantiate(train_config, model: str, data: str) -> None:

@@ -122,6 +122,20 @@ def test_train_on_one_gpu(train_config, tmp_path: Path, model_name: str, precisi
     assert images.device.type == "cpu" and images.shape == (8, 1, 28, 28) and torch.isfinite(images).all()
 
 
+@pytest.mark.parametrize("preset", ["dcgan_mnist", "vae_mnist", "cvae_mnist"])
+def test_gpu_presets_train_on_one_gpu(train_config, preset: str) -> None:
+    """``experiment=gpu/<preset>``, the preset's whole recipe at its GPU budget (for ``dcgan_mnist``
+    bf16 autocast, channels-last weights, R1, DiffAugment and the EMA generator), a few batches on
+    the GPU with the images held there: finite losses, the best checkpoint tested."""
+    cfg = train_config(f"experiment=gpu/{preset}", "data.source=bundled", "logger=csv", "trainer.max_epochs=1",
+                       "trainer.limit_train_batches=20", "trainer.limit_val_batches=2",
+                       "trainer.check_val_every_n_epoch=1", "+callbacks.facts._target_=test_gpu.RunFacts")
+    metrics = train(cfg)
+    assert RunFacts.seen["batch"] == "cuda"
+    assert any(key.startswith("test/") for key in metrics), metrics
+    assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith(("train/", "test/"))), metrics
+
+
 def test_16_bit_vae_learns_as_32_bit(tmp_path: Path) -> None:
     """The same seed and batches in each precision: after two epochs, the validation ELBO of
     the 16-bit runs is within 2% of the fp32 run's."""

@@ -50,9 +50,13 @@ def problems(config_name: str, overrides: list[str]) -> list[str]:
             continue
         if key in groups and not adds(o) and not o.is_delete():
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
-            bad = [v for v in values if isinstance(v, str) and v not in groups[key] and v != "null"]
+            bad = [v for v in values if isinstance(v, str) and v != "null" and not (CONF_DIR / key / f"{v}.yaml").is_file()]
             for v in bad:
-                found.append(f"{key}={v}: no option {v!r} in the group {key}; {did_you_mean(v, groups[key])}")
+                # an option in a subfolder (experiment=gpu/<preset>) is matched among that subfolder's
+                sub = v.rpartition("/")[0]
+                candidates = [f"{sub}/{option}" for option in groups.get(f"{key}/{sub}", [])] if sub else groups[key]
+                found.append(f"{key}={v}: no option {v!r} in the group {key}; "
+                             f"{did_you_mean(v, candidates or groups[key])}")
             if not bad:
                 group_overrides.append(o.input_line)
     GlobalHydra.instance().clear()
