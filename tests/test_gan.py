@@ -377,6 +377,25 @@ def test_residual_blocks_deepen_the_dcgan_discriminator_and_start_as_identities_
     assert len(convs) == 3 + 2 * 2 and all(torch.nn.utils.parametrize.is_parametrized(m) for m in convs)
 
 
+def test_residual_blocks_deepen_the_dcgan_generator_and_start_as_identities_when_zeroed() -> None:
+    """``res_blocks=n`` adds n residual blocks after the DCGAN generator's 7x7 and 14x14 maps; with
+    every block's last convolution zeroed (and the BatchNorm weights shared), the net computes
+    what the plain one computes."""
+    from genlab.nets import image as nets
+
+    torch.manual_seed(0)
+    deep, plain = nets.DCGANGenerator(latent_dim=8, res_blocks=2), nets.DCGANGenerator(latent_dim=8)
+    assert len(with_identity_blocks(deep, plain)) == 4
+    norms = [m for m in deep.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for mine, theirs in zip(norms, [m for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)], strict=True):
+        mine.load_state_dict(theirs.state_dict())
+    z = torch.randn(3, 8)
+    images = deep(z)  # one training-mode pass each: it updates the BatchNorm statistics alike
+    assert images.shape == (3, 1, 28, 28)
+    assert torch.allclose(images, plain(z), atol=1e-6)
+    assert torch.allclose(deep.eval()(z), plain.eval()(z), atol=1e-6)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_r1_penalty_is_the_squared_input_gradient_on_real_images_every_k_batches(channels_last: bool) -> None:
     from genlab.models import gan_losses
