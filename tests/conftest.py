@@ -39,8 +39,9 @@ def load_script(name: str):
 
 def with_identity_blocks(deep, plain) -> list:
     """Zero the last convolution of each ``ResidualBlock`` in ``deep`` (each block is then the
-    identity) and load ``plain``'s weights into ``deep``'s other weighted layers, in order: ``deep``
-    then computes what ``plain`` computes. Returns the blocks."""
+    identity) and load ``plain``'s weights into ``deep``'s other weighted layers (BatchNorm's
+    weights and statistics among them), in order: ``deep`` then computes what ``plain`` computes.
+    Returns the blocks."""
     import torch
     from genlab.nets.image import ResidualBlock
 
@@ -49,7 +50,8 @@ def with_identity_blocks(deep, plain) -> list:
         for block in blocks:
             block.body[3].weight.zero_()
             block.body[3].bias.zero_()
-    weighted = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    weighted = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear,
+                torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
     in_blocks = {id(m) for b in blocks for m in b.modules()}
     mine = [m for m in deep.modules() if isinstance(m, weighted) and id(m) not in in_blocks]
     theirs = [m for m in plain.modules() if isinstance(m, weighted)]
