@@ -71,11 +71,12 @@ def float64():
     """torch's default dtype float64 for the test: nets built and noise drawn in float64. For the
     tests that compare two runs of the GAN game: in float32 BatchNorm can grow the rounding of two
     equivalent computations to a sizeable part of an update within a few steps, for some initial
-    weights (drawn unseeded: which ones a test gets depends on the tests before it in its process);
-    in float64 the same growth stays far below any tolerance that still tells one game from
-    another."""
+    weights; in float64 the same growth stays far below any tolerance that still tells one game
+    from another. torch's generator is seeded too, so the weights a test draws do not depend on
+    the tests run before it in its process."""
     before = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
     yield
     torch.set_default_dtype(before)
 
