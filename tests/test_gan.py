@@ -50,10 +50,6 @@ def step_effects(snapshots: list[tuple[str, dict[str, torch.Tensor]]]):
         yield step, any(changed(before, after, own)), any(changed(before, after, other))
 
 
-def tiny_data(tmp_path: Path, batch_size: int = 16) -> MNISTDataModule:
-    return MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=batch_size)
-
-
 class Float64Images(MNISTDataModule):
     """The images handed to the module in float64, for the runs under ``float64``."""
 
@@ -62,8 +58,9 @@ class Float64Images(MNISTDataModule):
         return x.double(), y
 
 
-def tiny_float64_data(tmp_path: Path) -> Float64Images:
-    return Float64Images(root=str(tmp_path), source="bundled", batch_size=16)
+def tiny_data(tmp_path: Path, batch_size: int = 16,
+              module: type[MNISTDataModule] = MNISTDataModule) -> MNISTDataModule:
+    return module(root=str(tmp_path), source="bundled", batch_size=batch_size)
 
 
 @pytest.fixture
@@ -150,7 +147,7 @@ def test_dcgan_steps_are_the_textbook_loops(train_config, tmp_path: Path, float6
     trainer = Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       callbacks=[batches])
-    trainer.fit(model, datamodule=tiny_float64_data(tmp_path))
+    trainer.fit(model, datamodule=tiny_data(tmp_path, module=Float64Images))
     assert len(batches.batches) == len(noise) == 3 and noise[0].dtype == batches.batches[0].dtype == torch.float64
 
     bce = torch.nn.BCEWithLogitsLoss()
@@ -205,7 +202,7 @@ def test_channels_last_trains_the_same_game_in_the_nhwc_layout(train_config, tmp
         pl.seed_everything(0)
         Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
                 enable_progress_bar=False, enable_model_summary=False,
-                callbacks=[batches]).fit(model, datamodule=tiny_float64_data(tmp_path))
+                callbacks=[batches]).fit(model, datamodule=tiny_data(tmp_path, module=Float64Images))
         inputs.append(torch.cat([*noise, *(b.flatten(1) for b in batches.batches)], 1))
     assert torch.equal(*inputs)
     after, expected = moved.state_dict(), default.state_dict()
