@@ -420,6 +420,23 @@ def test_residual_blocks_deepen_the_dcgan_generator_and_start_as_identities_when
     assert torch.allclose(deep.eval()(z), plain.eval()(z), atol=1e-6)
 
 
+def test_a_third_channels_entry_gives_the_dcgan_generator_28x28_maps_and_a_3x3_conv_to_the_image() -> None:
+    """``channels=[c1, c2, c3]``: the last transposed convolution makes c3 maps at 28x28 and a 3x3
+    convolution draws the image from them; two entries keep the plain net and its state-dict keys."""
+    from genlab.nets import image as nets
+
+    plain, full = nets.DCGANGenerator(latent_dim=8), nets.DCGANGenerator(latent_dim=8, channels=[16, 8, 4])
+    assert set(plain.state_dict()) == set(nets.DCGANGenerator(latent_dim=8, channels=[16, 8]).state_dict())
+    last_up = [m for m in full.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+    assert (last_up.in_channels, last_up.out_channels) == (8, 4)
+    head = [m for m in full.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in head] == [(4, 1, (3, 3))]
+    images = full(torch.randn(5, 8))
+    assert images.shape == (5, 1, 28, 28) and images.abs().max() <= 1.0
+    with pytest.raises(ValueError, match="7x7 and 14x14"):
+        nets.DCGANGenerator(channels=[64])
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_r1_penalty_is_the_squared_input_gradient_on_real_images_every_k_batches(channels_last: bool) -> None:
     from genlab.models import gan_losses

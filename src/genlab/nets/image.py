@@ -216,20 +216,29 @@ class MLPDiscriminator(ProjectionDiscriminator):
 class DCGANGenerator(nn.Module):
     """DCGAN generator for 28x28: z -> 7x7 maps -> 14x14 -> 28x28 (transposed convs, BatchNorm, ReLU).
     ``res_blocks`` residual blocks after the 7x7 and the 14x14 maps deepen it at both resolutions,
-    as the discriminator's ``res_blocks`` deepen that."""
+    as the discriminator's ``res_blocks`` deepen that. ``channels`` are the feature maps at 7x7 and
+    14x14; a third entry adds that many maps at 28x28 (BatchNorm, ReLU), from which a 3x3
+    convolution draws the image, instead of the last transposed convolution drawing it directly."""
 
     def __init__(self, latent_dim: int = 100, channels: Sequence[int] = (128, 64), out_channels: int = 1,
                  num_classes: int = 0, res_blocks: int = 0):
         super().__init__()
-        c1, c2 = channels
+        if len(channels) not in (2, 3):
+            raise ValueError(f"channels: the feature maps at 7x7 and 14x14 (and 28x28), got {list(channels)}")
+        c1, c2, *full = channels
         inputs = latent_dim + num_classes
+        if full:
+            head = [nn.ConvTranspose2d(c2, full[0], 4, 2, 1, bias=False), nn.BatchNorm2d(full[0]), nn.ReLU(inplace=True),
+                    nn.Conv2d(full[0], out_channels, 3, 1, 1)]
+        else:
+            head = [nn.ConvTranspose2d(c2, out_channels, 4, 2, 1)]
         self.body = nn.Sequential(
             nn.Unflatten(1, (inputs, 1, 1)),
             nn.ConvTranspose2d(inputs, c1, 7, 1, 0, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True),
             *residual_blocks(c1, res_blocks),
             nn.ConvTranspose2d(c1, c2, 4, 2, 1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
             *residual_blocks(c2, res_blocks),
-            nn.ConvTranspose2d(c2, out_channels, 4, 2, 1), nn.Tanh(),
+            *head, nn.Tanh(),
         )
         self.apply(dcgan_init)
 
