@@ -227,16 +227,19 @@ class DCGANGenerator(nn.Module):
             raise ValueError(f"channels: the feature maps at 7x7 and 14x14 (and 28x28), got {list(channels)}")
         c1, c2, *full = channels
         inputs = latent_dim + num_classes
+
+        def upsample(n_in: int, n_out: int) -> list[nn.Module]:  # twice the side: transposed conv, BatchNorm, ReLU
+            return [nn.ConvTranspose2d(n_in, n_out, 4, 2, 1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU(inplace=True)]
+
         if full:
-            head = [nn.ConvTranspose2d(c2, full[0], 4, 2, 1, bias=False), nn.BatchNorm2d(full[0]), nn.ReLU(inplace=True),
-                    nn.Conv2d(full[0], out_channels, 3, 1, 1)]
+            head = [*upsample(c2, full[0]), nn.Conv2d(full[0], out_channels, 3, 1, 1)]
         else:
             head = [nn.ConvTranspose2d(c2, out_channels, 4, 2, 1)]
         self.body = nn.Sequential(
             nn.Unflatten(1, (inputs, 1, 1)),
             nn.ConvTranspose2d(inputs, c1, 7, 1, 0, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True),
             *residual_blocks(c1, res_blocks),
-            nn.ConvTranspose2d(c1, c2, 4, 2, 1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
+            *upsample(c1, c2),
             *residual_blocks(c2, res_blocks),
             *head, nn.Tanh(),
         )
