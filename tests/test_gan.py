@@ -70,12 +70,13 @@ def float64():
     equivalent computations to a sizeable part of an update within a few steps, for some initial
     weights; in float64 the same growth stays far below any tolerance that still tells one game
     from another. torch's generator is seeded too, so the weights a test draws do not depend on
-    the tests run before it in its process."""
-    before = torch.get_default_dtype()
+    the tests run before it in its process; its state is put back after the test, as the dtype."""
+    before, rng = torch.get_default_dtype(), torch.get_rng_state()
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(0)
     yield
     torch.set_default_dtype(before)
+    torch.set_rng_state(rng)
 
 
 # plain SGD for both nets, for the tests that compare two runs' updates: Adam divides each gradient
@@ -164,8 +165,7 @@ def test_dcgan_steps_are_the_textbook_loops(train_config, tmp_path: Path, float6
         bce(d0(fake), torch.ones(b)).backward()
         opt_g.step()
     for mine, textbook in ((model.generator, g0), (model.discriminator, d0)):
-        # the same update to 0.01% of its size (measured on 12 initial weights: below 3e-7; genlab
-        # takes the losses from the logits in float32, the script in float64)
+        # the same update to 0.01% of its size (both sides in float64 throughout, the losses too)
         assert_same_update(mine.state_dict(), textbook.state_dict(), start[textbook], 1e-4)
         for name, q in textbook.state_dict().items():
             if q.dim() == 4:
@@ -459,6 +459,25 @@ def test_r1_penalty_is_the_squared_input_gradient_on_real_images_every_k_batches
     assert gan.discriminator.body[0].weight.grad.abs().sum() > 0
     gan.batches_seen = 1
     assert "r1" not in gan.discriminator_loss(real, fake)[1]  # lazy: not on the batches between
+
+
+def test_the_losses_and_penalties_keep_float64_and_take_half_precision_logits_in_float32(float64) -> None:
+    """A game in float64 (as the tests that compare it with textbook loops play it) keeps float64
+    through its losses and its R1 and gradient penalties, whose inputs go to the float64
+    discriminator; the logits of a half-precision forward are taken in float32."""
+    from genlab.models import gan_losses
+
+    gan = _gan(r1_gamma=1.0, r1_every=1)
+    real, fake = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1
+    loss, parts = gan.discriminator_loss(real, fake)
+    assert loss.dtype == parts["r1"].dtype == torch.float64
+    assert gan_losses.gradient_penalty(gan.discriminator, real, fake).dtype == torch.float64
+    logits = torch.randn(6)
+    for name in LOSSES:
+        for dtype, wide in ((torch.float64, torch.float64), (torch.bfloat16, torch.float32), (torch.float16, torch.float32)):
+            low = logits.to(dtype)
+            assert gan_losses.d_loss(name, low, -low).dtype == gan_losses.g_loss(name, low).dtype == wide, (name, dtype)
+            assert gan_losses.e_loss(name, low).dtype == gan_losses.mean_output(name, low).dtype == wide, (name, dtype)
 
 
 class LoggedRecorder(Callback):

@@ -164,7 +164,7 @@ class GAN(GenerativeModule):
             loss = loss + 0.5 * self.r1_gamma * self.r1_every * parts["r1"]
             self.last_r1 = parts["r1"].detach()
         if self.aux_weight:
-            parts["d_aux"] = F.cross_entropy(class_real.float(), labels.long())
+            parts["d_aux"] = F.cross_entropy(gan_losses.at_least_float32(class_real), labels.long())
             loss = loss + self.aux_weight * parts["d_aux"]
         return loss, parts
 
@@ -176,7 +176,7 @@ class GAN(GenerativeModule):
         if not self.aux_weight:
             return gan_losses.g_loss(self.loss_name, self.critic(fake, labels)), {}
         logit, classes = self.discriminator(fake, labels, classes=True)
-        aux = F.cross_entropy(classes.float(), labels.long())
+        aux = F.cross_entropy(gan_losses.at_least_float32(classes), labels.long())
         return gan_losses.g_loss(self.loss_name, logit) + self.aux_weight * aux, {"g_aux": aux}
 
     def adversarial_step(self, real: torch.Tensor, opt_g: Any, opt_d: Any,
