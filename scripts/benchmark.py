@@ -1095,7 +1095,8 @@ def preset_budget(preset: str) -> dict:
 def preset_row(preset: str, budget: dict, dataset: str, root: str | None, out: Path, images: Path, evaluation: dict,
                extra: list[str], device: str = "cpu") -> dict:
     """``python train.py experiment=<preset>`` as a user types it (W&B offline), timed whole (start-up,
-    training, validation, testing), then ``python eval.py`` on its best checkpoint; its last sample
+    training, validation, testing), then ``python eval.py`` on its run folder (the best checkpoint, or
+    last.ckpt where the preset monitors nothing); its last sample
     grid (a text model's last sample sentences) is copied to ``images``. ``budget``: the preset's
     (``preset_budget``), for the row; ``evaluation``: a ``None`` leaves that key to the checkpoint.
     ``device`` ``cuda``: the preset's GPU variant (``preset_config``), trained and scored on the GPU;
@@ -1279,7 +1280,9 @@ def results_report(r: dict, head: str) -> str:
              "rows; the other rows are kept from the previous run). Timings on "
              "shared machines drift: compare the rows of one run.", "",
              "Each genlab row is the command in its row as a user types it (W&B offline), timed whole: start-up, "
-             "training, validation, testing. Its best checkpoint (lowest `val/elbo` for a VAE, `val/fid` for a GAN) "
+             "training, validation, testing. Its best checkpoint (lowest `val/elbo` for a VAE, `val/fid` for a GAN; "
+             "its last where nothing is monitored (`monitor=none`): `dcgan_mnist`, whose 200 held-out images are too few "
+             "for `val/fid` to rank its epochs, and the text GAN) "
              f"is then scored by `python eval.py ckpt_path=<run> metrics.num_samples={e['num_samples']} "
              f"nll_samples={e['nll_samples']} nll_examples={e['nll_examples']}`: {e['num_samples']} samples against "
              "the test images in the shipped feature net's space (docs/metrics.md; `class TV`: the distance between "
