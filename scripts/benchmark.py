@@ -1281,8 +1281,7 @@ def results_report(r: dict, head: str) -> str:
              "shared machines drift: compare the rows of one run.", "",
              "Each genlab row is the command in its row as a user types it (W&B offline), timed whole: start-up, "
              "training, validation, testing. Its best checkpoint (lowest `val/elbo` for a VAE, `val/fid` for a GAN; "
-             "its last where nothing is monitored (`monitor=none`): `dcgan_mnist`, whose 200 held-out images are too few "
-             "for `val/fid` to rank its epochs, and the text GAN) "
+             "its `last.ckpt` where the preset monitors nothing, `monitor: none`, as its config says why) "
              f"is then scored by `python eval.py ckpt_path=<run> metrics.num_samples={e['num_samples']} "
              f"nll_samples={e['nll_samples']} nll_examples={e['nll_examples']}`: {e['num_samples']} samples against "
              "the test images in the shipped feature net's space (docs/metrics.md; `class TV`: the distance between "
