@@ -149,6 +149,33 @@ def test_images_stay_on_the_host_for_a_cpu_trainer(tmp_path: Path) -> None:
     assert dm.train_dataloader().fetcher.pin_memory
 
 
+def test_translate_moves_each_training_image_by_at_most_its_pixels(tmp_path: Path) -> None:
+    """data.translate: every training image is its own copy moved by up to 1 pixel each way, the
+    border background; images outside training are never moved."""
+    dm = MNISTDataModule(root=str(tmp_path), source="bundled", translate=1, batch_size=256)
+    dm.setup()
+
+    class FakeTrainer:
+        training = True
+
+    dm.trainer = FakeTrainer()
+    images, labels = next(iter(dm.train_dataloader()))
+    x, y = dm.on_after_batch_transfer((images.clone(), labels), 0)
+    assert torch.equal(y, labels) and x.shape == images.shape
+    padded = torch.nn.functional.pad(images.float() / 255, (1, 1, 1, 1))
+    offsets = []
+    for i in range(len(x)):
+        found = [(a, b) for a in range(3) for b in range(3) if torch.equal(x[i], padded[i, :, a:a + 28, b:b + 28])]
+        assert found, f"image {i} is not a shifted copy of its original"
+        offsets.append(found[0])
+    assert len(set(offsets)) == 9  # all nine moves of up to one pixel, over 256 images
+    FakeTrainer.training = False
+    assert torch.equal(dm.on_after_batch_transfer((images.clone(), labels), 0)[0], images.float() / 255)
+    for bad in (-1, 14, 0.5):
+        with pytest.raises(GenlabError, match="data.translate"):
+            MNISTDataModule(root=str(tmp_path), source="bundled", translate=bad)
+
+
 def test_corrupt_idx_file_is_named(tmp_path: Path) -> None:
     make_local(tmp_path, "MNIST", "train", 20)
     make_local(tmp_path, "MNIST", "test", 20)

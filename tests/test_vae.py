@@ -122,6 +122,50 @@ def test_iwae_objective_is_minus_the_importance_weighted_bound(train_config) -> 
         instantiate(train_config("model=vae", "model.iwae_samples=8", "model.kl_warmup_steps=100").model)
 
 
+def test_mlp_nets_take_their_activation() -> None:
+    from genlab.nets.image import MLPDecoder, MLPEncoder
+    from genlab.utils.errors import GenlabError
+
+    kinds = {type(m) for m in MLPEncoder(hidden_dims=[64, 32], activation="silu").modules()}
+    assert torch.nn.SiLU in kinds and torch.nn.ReLU not in kinds
+    assert torch.nn.ReLU in {type(m) for m in MLPDecoder(hidden_dims=[64]).modules()}  # the default
+    with pytest.raises(GenlabError, match="activation='tanh' is unknown"):
+        MLPDecoder(activation="tanh")
+
+
+def test_output_bias_starts_at_the_mean_image_and_a_resumed_run_keeps_its_own(train_config, tmp_path: Path) -> None:
+    """model.init_output_bias: at the start of fitting the decoder's output bias is the log-odds of
+    the mean training image; resuming from a checkpoint restores the checkpoint's bias instead."""
+    from pytorch_lightning import Trainer
+
+    from genlab.utils.errors import GenlabError
+
+    seen: list[torch.Tensor] = []
+
+    class Look(Callback):
+        def on_fit_start(self, trainer, pl_module) -> None:
+            seen.append(pl_module.decoder.body[-1].bias.detach().clone())
+
+    def fit(max_steps: int, ckpt_path: str | None = None):
+        model = instantiate(train_config("model.init_output_bias=true").model)
+        dm = MNISTDataModule(root=str(tmp_path), source="bundled", batch_size=32)
+        trainer = Trainer(max_steps=max_steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False, callbacks=[Look()])
+        trainer.fit(model, dm, ckpt_path=ckpt_path)
+        return model, dm, trainer
+
+    model, dm, trainer = fit(1)
+    mean = dm.images("train").mean(0).flatten().clamp(1e-3, 1 - 1e-3)
+    assert torch.allclose(torch.sigmoid(seen[0]), mean, atol=1e-5)
+    trained = model.decoder.body[-1].bias.detach().clone()
+    assert not torch.equal(trained, seen[0])  # one Adam step moved it
+    trainer.save_checkpoint(tmp_path / "one_step.ckpt")
+    fit(2, str(tmp_path / "one_step.ckpt"))
+    assert torch.equal(seen[1], trained)
+    with pytest.raises(GenlabError, match="bias per pixel"):
+        instantiate(train_config("model=vae_conv").model).decoder.init_output_bias(mean.view(1, 28, 28))
+
+
 @pytest.mark.parametrize("model_name", ["vae", "vae_conv"])
 def test_short_run_learns(train_config, tmp_path: Path, model_name: str) -> None:
     """A few epochs on the bundled MNIST images lower val/elbo well below where it started and

@@ -31,7 +31,7 @@ def _check_split_size(key: str, value: Any) -> None:
 
 
 def check_image_args(*, dataset: str, source: str, batch_size: int, on_device: bool | str, num_workers: int,
-                     val_size: float) -> None:
+                     val_size: float, translate: int = 0) -> None:
     """``MNISTDataModule``'s arguments (MNIST and Fashion-MNIST)."""
     if dataset not in DATASETS:
         raise GenlabError(f"data.dataset={dataset!r} is unknown; choose one of {sorted(DATASETS)}.")
@@ -50,6 +50,10 @@ def check_image_args(*, dataset: str, source: str, batch_size: int, on_device: b
         raise GenlabError("data.on_device=true needs data.num_workers=0: worker processes cannot cut "
                           "batches from images on a GPU.")
     _check_split_size("val_size", val_size)
+    require("data.translate", translate, NON_NEGATIVE_INT, "a whole number of pixels >= 0 (0: no shifts)")
+    if translate >= 14:
+        raise GenlabError(f"data.translate={translate} moves a 28x28 image out of its frame; use a few pixels "
+                          "(1 or 2).")
 
 
 def check_text_args(*, corpus: str, path: str | None, tokenizer: str, max_len: int, batch_size: int, min_freq: int,

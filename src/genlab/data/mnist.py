@@ -16,6 +16,7 @@ from genlab.data import image_sources as src
 from genlab.data.checks import check_image_args
 from genlab.data.in_memory import InMemoryDataModule, batch_indices
 from genlab.utils.errors import GenlabError
+from genlab.utils.images import random_shift
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class MNISTDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         val_size: float = 0.1,
         binarize: bool = False,
+        translate: int = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
         seed: int = 0,
@@ -94,10 +96,10 @@ class MNISTDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__()
         check_image_args(dataset=dataset, source=source, batch_size=batch_size, on_device=on_device,
-                         num_workers=num_workers, val_size=val_size)
+                         num_workers=num_workers, val_size=val_size, translate=translate)
         self.dataset, self.root, self.source = dataset, str(root), source
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.val_size, self.binarize, self.seed = val_size, binarize, seed
+        self.val_size, self.binarize, self.translate, self.seed = val_size, binarize, translate, seed
         self.num_workers, self.pin_memory, self.download_timeout = num_workers, pin_memory, download_timeout
         self.on_device = on_device
         self.info: dict[str, Any] = {}
@@ -225,9 +227,13 @@ class MNISTDataModule(InMemoryDataModule):
 
     # ----------------------------------------------------------------- batches
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 -> float in [0, 1] on the device (4x less to copy than floats)."""
+        """uint8 -> float in [0, 1] on the device (4x less to copy than floats); training batches
+        then moved (``translate``) and binarized (``binarize``)."""
         x, y = batch
         x = x.float().div_(255)
-        if self.binarize and self.trainer is not None and self.trainer.training:
-            x = torch.bernoulli(x)
+        if self.trainer is not None and self.trainer.training:
+            if self.translate:
+                x = random_shift(x, self.translate, self.translate, fill=0.0)
+            if self.binarize:
+                x = torch.bernoulli(x)
         return x, y

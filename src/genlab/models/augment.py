@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from genlab.utils.errors import GenlabError
+from genlab.utils.images import random_shift
 
 
 def color(x: torch.Tensor) -> torch.Tensor:
@@ -29,15 +29,8 @@ def color(x: torch.Tensor) -> torch.Tensor:
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     """Each image moved by up to ``ratio`` of its size in each direction, the border padded with
     -1 (the background of the [-1, 1] range)."""
-    b, _, h, w = x.shape
-    sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    dy = torch.randint(-sh, sh + 1, (b, 1, 1), device=x.device)
-    dx = torch.randint(-sw, sw + 1, (b, 1, 1), device=x.device)
-    rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy + sh).clamp(0, h + 2 * sh - 1)
-    cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx + sw).clamp(0, w + 2 * sw - 1)
-    padded = F.pad(x, (sw, sw, sh, sh), value=-1.0)
-    batch = torch.arange(b, device=x.device).view(b, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    _, _, h, w = x.shape
+    return random_shift(x, int(h * ratio + 0.5), int(w * ratio + 0.5), fill=-1.0)
 
 
 def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:

@@ -59,6 +59,11 @@ class VAE(GenerativeModule):
             (Burda et al. 2016) instead of the ELBO (1); validation and test report the same
             ELBO and IWAE bound as for an ELBO-trained model. It is the bound itself, so it takes
             neither ``beta``, a KL warm-up nor free bits.
+        init_output_bias: before training, set the decoder's output bias to the log-odds of the
+            mean training image, so the first decodes are the data's mean image instead of grey
+            (Hinton 2010's advice for the visible biases of binary units); with few images it
+            ends lower (docs/vae.md). Needs a decoder with a bias per pixel (the MLP decoder)
+            and a data module with ``images("train")``. A resumed run keeps its checkpoint's bias.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class VAE(GenerativeModule):
         conditional: bool = False,
         num_classes: int | None = None,
         iwae_samples: int = 1,
+        init_output_bias: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"], logger=False)
@@ -90,7 +96,7 @@ class VAE(GenerativeModule):
         if iwae_samples > 1 and (beta != 1.0 or kl_warmup_steps > 0 or free_bits > 0):
             raise GenlabError("model.iwae_samples > 1 trains on the IWAE bound itself: set model.beta=1, "
                               "model.kl_warmup_steps=0 and model.free_bits=0.")
-        self.iwae_samples = iwae_samples
+        self.iwae_samples, self.init_output_bias = iwae_samples, init_output_bias
         self.encoder, self.decoder = encoder, decoder
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.latent_dim, self.beta, self.kl_warmup_steps = latent_dim, beta, kl_warmup_steps
@@ -108,6 +114,12 @@ class VAE(GenerativeModule):
         if self.per_token:  # corpus perplexities: exp(total nats / total tokens) of the split
             self.perplexity = nn.ModuleDict({name: Perplexity() for name in ("val_ppl", "test_ppl", "test_ppl_iw")})
         self._means: list[torch.Tensor] = []
+
+    def setup(self, stage: str) -> None:
+        # before Lightning restores a checkpoint, so a resumed run keeps the bias it trained
+        if stage == "fit" and self.init_output_bias:
+            images = self.trainer.datamodule.images("train")
+            self.decoder.init_output_bias(images.float().mean(0).to(self.device))
 
     # ----------------------------------------------------------------- the objective
     def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

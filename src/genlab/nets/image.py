@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.nets.likelihoods import BernoulliDecoder
+from genlab.utils.errors import GenlabError
 
 
 def one_hot(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
@@ -24,13 +25,19 @@ def one_hot(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch
     return F.one_hot(labels.long(), num_classes).to(device=like.device, dtype=like.dtype)
 
 
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU}
+
+
+def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers with ``activation`` (a name in ``ACTIVATIONS``) between them, none after the
+    last."""
+    if activation not in ACTIVATIONS:
+        raise GenlabError(f"activation={activation!r} is unknown; choose one of {', '.join(ACTIVATIONS)}.")
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
 
@@ -54,28 +61,36 @@ class GaussianEncoder(nn.Module):
 
 
 class MLPEncoder(GaussianEncoder):
-    """Fully connected encoder: 784 -> hidden... -> 2 x latent (the classic 784-256-32)."""
+    """Fully connected encoder: 784 -> hidden... -> 2 x latent (the classic 784-256-32), with
+    ``activation`` (relu, silu, gelu, elu) after each hidden layer."""
 
     label_at = 1
 
     def __init__(self, latent_dim: int = 32, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28),
-                 num_classes: int = 0):
+                 num_classes: int = 0, activation: str = "relu"):
         super().__init__()
         self.num_classes = num_classes
-        self.body = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape) + num_classes, *hidden_dims, 2 * latent_dim]))
+        sizes = [math.prod(image_shape) + num_classes, *hidden_dims, 2 * latent_dim]
+        self.body = nn.Sequential(nn.Flatten(), mlp(sizes, activation))
 
 
 class MLPDecoder(BernoulliDecoder):
-    """Fully connected decoder: latent -> hidden... -> 784 Bernoulli logits (32-256-784)."""
+    """Fully connected decoder: latent -> hidden... -> 784 Bernoulli logits (32-256-784), with
+    ``activation`` after each hidden layer."""
 
     def __init__(self, latent_dim: int = 32, hidden_dims: Sequence[int] = (256,), image_shape: Sequence[int] = (1, 28, 28),
-                 num_classes: int = 0):
+                 num_classes: int = 0, activation: str = "relu"):
         super().__init__()
         self.image_shape = tuple(image_shape)
-        self.body = mlp([latent_dim + num_classes, *hidden_dims, math.prod(image_shape)])
+        self.body = mlp([latent_dim + num_classes, *hidden_dims, math.prod(image_shape)], activation)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z).view(-1, *self.image_shape)
+
+    @torch.no_grad()
+    def init_output_bias(self, mean: torch.Tensor) -> None:
+        p = mean.reshape(-1).float().clamp(1e-3, 1 - 1e-3)  # log-odds within +-6.9 for pixels always 0 or 1
+        self.body[-1].bias.copy_(torch.log(p) - torch.log1p(-p))
 
 
 class ResidualBlock(nn.Module):

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.utils.errors import GenlabError
+
 
 @runtime_checkable
 class Decoder(Protocol):
@@ -40,6 +42,12 @@ class BernoulliDecoder(nn.Module):
         # in float32: BCE-with-logits is autocast-safe and the sum over 784 pixels needs the precision
         nll = F.binary_cross_entropy_with_logits(self(z).float(), x.float(), reduction="none")
         return -nll.flatten(1).sum(1)
+
+    def init_output_bias(self, mean: torch.Tensor) -> None:
+        """Start the logits' bias at the log-odds of ``mean``, pixel probabilities shaped like one
+        example (``model.init_output_bias``); only decoders with a bias per pixel can."""
+        raise GenlabError(f"model.init_output_bias needs a bias per pixel in the decoder's last layer; "
+                          f"{type(self).__name__} has none (the MLP decoder has).")
 
     def mean(self, z: torch.Tensor) -> torch.Tensor:
         """E[x | z]: pixel probabilities."""

@@ -1,4 +1,4 @@
-"""Image grids as PNG files."""
+"""Image grids as PNG files, and random shifts of image batches."""
 
 from __future__ import annotations
 
@@ -7,6 +7,19 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torchvision.utils import make_grid
+
+
+def random_shift(x: torch.Tensor, max_dy: int, max_dx: int, fill: float) -> torch.Tensor:
+    """Each image of ``x`` (``[B, C, H, W]``) moved by its own whole number of pixels, up to
+    ``max_dy`` down or up and ``max_dx`` right or left, the uncovered border set to ``fill``.
+    Differentiable in ``x``, and drawn from torch's generator on ``x``'s device."""
+    b, _, h, w = x.shape
+    dy = torch.randint(-max_dy, max_dy + 1, (b,), device=x.device)
+    dx = torch.randint(-max_dx, max_dx + 1, (b,), device=x.device)
+    # every H x W window of the padded images, [B, C, 2 max_dy + 1, 2 max_dx + 1, H, W] (a view);
+    # window (max_dy + dy, max_dx + dx) is the image moved by (-dy, -dx)
+    windows = torch.nn.functional.pad(x, (max_dx, max_dx, max_dy, max_dy), value=fill).unfold(2, h, 1).unfold(3, w, 1)
+    return windows[torch.arange(b, device=x.device), :, dy + max_dy, dx + max_dx]
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, row_labels: list[str] | None = None) -> Path:
