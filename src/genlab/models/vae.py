@@ -118,8 +118,11 @@ class VAE(GenerativeModule):
     def setup(self, stage: str) -> None:
         # before Lightning restores a checkpoint, so a resumed run keeps the bias it trained
         if stage == "fit" and self.init_output_bias:
-            images = self.trainer.datamodule.images("train")
-            self.decoder.init_output_bias(images.float().mean(0).to(self.device))
+            datamodule = self.trainer.datamodule
+            if not hasattr(datamodule, "images"):
+                raise GenlabError("model.init_output_bias takes the mean training image from the data module's "
+                                  "images('train') (genlab's MNISTDataModule); this run's data has none.")
+            self.decoder.init_output_bias(datamodule.images("train").float().mean(0).to(self.device))
 
     # ----------------------------------------------------------------- the objective
     def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
