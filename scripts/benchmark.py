@@ -1096,8 +1096,8 @@ def preset_row(preset: str, budget: dict, dataset: str, root: str | None, out: P
                extra: list[str], device: str = "cpu") -> dict:
     """``python train.py experiment=<preset>`` as a user types it (W&B offline), timed whole (start-up,
     training, validation, testing), then ``python eval.py`` on its run folder (the best checkpoint, or
-    last.ckpt where the preset monitors nothing); its last sample
-    grid (a text model's last sample sentences) is copied to ``images``. ``budget``: the preset's
+    last.ckpt where the preset monitors nothing); its last sample grid (a text model's last sample
+    sentences) is copied to ``images``. ``budget``: the preset's
     (``preset_budget``), for the row; ``evaluation``: a ``None`` leaves that key to the checkpoint.
     ``device`` ``cuda``: the preset's GPU variant (``preset_config``), trained and scored on the GPU;
     on ``cpu`` no GPU is visible to either command."""

@@ -31,7 +31,7 @@ def _check_split_size(key: str, value: Any) -> None:
 
 
 def check_image_args(*, dataset: str, source: str, batch_size: int, on_device: bool | str, num_workers: int,
-                     val_size: float, translate: int = 0) -> None:
+                     val_size: float, translate: int) -> None:
     """``MNISTDataModule``'s arguments (MNIST and Fashion-MNIST)."""
     if dataset not in DATASETS:
         raise GenlabError(f"data.dataset={dataset!r} is unknown; choose one of {sorted(DATASETS)}.")

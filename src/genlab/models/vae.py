@@ -122,7 +122,7 @@ class VAE(GenerativeModule):
             if not hasattr(datamodule, "images"):
                 raise GenlabError("model.init_output_bias takes the mean training image from the data module's "
                                   "images('train') (genlab's MNISTDataModule); this run's data has none.")
-            self.decoder.init_output_bias(datamodule.images("train").float().mean(0).to(self.device))
+            self.decoder.init_output_bias(datamodule.images("train").mean(0))
 
     # ----------------------------------------------------------------- the objective
     def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

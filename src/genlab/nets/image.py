@@ -89,8 +89,8 @@ class MLPDecoder(BernoulliDecoder):
 
     @torch.no_grad()
     def init_output_bias(self, mean: torch.Tensor) -> None:
-        p = mean.reshape(-1).float().clamp(1e-3, 1 - 1e-3)  # log-odds within +-6.9 for pixels always 0 or 1
-        self.body[-1].bias.copy_(torch.log(p) - torch.log1p(-p))
+        # probabilities clamped to [1e-3, 1 - 1e-3]: log-odds within +-6.9 for pixels always 0 or 1
+        self.body[-1].bias.copy_(torch.logit(mean.reshape(-1).float(), eps=1e-3))
 
 
 class ResidualBlock(nn.Module):
