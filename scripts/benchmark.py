@@ -109,6 +109,35 @@ def bundled_images() -> torch.Tensor:
 
 
 # ----------------------------------------------------------------- the hand-written loops
+def vae_loss(enc, dec, x: torch.Tensor) -> torch.Tensor:
+    """A VAE's negative ELBO of a batch in [0, 1] (Bernoulli pixels), as a researcher writes it."""
+    mu, logvar = enc(x)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    recon = F.binary_cross_entropy_with_logits(dec(z), x, reduction="none").flatten(1).sum(1)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+    return (recon + kl).mean()
+
+
+def gan_step(gen, disc, opt_g, opt_d, x: torch.Tensor, latent_dim: int, backward, freeze: bool = True) -> None:
+    """One step of each net of the non-saturating GAN on a batch in [0, 1], gradients through
+    ``backward(loss)``; ``freeze``: the discriminator without gradients for the generator's step."""
+    real = x * 2 - 1
+    fake = gen(torch.randn(len(x), latent_dim, device=x.device))
+    d_real, d_fake = disc(real), disc(fake.detach())
+    d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+              + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+    opt_d.zero_grad(set_to_none=True)
+    backward(d_loss)
+    opt_d.step()
+    if freeze:
+        disc.requires_grad_(False)
+    g_loss = F.softplus(-disc(fake)).mean()
+    opt_g.zero_grad(set_to_none=True)
+    backward(g_loss)
+    opt_g.step()
+    disc.requires_grad_(True)
+
+
 def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, tuned: bool = False,
              overrides: list[str] = (), world: int = 1, rank: int = 0) -> float:
     """The loop a researcher writes: shuffle indices, slice the uint8 tensor, to float, step.
@@ -164,36 +193,77 @@ def raw_loop(model: str, batch_size: int, warmup: int, steps: int, device: str, 
             idx = order[i : i + batch_size]
             x = (images.index_select(0, idx) if tuned else images[idx]).float() / 255
             if model.startswith("vae"):
-                mu, logvar = enc(x)
-                z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-                recon = F.binary_cross_entropy_with_logits(dec(z), x, reduction="none").flatten(1).sum(1)
-                kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-                loss = (recon + kl).mean()
+                loss = vae_loss(enc, dec, x)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             else:
-                real = x * 2 - 1
-                fake = gen(torch.randn(len(x), m.latent_dim, device=device))
-                d_real, d_fake = disc(real), disc(fake.detach())
-                d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-                          + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                if world == 1:  # frozen for the generator's step, as genlab's toggle does: no gradients for it
-                    disc.requires_grad_(False)
-                g_loss = F.softplus(-disc(fake)).mean()
-                opt_g.zero_grad(set_to_none=True)
-                g_loss.backward()
-                opt_g.step()
-                disc.requires_grad_(True)
+                # frozen for the generator's step, as genlab's toggle does (not under DDP, which expects
+                # the gradients of every parameter it wraps)
+                gan_step(gen, disc, opt_g, opt_d, x, m.latent_dim, torch.Tensor.backward, freeze=world == 1)
             if done >= warmup:
                 timed_images += len(x)
             done += 1
             if done == warmup + steps:
                 break
     return timed_images / (window_closes(device) - start)
+
+
+class InMemoryBatches:
+    """Batches of ``images`` (uint8, on their device) in a fresh random order each epoch, gathered
+    as the tuned raw loop and genlab gather them (``index_select``), the short last batch included."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int) -> None:
+        self.images, self.batch_size = images, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.images), device=self.images.device)
+        for i in range(0, len(order), self.batch_size):
+            yield (self.images.index_select(0, order[i : i + self.batch_size]),)
+
+
+def lightning_loop(model: str, batch_size: int, warmup: int, steps: int, device: str,
+                   overrides: list[str] = ()) -> float:
+    """The tuned raw loop's step (its nets, genlab's fused optimizers, its gather) as the
+    ``training_step`` of a bare ``LightningModule``, run by a bare ``Trainer``: no logger,
+    callbacks, progress bar, checkpoints or validation; the VAE on automatic optimization, the GAN
+    on manual (``manual_backward``, the ``LightningOptimizer`` wrappers). Against the tuned raw
+    loop it is what Lightning's training loop costs alone; genlab against it, what genlab adds.
+    Returns images/s."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from genlab.models.base import make_optimizer
+
+    m = compose(model, list(overrides)).model
+    vae = model.startswith("vae")
+
+    class Bare(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = vae
+            self.nets = torch.nn.ModuleList([instantiate(m.encoder), instantiate(m.decoder)] if vae
+                                            else [instantiate(m.generator), instantiate(m.discriminator)])
+
+        def training_step(self, batch, batch_idx):
+            x = batch[0].float() / 255
+            if vae:
+                return vae_loss(*self.nets, x)
+            gan_step(*self.nets, *self.optimizers(), x, m.latent_dim, self.manual_backward)
+
+        def configure_optimizers(self):
+            params = [self.nets.parameters()] if vae else [net.parameters() for net in self.nets]
+            optimizers = [make_optimizer(instantiate(m.optimizer), p) for p in params]
+            return optimizers[0] if vae else optimizers  # the generator's, the discriminator's
+
+    trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_epochs=-1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[BatchTimer(warmup, warmup + steps)])
+    trainer.fit(Bare(), train_dataloaders=InMemoryBatches(bundled_images().to(device), batch_size))
+    return TIMES["images"] / (TIMES["end"] - TIMES["start"])
 
 
 def timed_overrides(model: str, batch_size: int, warmup: int, steps: int, device: str, timer: str,
@@ -242,6 +312,7 @@ SIDES = {  # name: what it runs
     "raw": "the hand-written loop, optimizers as the config writes them (torch.optim.Adam(params, lr=...))",
     "raw_tuned": "the hand-written loop with genlab's gather (index_select) and the very optimizers genlab builds "
                  "(Adam's fused kernel)",
+    "lightning": "the tuned raw loop's step as the training_step of a bare LightningModule and Trainer",
     "genlab": "genlab's train.py code path",
 }
 
@@ -282,6 +353,7 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
             sides = {
                 "raw": lambda: raw_loop(model, bs, warmup, steps, device),
                 "genlab": lambda: genlab_run(model, bs, warmup, steps, device, extra),
+                "lightning": lambda: lightning_loop(model, bs, warmup, steps, device),
                 "raw_tuned": lambda: raw_loop(model, bs, warmup, steps, device, tuned=True),
             }
             for side in interleaved(sides, row_reps):
@@ -295,11 +367,16 @@ def throughput(models: list[str], batch_sizes: list[int], warmup: int, seconds: 
             row["paired"] = [g / r for g, r in zip(runs["genlab"], runs["raw"])]
             row["paired_tuned"] = [g / r for g, r in zip(runs["genlab"], runs["raw_tuned"])]
             row["ratio_paired"], row["ratio_paired_tuned"] = map(statistics.median, (row["paired"], row["paired_tuned"]))
+            # the same split in two: Lightning's loop alone against the tuned raw loop, genlab against Lightning alone
+            row["paired_lightning_tuned"] = [lt / r for lt, r in zip(runs["lightning"], runs["raw_tuned"])]
+            row["paired_genlab_lightning"] = [g / lt for g, lt in zip(runs["genlab"], runs["lightning"])]
             rows.append(row)
             print(f"{model:9s} batch {bs:4d} ({steps} steps, {row_reps} reps): raw {row['raw_median']:8.0f} img/s, tuned raw "
                   f"{row['raw_tuned_median']:8.0f}, genlab {row['genlab_median']:8.0f}; "
                   f"ratio {row['ratio']:.3f} (paired {row['ratio_paired']:.3f}), vs tuned {row['ratio_tuned']:.3f} "
-                  f"(paired {row['ratio_paired_tuned']:.3f})", flush=True)
+                  f"(paired {row['ratio_paired_tuned']:.3f}); Lightning alone {row['lightning_median']:8.0f}, "
+                  f"/ tuned raw (paired) {statistics.median(row['paired_lightning_tuned']):.3f}, genlab / it "
+                  f"{statistics.median(row['paired_genlab_lightning']):.3f}", flush=True)
     return rows
 
 
@@ -307,20 +384,22 @@ TINY_NETS = {  # nets 16 units wide, latent 4: the step is almost all host work 
     "vae": ["model.encoder.hidden_dims=[16]", "model.decoder.hidden_dims=[16]", "model.latent_dim=4"],
     "gan": ["model.generator.hidden_dims=[16]", "model.discriminator.hidden_dims=[16]", "model.latent_dim=4"],
 }
-HOST_SIDES = ("raw_tuned", "genlab")
+HOST_SIDES = ("raw_tuned", "lightning", "genlab")
 
 
 def host_cost(models: list[str], batch_size: int, warmup: int, steps: int, reps: int, device: str,
               extra: list[str]) -> list[dict]:
     """Milliseconds per batch of the MLP models with nets too small to matter (``TINY_NETS``):
-    the tuned raw loop and genlab. Each
+    the tuned raw loop, the same step in a bare Lightning loop (``lightning_loop``) and genlab. Each
     repetition's genlab run minus the raw run next to it is the framework's host cost per batch:
-    what it adds where the host, not the arithmetic, sets the pace (small nets on a GPU)."""
+    what it adds where the host, not the arithmetic, sets the pace (small nets on a GPU); the bare
+    Lightning run splits it into Lightning's share and genlab's."""
     rows = []
     for model in models:
         nets = TINY_NETS[model]
         sides = {
             "raw_tuned": lambda: raw_loop(model, batch_size, warmup, steps, device, tuned=True, overrides=nets),
+            "lightning": lambda: lightning_loop(model, batch_size, warmup, steps, device, overrides=nets),
             "genlab": lambda: genlab_run(model, batch_size, warmup, steps, device, [*nets, *extra]),
         }
         ms: dict[str, list[float]] = {side: [] for side in HOST_SIDES}
@@ -328,34 +407,41 @@ def host_cost(models: list[str], batch_size: int, warmup: int, steps: int, reps:
             ms[side].append(1e3 * batch_size / sides[side]())
         row = {"model": model, "batch_size": batch_size, "steps": steps, "reps": reps, "ms": ms,
                **{f"{side}_median": statistics.median(v) for side, v in ms.items()}}
-        for side in ("genlab",):
-            row[f"{side}_over_raw"] = [g - r for g, r in zip(ms[side], ms["raw_tuned"])]
-            row[f"{side}_over_raw_median"] = statistics.median(row[f"{side}_over_raw"])
+        for side, base in (("genlab", "raw_tuned"), ("lightning", "raw_tuned"), ("genlab", "lightning")):
+            over = "raw" if base == "raw_tuned" else base
+            row[f"{side}_over_{over}"] = [g - r for g, r in zip(ms[side], ms[base])]
+            row[f"{side}_over_{over}_median"] = statistics.median(row[f"{side}_over_{over}"])
         rows.append(row)
         print(f"{model} tiny nets, batch {batch_size}: raw {row['raw_tuned_median']:.3f} ms, genlab "
-              f"{row['genlab_median']:.3f} ms (+{row['genlab_over_raw_median']:.3f})", flush=True)
+              f"{row['genlab_median']:.3f} ms (+{row['genlab_over_raw_median']:.3f}: Lightning alone "
+              f"+{row['lightning_over_raw_median']:.3f}, genlab on it +{row['genlab_over_lightning_median']:.3f})",
+              flush=True)
     return rows
 
 
 def host_cost_report(rows: list[dict]) -> list[str]:
-    def spread(values: list[float]) -> str:
+    def spread(values: list[float] | None) -> str:
+        if values is None:  # written before the bare Lightning loop was measured
+            return "—"
         return f"{statistics.median(values):.3f} ({min(values):.3f} to {max(values):.3f})"
 
     return ["", "## The framework's host cost per batch", "",
             f"The MLP models with nets 16 units wide and a latent of 4 (`TINY_NETS` in the script), batch "
             f"{rows[0]['batch_size']}: a step with so little arithmetic that its time is the host's (Python, "
             "operator dispatch, kernel launches). That is where small nets on a GPU are, and where each "
-            "microsecond the framework adds is lost throughput. The tuned raw loop and genlab run interleaved; each repetition's genlab run "
-            "minus the raw run beside it is the framework's cost per batch (median, range). A GAN batch is two "
-            "optimizer steps. Besides the framework, genlab's side also computes its models' objectives as "
-            "written (e.g. a NaN check of each loss). Where this cost "
-            "comes from and what was done about it: docs/benchmarks.md; `bash scripts/ab_commits.sh A B` times "
-            "it at two commits in alternating rounds.", "",
+            "microsecond the framework adds is lost throughput. The tuned raw loop, the same step in a bare "
+            "Lightning loop (Lightning alone, as in the throughput table) and genlab run interleaved; each "
+            "repetition's genlab run minus the raw run beside it is the framework's cost per batch (median, "
+            "range), split into Lightning's share (Lightning alone − raw) and genlab's (genlab − Lightning alone). "
+            "A GAN batch is two optimizer steps. Besides the framework, genlab's side also computes its models' "
+            "objectives as written (e.g. a NaN check of each loss). Where this cost comes from: "
+            "docs/benchmarks.md; `bash scripts/ab_commits.sh A B` times it at two commits in alternating rounds.", "",
             "| model | timed batches × repetitions | tuned raw ms/batch | genlab ms/batch | "
-            "genlab − raw, ms (paired, range) |",
-            "|---|---|---|---|---|",
+            "genlab − raw, ms (paired, range) | Lightning alone − raw | genlab − Lightning alone |",
+            "|---|---|---|---|---|---|---|",
             *[f"| {r['model']} | {r['steps']} × {r['reps']} | {r['raw_tuned_median']:.3f} | {r['genlab_median']:.3f} | "
-              f"{spread(r['genlab_over_raw'])} |" for r in rows]]
+              f"{spread(r['genlab_over_raw'])} | {spread(r.get('lightning_over_raw'))} | "
+              f"{spread(r.get('genlab_over_lightning'))} |" for r in rows]]
 
 
 BARS = {  # progress-bar variant: overrides for genlab's side
@@ -682,7 +768,10 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
         "(`torch.optim.Adam(params, lr=...)`) and gathers each batch by indexing (`images[idx]`); the tuned raw "
         "loop gathers as genlab does (`index_select`) and uses the very optimizers genlab builds "
         "(Adam's fused kernel, `genlab.models.base.make_optimizer`), so against it genlab does the same "
-        "work down to the kernel and the ratio is the cost of the framework alone."
+        "work down to the kernel and the ratio is the cost of the framework alone. Lightning alone runs the tuned raw "
+        "loop's step as the `training_step` of a bare `LightningModule` under a bare `Trainer` (no logger, callbacks, "
+        "progress bar, checkpoints or validation; the GAN on manual optimization): against the tuned raw loop it is "
+        "what Lightning's training loop costs, and genlab against it what genlab adds on top."
         + (" On a GPU the raw loops hold the images on the device and gather there, as genlab's data module "
            "does (`data.on_device=auto`)." if on_gpu else ""),
         "",
@@ -690,11 +779,14 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
         "against the raw run right before or after it, with the range over the repetitions), in which "
         "the machine's drift over the minutes of a row cancels.", "",
         "| model | batch | timed batches × repetitions | raw loop img/s (median, range) | tuned raw loop img/s | "
-        "genlab img/s (median, range) | genlab / raw | paired (range) | genlab / tuned raw | paired (range) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "genlab img/s (median, range) | genlab / raw | paired (range) | genlab / tuned raw | paired (range) | "
+        "Lightning alone img/s | Lightning alone / tuned raw, paired | genlab / Lightning alone, paired |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(r: dict, side: str) -> str:
+        if side not in r:  # written before this side was measured
+            return "—"
         return f"{r[side + '_median']:.0f} ({min(r[side]):.0f}-{max(r[side]):.0f})"
 
     def paired(r: dict, key: str) -> str:
@@ -705,7 +797,8 @@ def throughput_report(results: dict, args: argparse.Namespace) -> list[str]:
     for r in results["throughput"]:
         lines.append(f"| {r['model']} | {r['batch_size']} | {r['steps']} × {r.get('reps', len(r['raw']))} | {cell(r, 'raw')} | {cell(r, 'raw_tuned')} | "
                      f"{cell(r, 'genlab')} | {r['ratio']:.3f} | {paired(r, 'paired')} | {r['ratio_tuned']:.3f} | "
-                     f"{paired(r, 'paired_tuned')} |")
+                     f"{paired(r, 'paired_tuned')} | {cell(r, 'lightning')} | {paired(r, 'paired_lightning_tuned')} | "
+                     f"{paired(r, 'paired_genlab_lightning')} |")
     lines += ["", "genlab's own speed-ups, all on public APIs: Adam and AdamW with their fused kernel, batches "
               "gathered with `index_select` from slices of one index tensor per epoch "
               "(`genlab.data.in_memory.EpochBatches`), on a GPU the images held on the device "
