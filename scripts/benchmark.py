@@ -11,10 +11,11 @@ Measured, on this machine's CPU (or GPU with --device cuda):
 - training throughput (images/s) of genlab's ``train.py`` code path against a hand-written loop
   with the same nets, optimizer(s), batch size and in-memory data (the bundled MNIST images as a
   uint8 tensor), for ``vae`` (MLP), ``vae_conv`` and ``dcgan``, at batch 128 and 512; repetitions
-  interleave the two sides; median, range and the ratio genlab/raw;
+  interleave the sides; median, range and the ratio genlab/raw; beside them the tuned raw loop's
+  step in a bare Lightning loop (Lightning's share of genlab's cost, and genlab's own);
 - the framework's host cost per batch: the MLP VAE and GAN with nets 16 units wide at batch 16,
   where the step is the host's work (as for small nets on a GPU): genlab minus the tuned raw
-  loop, in milliseconds;
+  loop, in milliseconds, split into the bare Lightning loop's share and genlab's;
 - ``trainer.precision``: genlab's DCGAN and conv VAE in each precision the device takes (CPU:
   ``bf16-mixed``; GPU: ``16-mixed`` and ``bf16-mixed``) against ``32-true``;
 - ``compile=true`` against eager;
