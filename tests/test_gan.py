@@ -374,6 +374,21 @@ def test_sample_quality_every_few_epochs_keeps_the_best_checkpoint_by_fid(train_
     assert len(best) == 1 and best[0] in ("epoch_001.ckpt", "epoch_003.ckpt")
 
 
+@pytest.mark.parametrize("model", ["model=gan", "model=vae"])
+def test_monitor_none_keeps_last_ckpt_only_and_eval_takes_it(train_config, tmp_path: Path, model: str) -> None:
+    """``monitor=none``: no metric picks a best checkpoint, so none is kept beside ``last.ckpt``
+    (an ``epoch_*.ckpt`` would be the newest epoch, which ``eval.py`` takes before ``last.ckpt``;
+    for the VAE its callback beside last.ckpt's had the same state key, which Lightning refused)."""
+    from genlab.utils.runs import checkpoint_of
+
+    quality = ["callbacks.sample_quality.num_samples=200"] if model == "model=gan" else []
+    train(train_config(model, "monitor=none", "data.source=bundled", "trainer.max_epochs=2",
+                       "trainer.limit_train_batches=2", "trainer.limit_val_batches=2", "trainer.num_sanity_val_steps=0",
+                       "logger=csv", "test=false", "trainer.enable_progress_bar=false", *quality))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert checkpoint_of(str(tmp_path), tmp_path.parent) == str(tmp_path / "checkpoints" / "last.ckpt")
+
+
 # ----------------------------------------------------------------- R1 and DiffAugment
 def _gan(**kwargs):
     from functools import partial

@@ -348,6 +348,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         resumed_step = check_resume(ckpt_path, model)
     run_info = RunInfo(config)
     callbacks = [*instantiate_group(cfg.get("callbacks")), run_info, ResumeState(), NonFiniteLoss(cfg.get("nonfinite", "stop"))]
+    # monitor=none: the best-checkpoint callback keeps nothing (save_top_k 0) and is left out; beside
+    # last.ckpt's it would share its state key, which Lightning refuses
+    callbacks = [c for c in callbacks if not (isinstance(c, pl.callbacks.ModelCheckpoint) and c.save_top_k == 0)]
     if trainer_kwargs.get("log_every_n_steps") is None:  # fitted to the epoch's length
         callbacks.append(LogInterval())
     callbacks = with_progress_bar(callbacks, trainer_kwargs)
