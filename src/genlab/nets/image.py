@@ -8,7 +8,7 @@ first layer is ``num_classes`` inputs wider.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import math
 
@@ -25,18 +25,23 @@ def one_hot(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch
     return F.one_hot(labels.long(), num_classes).to(device=like.device, dtype=like.dtype)
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU}
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True), "silu": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=True),  # DCGAN's slope
+}
 
 
-def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+def mlp(sizes: Sequence[int], activation: str = "relu", norm: bool = False) -> nn.Sequential:
     """Linear layers with ``activation`` (a name in ``ACTIVATIONS``) between them, none after the
-    last."""
+    last; ``norm``: a ``LayerNorm`` before each activation."""
     if activation not in ACTIVATIONS:
         raise GenlabError(f"activation={activation!r} is unknown; choose one of {', '.join(ACTIVATIONS)}.")
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
+            if norm:
+                layers.append(nn.LayerNorm(n_out))
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
@@ -62,7 +67,7 @@ class GaussianEncoder(nn.Module):
 
 class MLPEncoder(GaussianEncoder):
     """Fully connected encoder: 784 -> hidden... -> 2 x latent (the classic 784-256-32), with
-    ``activation`` (relu, silu, gelu, elu) after each hidden layer."""
+    ``activation`` (relu, silu, gelu, elu, leaky_relu) after each hidden layer."""
 
     label_at = 1
 

@@ -7,16 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-
-def _mlp(sizes: Sequence[int], norm: bool) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
-            if norm:
-                layers.append(nn.LayerNorm(n_out))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
-    return nn.Sequential(*layers)
+from genlab.nets.image import mlp
 
 
 class CodeGenerator(nn.Module):
@@ -24,7 +15,7 @@ class CodeGenerator(nn.Module):
 
     def __init__(self, latent_dim: int = 32, code_dim: int = 64, hidden_dims: Sequence[int] = (256, 256)) -> None:
         super().__init__()
-        self.body = _mlp([latent_dim, *hidden_dims, code_dim], norm=True)
+        self.body = mlp([latent_dim, *hidden_dims, code_dim], "leaky_relu", norm=True)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z)
@@ -36,7 +27,7 @@ class CodeCritic(nn.Module):
 
     def __init__(self, code_dim: int = 64, hidden_dims: Sequence[int] = (256, 256)) -> None:
         super().__init__()
-        self.body = _mlp([code_dim, *hidden_dims, 1], norm=False)
+        self.body = mlp([code_dim, *hidden_dims, 1], "leaky_relu")
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return self.body(code).squeeze(-1)
